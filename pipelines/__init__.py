@@ -1,0 +1,1 @@
+"""The dataset build: sources → plan → Ray Data stages → shard writer → index and dataset card."""

@@ -1,0 +1,186 @@
+"""``unieditkit build``: sources → plan → Ray Data stages → shard writer → index and card.
+
+Follow one sample: a source yields a ``WorkUnit`` (``pipelines/sources``), the plan puts it into a split and
+a shard (``plan.py``), Ray Data runs it through the stages (``stages/pair.py`` cuts the reference and the
+fine mask, ``stages/mats.py`` adds the rough and box masks), the driver collects rows per shard and writes
+the shard when all its units are in (``writer.py``), and ``catalog.py`` refreshes the index and the card.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from taxonomy import Taxonomy, load_taxonomy
+from unieditkit.errors import UserError
+
+from .catalog import finalize
+from .config import BuildConfig
+from .plan import ShardPlan, SourceReport, make_plan, pending
+from .sources import Source, default_sources, parse_source
+from .stages.mats import MatsStage
+from .stages.pair import PairStage
+from .writer import TMP_SUFFIX, ShardCollector, write_bytes_atomic
+
+BUILD_CONFIG = "build_config.json"
+
+
+@dataclass
+class BuildSummary:
+    domain: str
+    out_dir: Path
+    shards_total: int = 0
+    shards_written: int = 0
+    samples_written: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+    report: SourceReport = field(default_factory=SourceReport)
+
+    def lines(self) -> list[str]:
+        skipped = self.shards_total - self.shards_written
+        out = [
+            f"{self.domain}: {self.samples_written} samples written in {self.shards_written} shards "
+            f"({skipped} of {self.shards_total} shards already done) in {self.seconds:.1f} s → {self.out_dir}"
+        ]
+        if self.rejected:
+            out.append("rejected: " + ", ".join(f"{r} {n}" for r, n in sorted(self.rejected.items())))
+        r = self.report
+        if r.other_domain_objects:
+            out.append("objects of other domains (build them with --domain): " + ", ".join(f"{d} {n}" for d, n in sorted(r.other_domain_objects.items())))
+        if r.unmapped_categories:
+            top = ", ".join(f"'{c}' {n}" for c, n in r.unmapped_categories.most_common(10))
+            out.append(f"unmapped categories ({sum(r.unmapped_categories.values())} objects; add synonyms to a taxonomy file to use them): {top}")
+        return out
+
+
+def plan_fingerprint(shards: list[ShardPlan]) -> str:
+    """Hash of which unit sits in which shard: a resumed build must see exactly the same plan."""
+    h = hashlib.sha256()
+    for s in shards:
+        h.update(s.name.encode())
+        for u in s.units:
+            h.update(b"\0" + u.unit_id.encode() + b"\0" + u.objects_json().encode())
+    return h.hexdigest()
+
+
+def check_build_config(out: Path, config: BuildConfig, taxonomy: Taxonomy, sources: list[Source], shards: list[ShardPlan]) -> None:
+    """Refuse to resume into a folder built from other inputs or settings, which would mix two datasets."""
+    path = out / BUILD_CONFIG
+    recorded: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {"domains": {}}
+    entry = {
+        "settings": config.settings.to_json(),
+        "sources": [s.describe() for s in sources],
+        "taxonomy": f"{taxonomy.name} {taxonomy.version} {taxonomy.fingerprint()[:16]}",
+        "plan": plan_fingerprint(shards),
+    }
+    previous = recorded["domains"].get(config.domain)
+    if previous is not None and previous != entry:
+        what = [k for k in entry if previous.get(k) != entry[k]]
+        raise UserError(
+            f"{path}: '{config.domain}' was built here with different {' and '.join(what)}; "
+            f"re-run with the same inputs and settings to resume, or choose a new --out"
+        )
+    if previous is None:
+        recorded["domains"][config.domain] = entry
+        write_bytes_atomic(path, (json.dumps(recorded, indent=1, sort_keys=True) + "\n").encode())
+
+
+def unit_rows(shards: list[ShardPlan]) -> list[dict[str, Any]]:
+    """Rows fed to Ray: paths and annotation JSON only, never decoded pixels."""
+    return [
+        {
+            "unit_id": u.unit_id,
+            "group_id": u.group_id,
+            "shard": s.name,
+            "split": s.split,
+            "source_kind": u.source_kind,
+            "pair_kind": u.pair_kind,
+            "tgt_uri": u.tgt_uri,
+            "ref_uri": u.ref_uri,
+            "ref_mask_uri": u.ref_mask_uri,
+            "tgt_rel": u.relative(u.tgt_uri),
+            "ref_rel": u.relative(u.ref_uri),
+            "objects": u.objects_json(),
+        }
+        for s in shards
+        for u in s.units
+    ]
+
+
+def start_ray(config: BuildConfig) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    if config.ray_address:
+        import pipelines
+        import taxonomy
+        import unieditkit
+
+        kwargs.update(address=config.ray_address, runtime_env={"py_modules": [unieditkit, pipelines, taxonomy]})
+    elif config.num_workers:
+        kwargs["num_cpus"] = config.num_workers
+    ray.init(**kwargs)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
+def run_stages(todo: list[ShardPlan], config: BuildConfig, collector: ShardCollector) -> None:
+    """The Ray Data pipeline. CPU stages are plain callables, so Ray fuses them into one task per batch."""
+    import ray
+    from tqdm import tqdm
+
+    start_ray(config)
+    rows = unit_rows(todo)
+    ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // config.batch_size, 1000)))
+    s = config.settings
+    ds = ds.map_batches(PairStage(config.domain, s, config.taxonomy_path), batch_size=config.batch_size, batch_format="pyarrow")
+    ds = ds.map_batches(MatsStage(s.seed), batch_size=config.batch_size, batch_format="pyarrow")
+    with tqdm(total=len(rows), unit="unit", desc=f"build {config.domain}", disable=not config.progress) as bar:
+        for row in ds.iter_rows():
+            if collector.add(row):
+                bar.update(1)
+    if collector.incomplete:
+        raise RuntimeError(f"pipeline ended with incomplete shards: {collector.incomplete[:5]}")
+
+
+def remove_partial_files(out: Path) -> None:
+    """Temp files are only ever left by a killed run; they are never visible under a final name."""
+    for p in out.glob(f"*{TMP_SUFFIX}"):
+        p.unlink()
+
+
+def build(config: BuildConfig) -> BuildSummary:
+    t0 = time.perf_counter()
+    taxonomy = load_taxonomy(config.taxonomy_path or None)
+    taxonomy.domain(config.domain)
+    sources = [parse_source(s) for s in config.sources] if config.sources else default_sources()
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    shards, report = make_plan(sources, taxonomy, config.domain, config.settings)
+    if not shards:
+        raise UserError(f"no input for domain '{config.domain}' in {', '.join(s.describe() for s in sources)} ({report.units_total} units read, none with objects of this domain)")
+    check_build_config(out, config, taxonomy, sources, shards)
+    summary = BuildSummary(config.domain, out, shards_total=len(shards), report=report)
+    todo = pending(shards, out)
+    if todo:
+        remove_partial_files(out)
+
+        def on_done(stats: dict[str, Any]) -> None:
+            summary.shards_written += 1
+            summary.samples_written += stats["samples"]
+            summary.rejected.update(stats["rejected"])
+
+        run_stages(todo, config, ShardCollector(out, todo, on_done))
+    finalize(out)
+    summary.seconds = time.perf_counter() - t0
+    return summary

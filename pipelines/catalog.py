@@ -1,0 +1,115 @@
+"""Folder-level files rebuilt after every build: ``index.parquet``, ``rejected.parquet`` and the dataset card.
+
+They are derived only from the done shards' sidecars, so they are always consistent with what is on disk,
+whichever domains were built into the folder and however often a build was interrupted. Files are only
+rewritten when their content changes, so a no-op re-run leaves the folder untouched.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import yaml
+
+from .config import SPLITS
+from .schema import FORMAT_VERSION, hf_features
+from .writer import index_schema, write_bytes_atomic
+
+
+def done_shards(out_dir: Path) -> list[dict[str, Any]]:
+    """Stats of every complete shard, sorted by name."""
+    return [json.loads(p.read_text()) for p in sorted(out_dir.glob("*_stats.json"))]
+
+
+def _write_if_changed(path: Path, data: bytes) -> bool:
+    if path.exists() and path.read_bytes() == data:
+        return False
+    write_bytes_atomic(path, data)
+    return True
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return sink.getvalue().to_pybytes()
+
+
+def rebuild_index(out_dir: Path, shards: list[dict[str, Any]]) -> pa.Table:
+    tables = [pq.read_table(out_dir / f"{s['shard']}.parquet", schema=index_schema()) for s in shards]
+    table = pa.concat_tables(tables) if tables else index_schema().empty_table()
+    ok = pc.equal(table["status"], "ok")
+    _write_if_changed(out_dir / "index.parquet", _parquet_bytes(table.filter(ok)))
+    _write_if_changed(out_dir / "rejected.parquet", _parquet_bytes(table.filter(pc.invert(ok))))
+    return table
+
+
+def dataset_card(shards: list[dict[str, Any]], title: str = "unieditkit dataset") -> str:
+    """README.md with ``configs:`` (one per domain present) and explicit ``features`` for HF ``datasets``."""
+    domains: dict[str, Counter] = {}
+    rejected: Counter = Counter()
+    for s in shards:
+        domains.setdefault(s["domain"], Counter())[s["split"]] += s["samples"]
+        rejected.update(s["rejected"])
+    features = hf_features()
+    import datasets
+
+    feature_yaml = datasets.DatasetInfo(features=features)._to_yaml_dict()["features"]
+    configs, infos = [], []
+    for domain, counts in domains.items():
+        files = [{"split": sp, "path": f"{domain}-{sp}-*.tar"} for sp in SPLITS if any(s["domain"] == domain and s["split"] == sp for s in shards)]
+        configs.append({"config_name": domain, "data_files": files})
+        infos.append({"config_name": domain, "features": feature_yaml})
+    header = yaml.safe_dump(
+        {
+            "pretty_name": title,
+            "tags": ["image-editing", "reference-guided-editing", "inpainting", "unieditkit"],
+            "task_categories": ["image-to-image"],
+            "configs": configs,
+            "dataset_info": infos,
+        },
+        sort_keys=False,
+    )
+    rows = "\n".join(
+        f"| {d} | " + " | ".join(str(c[sp]) for sp in SPLITS) + f" | {sum(c.values())} |" for d, c in domains.items()
+    )
+    reasons = "\n".join(f"| {r} | {n} |" for r, n in sorted(rejected.items())) or "| (none) | 0 |"
+    return f"""---
+{header}---
+
+# {title}
+
+Reference-guided image-editing pairs built with [unieditkit](https://pypi.org/project/unieditkit/) (format
+version {FORMAT_VERSION}). Each sample: `ref.jpg` (reference object on grey), `ref_mask.png`, `tgt.jpg`
+(target scene = ground truth), MATS masks `mask_fine.png` / `mask_rough.png` / `mask_box.png`, and `json`
+metadata (taxonomy subcategory, pair kind, captions, scores, MATS seed). See the toolkit's `docs/FORMAT.md`.
+
+```python
+from datasets import load_dataset
+ds = load_dataset("path/to/this/folder", "{next(iter(domains), "garments")}", split="train")
+```
+
+| domain | {" | ".join(SPLITS)} | total |
+|---|{"---|" * len(SPLITS)}---|
+{rows}
+
+| rejected (reason) | count |
+|---|---|
+{reasons}
+"""
+
+
+def write_card(out_dir: Path, shards: list[dict[str, Any]]) -> None:
+    _write_if_changed(out_dir / "README.md", dataset_card(shards).encode("utf-8"))
+
+
+def finalize(out_dir: Path) -> list[dict[str, Any]]:
+    shards = done_shards(out_dir)
+    rebuild_index(out_dir, shards)
+    write_card(out_dir, shards)
+    return shards

@@ -1,0 +1,358 @@
+"""Where each model's weights come from, and one check that names every missing file before a build starts.
+
+A mining build runs for hours on many workers; finding out on the first batch of the third stage that a
+checkpoint is missing wastes all the work before it, and fixing missing files one error at a time wastes the
+user's. So ``check_weights`` looks for everything the configured backends need (files on disk, entries in the
+Hugging Face cache) without loading any model, and returns one line per missing item with the command or URL
+that gets it. Nothing here waits on the network: when the hub is unreachable or ``HF_HUB_OFFLINE`` is set,
+only the local cache is consulted.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+
+from unieditkit.errors import MissingModelError, UserError
+
+MODELS_DIR_ENV = "UNIEDITKIT_MODELS"
+
+#: official SAM checkpoints: model type -> (file name, download URL)
+SAM_CHECKPOINTS: dict[str, tuple[str, str]] = {
+    "vit_b": ("sam_vit_b_01ec64.pth", "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth"),
+    "vit_l": ("sam_vit_l_0b3195.pth", "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_l_0b3195.pth"),
+    "vit_h": ("sam_vit_h_4b8939.pth", "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth"),
+}
+SEGMENTERS = ("auto", "sam", "grabcut")
+
+_DINO_RELEASES = "https://github.com/IDEA-Research/GroundingDINO/releases/download"
+#: GroundingDINO configs shipped in the groundingdino-py package -> (official checkpoint name, URL)
+DINO_CHECKPOINTS: dict[str, tuple[str, str]] = {
+    "GroundingDINO_SwinT_OGC.py": (
+        "groundingdino_swint_ogc.pth",
+        f"{_DINO_RELEASES}/v0.1.0-alpha/groundingdino_swint_ogc.pth",
+    ),
+    "GroundingDINO_SwinB_cfg.py": (
+        "groundingdino_swinb_cogcoor.pth",
+        f"{_DINO_RELEASES}/v0.1.0-alpha2/groundingdino_swinb_cogcoor.pth",
+    ),
+}
+DEFAULT_DINO_CONFIG = "GroundingDINO_SwinT_OGC.py"
+
+#: files of a BERT-style text encoder folder; weights in either format
+_TEXT_ENCODER_PATTERNS = ["config.json", "vocab.txt", "tokenizer.json", "tokenizer_config.json",
+                          "special_tokens_map.json", "model.safetensors"]
+_HUB_PROBE_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which backends a build uses and where their weights are; picklable, so Ray stages can rebuild models.
+
+    Paths left ``None`` are looked up in ``models_dir`` (``$UNIEDITKIT_MODELS``) under the official file names.
+    ``random_init`` builds every backend with random weights and small configs, downloading nothing: for
+    tests and dry runs of the pipeline plumbing, never for data (its outputs are noise).
+    """
+
+    models_dir: str | None = None
+    segmenter: str = "auto"
+    sam_model_type: str = "vit_b"
+    sam_checkpoint: str | None = None
+    dino_config: str | None = None
+    dino_checkpoint: str | None = None
+    dino_text_encoder: str = "bert-base-uncased"
+    caption_model: str = "coca_ViT-B-32"
+    caption_pretrained: str | None = "mscoco_finetuned_laion2b_s13b_b90k"
+    clip_model: str = "ViT-B-32"
+    clip_pretrained: str | None = "laion2b_s34b_b79k"
+    stages: tuple[str, ...] = ("detect", "segment", "caption", "categorize")
+    random_init: bool = False
+
+    def __post_init__(self) -> None:
+        if self.segmenter not in SEGMENTERS:
+            raise UserError(f"--segmenter {self.segmenter}: unknown; choose one of {', '.join(SEGMENTERS)}")
+        if self.sam_model_type not in SAM_CHECKPOINTS:
+            raise UserError(f"--sam-model {self.sam_model_type}: unknown; choose one of {', '.join(SAM_CHECKPOINTS)}")
+        unknown = sorted(set(self.stages) - {"detect", "segment", "caption", "categorize"})
+        if unknown:
+            raise UserError(f"model stages {unknown}: unknown; use detect, segment, caption, categorize")
+
+    def models_path(self) -> Path | None:
+        """The folder searched for checkpoints given without a path."""
+        folder = self.models_dir or os.environ.get(MODELS_DIR_ENV)
+        return Path(folder).expanduser() if folder else None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# network
+
+
+def hub_online() -> bool:
+    """Whether the Hugging Face hub may be contacted: not when ``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE`` is
+    set, nor when its host does not answer within a few seconds (the hub client would otherwise retry for about
+    a minute per file before failing)."""
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
+            return False
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    return _endpoint_reachable(constants.ENDPOINT)
+
+
+@functools.lru_cache(maxsize=None)
+def _endpoint_reachable(endpoint: str) -> bool:
+    url = urlparse(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((url.hostname, port), timeout=_HUB_PROBE_TIMEOUT_S).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    # a thread bounds the DNS lookup too, which the socket timeout does not cover
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(_HUB_PROBE_TIMEOUT_S + 0.5)
+    return bool(result and result[0])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# checkpoints on disk
+
+
+def load_state_dict(path: str | Path, flag: str) -> dict[str, torch.Tensor]:
+    """Tensors of a checkpoint file, loaded with ``weights_only=True`` so a file cannot run code; a training
+    checkpoint that wraps the weights under ``"model"`` (GroundingDINO's) is unwrapped."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingModelError(f"{flag} {path}: file not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same actionable message
+        raise UserError(
+            f"{flag} {path}: cannot be read as a plain weights checkpoint ({type(err).__name__}); "
+            "download the official file again, or re-save only its tensors with torch.save(state_dict, path)"
+        ) from err
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"{flag} {path}: holds no state dict of tensors; pass the model's weights file")
+    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+
+
+def _in_models_dir(spec: ModelSpec, name: str) -> Path | None:
+    folder = spec.models_path()
+    if folder is None:
+        return None
+    candidate = folder / name
+    return candidate if candidate.is_file() else None
+
+
+def _models_dir_hint(spec: ModelSpec) -> str:
+    folder = spec.models_path()
+    return str(folder) if folder else f"${MODELS_DIR_ENV} (not set)"
+
+
+def segmenter_choice(spec: ModelSpec) -> str:
+    """``"sam"`` or ``"grabcut"``: with ``segmenter="auto"``, SAM when a checkpoint is configured or found in the
+    models folder, else the classical GrabCut fallback."""
+    if spec.segmenter != "auto":
+        return spec.segmenter
+    if spec.random_init or spec.sam_checkpoint or _in_models_dir(spec, SAM_CHECKPOINTS[spec.sam_model_type][0]):
+        return "sam"
+    return "grabcut"
+
+
+def sam_checkpoint(spec: ModelSpec) -> Path:
+    """The SAM checkpoint file for ``spec`` (``--sam-checkpoint`` or the official name in the models folder)."""
+    if spec.sam_checkpoint:
+        return Path(spec.sam_checkpoint).expanduser()
+    name, url = SAM_CHECKPOINTS[spec.sam_model_type]
+    found = _in_models_dir(spec, name)
+    if found is None:
+        raise MissingModelError(_sam_missing(spec, name, url))
+    return found
+
+
+def _sam_missing(spec: ModelSpec, name: str, url: str) -> str:
+    return (f"SAM {spec.sam_model_type} checkpoint {name}: not in {_models_dir_hint(spec)}; "
+            f"download {url} there, or pass --sam-checkpoint FILE, or use --segmenter grabcut")
+
+
+def dino_config(spec: ModelSpec) -> Path:
+    """The GroundingDINO config file: ``--dino-config`` or the SwinT-OGC config shipped with groundingdino-py."""
+    if spec.dino_config:
+        return Path(spec.dino_config).expanduser()
+    import groundingdino.config
+
+    return Path(groundingdino.config.__file__).parent / DEFAULT_DINO_CONFIG
+
+
+def dino_checkpoint(spec: ModelSpec) -> Path:
+    """The GroundingDINO checkpoint: ``--dino-checkpoint`` or the config's official file in the models folder."""
+    if spec.dino_checkpoint:
+        return Path(spec.dino_checkpoint).expanduser()
+    config_name = dino_config(spec).name
+    if config_name not in DINO_CHECKPOINTS:
+        raise MissingModelError(
+            f"--dino-config {config_name}: no official checkpoint is known for this config; pass --dino-checkpoint FILE")
+    name, url = DINO_CHECKPOINTS[config_name]
+    found = _in_models_dir(spec, name)
+    if found is None:
+        raise MissingModelError(
+            f"GroundingDINO checkpoint {name}: not in {_models_dir_hint(spec)}; "
+            f"download {url} there, or pass --dino-checkpoint FILE")
+    return found
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Hugging Face hub: text encoder and open_clip weights
+
+
+def _text_encoder_fix(name: str) -> str:
+    return (f"huggingface-cli download {name} {' '.join(_TEXT_ENCODER_PATTERNS)} --local-dir DIR "
+            "on a machine with network, then pass --dino-text-encoder DIR")
+
+
+def text_encoder_dir(name_or_dir: str) -> Path:
+    """A local folder holding GroundingDINO's BERT text encoder (config, vocabulary, weights).
+
+    ``name_or_dir`` is a folder, or a hub name resolved through the Hugging Face cache (downloaded when the hub is
+    reachable). A folder is always passed on to GroundingDINO, which would otherwise fetch from the hub itself
+    and, offline, hang on retries.
+    """
+    path = Path(name_or_dir).expanduser()
+    looks_like_path = path.is_absolute() or name_or_dir.startswith((".", "~")) or path.exists()
+    if looks_like_path:
+        if not path.is_dir():
+            raise MissingModelError(f"--dino-text-encoder {name_or_dir}: folder not found; {_text_encoder_fix('bert-base-uncased')}")
+    else:
+        from huggingface_hub import snapshot_download
+
+        online = hub_online()
+        try:
+            path = Path(snapshot_download(name_or_dir, allow_patterns=_TEXT_ENCODER_PATTERNS, local_files_only=not online))
+        except Exception as err:  # noqa: BLE001 - hub errors come in many types, all mean "not available"
+            state = "hub unreachable and not in the Hugging Face cache" if not online else f"download failed ({type(err).__name__})"
+            raise MissingModelError(f"GroundingDINO text encoder {name_or_dir}: {state}; {_text_encoder_fix(name_or_dir)}") from err
+    missing = [f for f in ("config.json",) if not (path / f).is_file()]
+    if not any((path / f).is_file() for f in ("vocab.txt", "tokenizer.json")):
+        missing.append("vocab.txt")
+    if not any((path / f).is_file() for f in ("model.safetensors", "pytorch_model.bin")):
+        missing.append("model.safetensors")
+    if missing:
+        raise MissingModelError(
+            f"GroundingDINO text encoder {name_or_dir}: {', '.join(missing)} missing in {path}; {_text_encoder_fix('bert-base-uncased')}")
+    return path
+
+
+@dataclass(frozen=True)
+class OpenClipWeights:
+    """A resolved open_clip model: ``file`` is ``None`` for random weights; ``tag_cfg`` carries the pretrained
+    tag's preprocessing and activation settings, which a bare file path would lose."""
+
+    model_name: str
+    file: Path | None
+    tag_cfg: dict[str, Any] = field(default_factory=dict)
+
+
+def open_clip_weights(model_name: str, pretrained: str | None, flag: str) -> OpenClipWeights:
+    """Resolve ``pretrained`` (an open_clip tag, a file, or ``None`` for random weights) to a local file."""
+    import open_clip
+
+    if model_name not in open_clip.list_models():
+        raise UserError(f"{flag.replace('pretrained', 'model')} {model_name}: not an open_clip model name; "
+                        "see open_clip.list_models()")
+    if pretrained is None:
+        return OpenClipWeights(model_name, None)
+    cfg = open_clip.get_pretrained_cfg(model_name, pretrained)
+    if not cfg:
+        if Path(pretrained).expanduser().is_file():
+            return OpenClipWeights(model_name, Path(pretrained).expanduser())
+        tags = ", ".join(open_clip.list_pretrained_tags_by_model(model_name)) or "none"
+        raise MissingModelError(f"{flag} {pretrained}: neither a file nor a pretrained tag of {model_name} "
+                                f"(tags: {tags})")
+    return OpenClipWeights(model_name, _download_open_clip(cfg, model_name, pretrained, flag), dict(cfg))
+
+
+def _download_open_clip(cfg: dict[str, Any], model_name: str, tag: str, flag: str) -> Path:
+    online = hub_online()
+    if cfg.get("hf_hub"):
+        from huggingface_hub import hf_hub_download
+
+        repo, filename = os.path.split(cfg["hf_hub"])  # "org/repo/" (default file names) or "org/repo/file"
+        candidates = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        for name in candidates:
+            try:
+                return Path(hf_hub_download(repo, name, local_files_only=not online))
+            except Exception:  # noqa: BLE001 - try the next file name, report below
+                continue
+        state = "hub unreachable and not in the Hugging Face cache" if not online else "download failed"
+        raise MissingModelError(
+            f"open_clip {model_name} weights '{tag}': {state}; run `huggingface-cli download {repo} {candidates[0]}` "
+            f"on a machine with network and copy the Hugging Face cache, or pass {flag} FILE")
+    url = cfg.get("url", "")
+    target = Path("~/.cache/clip").expanduser() / os.path.basename(url)
+    if target.is_file():
+        return target
+    if online:
+        from open_clip.pretrained import download_pretrained_from_url
+
+        return Path(download_pretrained_from_url(url))
+    raise MissingModelError(f"open_clip {model_name} weights '{tag}': not in {target.parent}; download {url} there, "
+                            f"or pass {flag} FILE")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# everything at once
+
+
+def check_weights(spec: ModelSpec) -> list[str]:
+    """One line per missing weight file of the backends ``spec`` uses, each naming how to get it; empty when a
+    build can start. Loads no model."""
+    if spec.random_init:
+        return []
+    checks = []
+    if "segment" in spec.stages and segmenter_choice(spec) == "sam":
+        checks.append(lambda: _require_file(sam_checkpoint(spec), "--sam-checkpoint"))
+    if "detect" in spec.stages:
+        checks.append(lambda: _require_file(dino_config(spec), "--dino-config"))
+        checks.append(lambda: _require_file(dino_checkpoint(spec), "--dino-checkpoint"))
+        checks.append(lambda: text_encoder_dir(spec.dino_text_encoder))
+    if "caption" in spec.stages:
+        checks.append(lambda: open_clip_weights(spec.caption_model, spec.caption_pretrained, "--caption-pretrained"))
+    if "categorize" in spec.stages:
+        checks.append(lambda: open_clip_weights(spec.clip_model, spec.clip_pretrained, "--clip-pretrained"))
+    problems = []
+    for check in checks:
+        try:
+            check()
+        except UserError as err:
+            problems.append(str(err))
+    return problems
+
+
+def _require_file(path: Path, flag: str) -> None:
+    if not path.is_file():
+        raise MissingModelError(f"{flag} {path}: file not found")
+
+
+def require_weights(spec: ModelSpec) -> None:
+    """Raise one ``MissingModelError`` naming every missing item (numbered, on one line), or return."""
+    problems = check_weights(spec)
+    if problems:
+        listed = "; ".join(f"({i}) {p}" for i, p in enumerate(problems, 1))
+        raise MissingModelError(f"{len(problems)} model file(s) missing, nothing was built: {listed}")

@@ -1,0 +1,107 @@
+"""Turn source units into the shard plan: which units go to which split and shard, and which shards are done.
+
+The plan is a pure function of the inputs and the settings: units are mapped onto the taxonomy, assigned a
+split by a hash of their group, sorted by id and cut into fixed-size slices. A shard is "done" when its
+``_stats.json`` exists (the writer writes it last), so re-running the same command only redoes what is missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from taxonomy import Taxonomy
+from unieditkit.errors import UserError
+
+from .config import SPLITS, OutputSettings
+from .sources import Source, WorkUnit
+
+
+def split_of(group_id: str, ratios: tuple[float, float, float]) -> str:
+    """Deterministic split from the group id alone (independent of seed, order and machine)."""
+    u = int(hashlib.sha1(group_id.encode("utf-8")).hexdigest()[:15], 16) / 16**15
+    edge = 0.0
+    for name, ratio in zip(SPLITS, ratios):
+        edge += ratio
+        if u < edge:
+            return name
+    return next(name for name, ratio in reversed(list(zip(SPLITS, ratios))) if ratio > 0)
+
+
+def shard_name(domain: str, split: str, index: int) -> str:
+    return f"{domain}-{split}-{index:06d}"
+
+
+@dataclass
+class ShardPlan:
+    name: str
+    domain: str
+    split: str
+    units: list[WorkUnit]
+
+    def stats_path(self, out_dir: Path) -> Path:
+        return out_dir / f"{self.name}_stats.json"
+
+
+@dataclass
+class SourceReport:
+    """What planning saw and left out; printed in the build summary."""
+
+    units_total: int = 0
+    units_planned: int = 0
+    objects_planned: int = 0
+    units_without_domain_objects: int = 0
+    other_domain_objects: Counter = field(default_factory=Counter)
+    unmapped_categories: Counter = field(default_factory=Counter)
+
+
+def map_units(units: Iterable[WorkUnit], taxonomy: Taxonomy, domain: str, report: SourceReport) -> list[WorkUnit]:
+    """Keep the objects of ``domain`` (naming their subcategory); count every other object by why it was left."""
+    kept: list[WorkUnit] = []
+    seen: set[str] = set()
+    for unit in units:
+        report.units_total += 1
+        if unit.unit_id in seen:
+            raise UserError(f"duplicate input '{unit.unit_id}': each image/pair may appear once across all --source inputs")
+        seen.add(unit.unit_id)
+        objects = []
+        for obj in unit.objects:
+            sub = taxonomy.lookup(obj.category)
+            if sub is None:
+                report.unmapped_categories[obj.category] += 1
+            elif sub.domain != domain:
+                report.other_domain_objects[sub.domain] += 1
+            else:
+                objects.append(dataclasses.replace(obj, subcategory=sub.key))
+        if objects or unit.needs_detection:
+            kept.append(dataclasses.replace(unit, objects=tuple(objects)))
+            report.objects_planned += len(objects)
+        else:
+            report.units_without_domain_objects += 1
+    report.units_planned = len(kept)
+    return kept
+
+
+def make_plan(
+    sources: list[Source], taxonomy: Taxonomy, domain: str, settings: OutputSettings
+) -> tuple[list[ShardPlan], SourceReport]:
+    report = SourceReport()
+    units = map_units((u for s in sources for u in s.units()), taxonomy, domain, report)
+    by_split: dict[str, list[WorkUnit]] = {s: [] for s in SPLITS}
+    for unit in units:
+        by_split[split_of(unit.group_id, settings.split_ratios)].append(unit)
+    shards = []
+    n = settings.units_per_shard
+    for split in SPLITS:
+        ordered = sorted(by_split[split], key=lambda u: u.unit_id)
+        for i in range(0, len(ordered), n):
+            shards.append(ShardPlan(shard_name(domain, split, i // n), domain, split, ordered[i : i + n]))
+    return shards, report
+
+
+def pending(shards: list[ShardPlan], out_dir: Path) -> list[ShardPlan]:
+    return [s for s in shards if not s.stats_path(out_dir).exists()]

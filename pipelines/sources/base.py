@@ -1,0 +1,78 @@
+"""What every source yields: work units with stable ids.
+
+A *work unit* is the smallest piece of input the pipeline processes as one: one annotated image, one
+(reference, target) pair from a manifest, one video, one multi-view object. Its ``unit_id`` is derived from
+the input alone (a relative path, an annotation id), so the same input always gives the same units, the same
+shard assignment and the same sample keys — that is what makes resume and byte-identical rebuilds possible.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterator, Protocol
+
+
+@dataclass(frozen=True)
+class AnnotatedObject:
+    """One object known before any model runs (from annotations) or found by the detect/segment stages.
+
+    ``segmentation`` is COCO-style: a list of polygons or an RLE dict, in the coordinates of the target image
+    whose size is ``image_size``; ``mask_uri`` points at a mask image instead. Either may be empty, in which
+    case the segment stage has to produce the mask from ``bbox``.
+    """
+
+    category: str
+    bbox: tuple[float, float, float, float]
+    object_id: str
+    subcategory: str = ""
+    segmentation: Any = None
+    mask_uri: str = ""
+    image_size: tuple[int, int] = (0, 0)
+    score: float = 1.0
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["bbox"] = [float(v) for v in self.bbox]
+        d["image_size"] = list(self.image_size)
+        return d
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """One input item; ``ref_uri`` is empty for ``self`` pairs (the reference is cut from the target).
+
+    ``needs_detection`` marks unannotated input: its objects come from the detect/segment stages, so an empty
+    ``objects`` is expected rather than a reason to skip the unit.
+    """
+
+    unit_id: str
+    group_id: str
+    source_kind: str
+    pair_kind: str
+    tgt_uri: str
+    ref_uri: str = ""
+    ref_mask_uri: str = ""
+    objects: tuple[AnnotatedObject, ...] = field(default_factory=tuple)
+    needs_detection: bool = False
+    source_root: str = ""
+
+    def relative(self, uri: str) -> str:
+        """A path as stored in sample metadata: relative to the source, so shards do not depend on where the input lived."""
+        if not uri or not self.source_root:
+            return uri
+        return os.path.relpath(uri, self.source_root).replace(os.sep, "/")
+
+    def objects_json(self) -> str:
+        return json.dumps([o.to_json() for o in self.objects], sort_keys=True)
+
+
+class Source(Protocol):
+    """A source of work units; ``describe()`` names it in messages and stats."""
+
+    kind: str
+
+    def units(self) -> Iterator[WorkUnit]: ...
+
+    def describe(self) -> str: ...

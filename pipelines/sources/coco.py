@@ -1,0 +1,81 @@
+"""COCO instance annotations (``instances.json`` with images beside it): one ``self`` unit per image."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterator
+
+from unieditkit.errors import UserError
+
+from .base import AnnotatedObject, WorkUnit
+
+
+def _require(obj: dict[str, Any], field: str, where: str) -> Any:
+    if field not in obj:
+        raise UserError(f"{where}: missing field '{field}'; COCO instance files need images[], annotations[] and categories[]")
+    return obj[field]
+
+
+class CocoSource:
+    """Reads boxes and polygon/RLE masks; crowd annotations are skipped since they are not single instances."""
+
+    kind = "coco"
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise UserError(f"coco:{path}: file not found; pass --source coco:/path/to/instances.json")
+        try:
+            self.data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UserError(f"coco:{path}: not a readable JSON file ({exc}); export COCO instances as JSON") from None
+        self.image_root = self._image_root()
+
+    def describe(self) -> str:
+        return f"coco:{self.path}"
+
+    def _image_root(self) -> Path:
+        """Images may sit beside the JSON or in an ``images/`` folder next to it (the two common layouts)."""
+        images = _require(self.data, "images", str(self.path))
+        for root in (self.path.parent, self.path.parent / "images"):
+            if images and (root / images[0].get("file_name", "")).exists():
+                return root
+        return self.path.parent
+
+    def units(self) -> Iterator[WorkUnit]:
+        where = str(self.path)
+        categories = {c["id"]: c["name"] for c in _require(self.data, "categories", where)}
+        by_image: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+        for i, ann in enumerate(_require(self.data, "annotations", where)):
+            for field in ("image_id", "category_id", "bbox"):
+                _require(ann, field, f"{where}: annotations[{i}]")
+            if not ann.get("iscrowd", 0):
+                by_image[ann["image_id"]].append(ann)
+        for i, img in enumerate(_require(self.data, "images", where)):
+            for field in ("id", "file_name"):
+                _require(img, field, f"{where}: images[{i}]")
+            size = (int(img.get("width", 0)), int(img.get("height", 0)))
+            objects = []
+            for ann in by_image.get(img["id"], []):
+                x, y, w, h = (float(v) for v in ann["bbox"])
+                objects.append(
+                    AnnotatedObject(
+                        category=categories.get(ann["category_id"], f"category_id={ann['category_id']}"),
+                        bbox=(x, y, x + w, y + h),
+                        object_id=str(ann.get("id", len(objects))),
+                        segmentation=ann.get("segmentation") or None,
+                        image_size=size,
+                    )
+                )
+            unit_id = f"coco/{self.path.stem}/{img['file_name']}"
+            yield WorkUnit(
+                unit_id=unit_id,
+                group_id=unit_id,
+                source_kind=self.kind,
+                source_root=str(self.path.parent),
+                pair_kind="self",
+                tgt_uri=str(self.image_root / img["file_name"]),
+                objects=tuple(objects),
+            )

@@ -1,0 +1,257 @@
+"""Pair stage: from a work unit with object masks to (reference, target) samples.
+
+For ``self`` pairs the reference is the object cut out of the target and then augmented (flip, scale,
+rotation, slight perspective, colour) so an editor cannot learn to copy pixels from the reference into the
+hole. For two-image pairs (``manifest``, and the video/multiview/try-on miners) the reference comes from the
+other image and is only cropped.
+
+Every unit yields at least one row and rows are never dropped later: a failure becomes a ``rejected`` row
+with its reason. The writer counts rows per unit to know when a shard is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+import cv2
+import numpy as np
+import pyarrow as pa
+from pycocotools import mask as mask_utils
+
+from taxonomy import Taxonomy, load_taxonomy
+from unieditkit.imageio import ImageReadError, encode_jpeg, encode_mask, load_rgb
+from unieditkit.mats import bbox, sample_seed
+
+from ..config import OutputSettings
+from ..schema import BYTES_COLUMNS, ROW_COLUMNS, empty_meta, row_schema
+
+GREY = 127
+
+
+def unit_key(domain: str, unit_id: str) -> str:
+    """``{domain}_{readable stem}_{hash}``: stable, unique per unit, and free of dots (WebDataset splits on them)."""
+    stem = re.sub(r"[^a-z0-9]+", "-", unit_id.rsplit("/", 1)[-1].rsplit(".", 1)[0].lower()).strip("-")[:24] or "x"
+    digest = hashlib.sha1(unit_id.encode("utf-8")).hexdigest()[:10]
+    return f"{domain}_{stem}_{digest}"
+
+
+def sample_key(domain: str, unit_id: str, object_index: int) -> str:
+    return f"{unit_key(domain, unit_id)}_{object_index:02d}"
+
+
+def complete_row(unit: dict[str, Any], row: dict[str, Any], unit_rows: int) -> dict[str, Any]:
+    """Every row carries every column, so all stages and the writer see one schema."""
+    full = {c: b"" if c in BYTES_COLUMNS else "" for c in ROW_COLUMNS}
+    full.update(row, shard=unit["shard"], unit_id=unit["unit_id"], unit_rows=unit_rows)
+    return full
+
+
+def rejected(key: str, reason: str, detail: str) -> dict[str, Any]:
+    return {"key": key, "status": "rejected", "reason": reason, "detail": detail, "meta": "{}"}
+
+
+def resize_to_max_side(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    h, w = image.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    if scale == 1.0:
+        return image, 1.0
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), scale
+
+
+def object_mask(obj: dict[str, Any], height: int, width: int) -> np.ndarray | None:
+    """The object's mask at the target image's decoded size, or None when only a box is known."""
+    if obj.get("mask_uri"):
+        m = load_rgb(obj["mask_uri"])[..., 0] > 127
+        if m.shape != (height, width):
+            raise ImageReadError("mask_size_mismatch", f"{obj['mask_uri']} is {m.shape[1]}x{m.shape[0]}, image is {width}x{height}")
+        return m
+    segm = obj.get("segmentation")
+    if not segm:
+        return None
+    ann_w, ann_h = obj.get("image_size") or (0, 0)
+    if (ann_w, ann_h) not in ((0, 0), (width, height)):
+        raise ImageReadError("annotation_size_mismatch", f"annotation is for {ann_w}x{ann_h}, image decodes as {width}x{height}")
+    if isinstance(segm, dict) and isinstance(segm.get("counts"), list):
+        rle = mask_utils.frPyObjects(segm, height, width)
+    elif isinstance(segm, dict):
+        rle = dict(segm, counts=segm["counts"].encode("ascii") if isinstance(segm["counts"], str) else segm["counts"])
+    else:
+        rle = mask_utils.merge(mask_utils.frPyObjects([p for p in segm if len(p) >= 6], height, width))
+    return mask_utils.decode(rle).astype(bool)
+
+
+def _square_around(box: tuple[int, int, int, int], margin: float) -> tuple[float, float, float]:
+    x0, y0, x1, y1 = box
+    side = max(x1 - x0, y1 - y0) * (1.0 + margin)
+    return (x0 + x1) / 2.0, (y0 + y1) / 2.0, side
+
+
+def make_reference(
+    image: np.ndarray, mask: np.ndarray, size: int, rng: np.random.Generator | None
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Cut the object onto neutral grey, square, ``size`` px; with ``rng``, augment it (one homography)."""
+    cx, cy, side = _square_around(bbox(mask), margin=0.15)
+    aug = {"flip": False, "scale": 1.0, "rotate_deg": 0.0, "perspective": 0.0, "color": 0.0}
+    src = np.float32([[cx - side / 2, cy - side / 2], [cx + side / 2, cy - side / 2], [cx + side / 2, cy + side / 2], [cx - side / 2, cy + side / 2]])
+    dst = np.float32([[0, 0], [size, 0], [size, size], [0, size]])
+    if rng is not None:
+        aug = {
+            "flip": bool(rng.random() < 0.5),
+            "scale": float(rng.uniform(0.85, 1.1)),
+            "rotate_deg": float(rng.uniform(-12.0, 12.0)),
+            "perspective": float(rng.uniform(0.0, 0.08)),
+            "color": float(rng.uniform(0.0, 0.2)),
+        }
+        centre = np.float32([size / 2, size / 2])
+        theta = np.deg2rad(aug["rotate_deg"])
+        rot = np.float32([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]]) * aug["scale"]
+        dst = (dst - centre) @ rot.T + centre
+        dst += rng.uniform(-aug["perspective"], aug["perspective"], size=(4, 2)).astype(np.float32) * size
+        if aug["flip"]:
+            dst = dst[[1, 0, 3, 2]]
+    h = cv2.getPerspectiveTransform(src, dst.astype(np.float32))
+    ref = cv2.warpPerspective(image, h, (size, size), flags=cv2.INTER_LINEAR, borderValue=(GREY, GREY, GREY))
+    ref_mask = cv2.warpPerspective(mask.astype(np.uint8), h, (size, size), flags=cv2.INTER_NEAREST) > 0
+    if rng is not None and aug["color"] > 0:
+        gain = 1.0 + rng.uniform(-aug["color"], aug["color"], size=3)
+        bias = rng.uniform(-aug["color"], aug["color"]) * 40.0
+        ref = np.clip(ref.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
+    ref[~ref_mask] = GREY
+    return ref, ref_mask, aug
+
+
+def sharpness(image: np.ndarray, box: tuple[int, int, int, int]) -> float:
+    """Variance of the Laplacian inside the object's box: a cheap blur score (higher is sharper)."""
+    x0, y0, x1, y1 = box
+    grey = cv2.cvtColor(image[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY)
+    return float(cv2.Laplacian(grey, cv2.CV_64F).var())
+
+
+class Target:
+    """The target image at output size; its JPEG is encoded once and shared by all objects of the image."""
+
+    def __init__(self, full: np.ndarray, max_side: int) -> None:
+        self.full = full
+        self.image, self.scale = resize_to_max_side(full, max_side)
+        self._jpeg = b""
+
+    @property
+    def jpeg(self) -> bytes:
+        if not self._jpeg:
+            self._jpeg = encode_jpeg(self.image)
+        return self._jpeg
+
+
+class PairStage:
+    """Ray Data batch function (stateless, so Ray fuses it with the other CPU stages into one task)."""
+
+    def __init__(self, domain: str, settings: OutputSettings, taxonomy_path: str = "") -> None:
+        self.domain = domain
+        self.settings = settings
+        self.taxonomy_path = taxonomy_path
+        self._taxonomy: Taxonomy | None = None
+
+    @property
+    def taxonomy(self) -> Taxonomy:
+        if self._taxonomy is None:
+            self._taxonomy = load_taxonomy(self.taxonomy_path or None)
+        return self._taxonomy
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        out = []
+        for unit in batch.to_pylist():
+            rows = self.unit_rows(unit)
+            out.extend(complete_row(unit, r, len(rows)) for r in rows)
+        return pa.Table.from_pylist(out, schema=row_schema())
+
+    def unit_rows(self, unit: dict[str, Any]) -> list[dict[str, Any]]:
+        base = unit_key(self.domain, unit["unit_id"])
+        objects = json.loads(unit["objects"])
+        if not objects:
+            return [rejected(base, "no_objects", "no object of this domain was found")]
+        try:
+            tgt_full = load_rgb(unit["tgt_uri"])
+            ref_full = load_rgb(unit["ref_uri"]) if unit["ref_uri"] else None
+        except ImageReadError as exc:
+            return [rejected(base, exc.reason, exc.detail)]
+        tgt = Target(tgt_full, self.settings.max_side)
+        return [self.object_row(unit, obj, i, tgt, ref_full) for i, obj in enumerate(objects)]
+
+    def object_row(
+        self, unit: dict[str, Any], obj: dict[str, Any], index: int, target: "Target", ref_full: np.ndarray | None
+    ) -> dict[str, Any]:
+        s = self.settings
+        key = sample_key(self.domain, unit["unit_id"], index)
+        try:
+            fine_full = object_mask(obj, *target.full.shape[:2])
+            ref_mask_full = None
+            if ref_full is not None:
+                ref_mask_full = load_rgb(unit["ref_mask_uri"])[..., 0] > 127 if unit["ref_mask_uri"] else np.ones(ref_full.shape[:2], bool)
+        except ImageReadError as exc:
+            return rejected(key, exc.reason, exc.detail)
+        if fine_full is None:
+            return rejected(key, "no_mask", "object has only a box; configure a segmenter (SAM or GrabCut) for box-only input")
+        tgt = target.image
+        fine = fine_full if target.scale == 1.0 else cv2.resize(fine_full.astype(np.uint8), tgt.shape[1::-1], interpolation=cv2.INTER_NEAREST) > 0
+        area = float(fine.mean())
+        if area == 0.0:
+            return rejected(key, "empty_mask", "the object's mask is empty")
+        if area < s.min_area_frac:
+            return rejected(key, "mask_too_small", f"mask covers {area:.4f} of the image < {s.min_area_frac}")
+        if area > s.max_area_frac:
+            return rejected(key, "mask_too_large", f"mask covers {area:.4f} of the image > {s.max_area_frac}")
+        box = bbox(fine)
+        if min(box[2] - box[0], box[3] - box[1]) < s.min_box_side:
+            return rejected(key, "box_too_small", f"box {box} has a side below {s.min_box_side} px")
+        seed = sample_seed(key, s.seed)
+        if ref_full is None:
+            rng = np.random.default_rng([seed, 1]) if s.augment_self_pairs else None
+            ref, ref_mask, aug = make_reference(tgt, fine, s.ref_size, rng)
+        else:
+            assert ref_mask_full is not None
+            if not ref_mask_full.any():
+                return rejected(key, "empty_ref_mask", f"{unit['ref_mask_uri']} is empty")
+            ref, ref_mask, aug = make_reference(ref_full, ref_mask_full, s.ref_size, None)
+        sub = self.taxonomy.by_key(obj["subcategory"])
+        meta = empty_meta()
+        meta.update(
+            key=key,
+            domain=self.domain,
+            subcategory=sub.key,
+            subcategory_id=sub.id,
+            subcategory_name=sub.name,
+            rigid=sub.rigid,
+            pair_kind=unit["pair_kind"],
+            split=unit["split"],
+            bbox=list(box),
+            tgt_size=[tgt.shape[1], tgt.shape[0]],
+            ref_size=[ref.shape[1], ref.shape[0]],
+            labels=[{"key": sub.key, "score": float(obj.get("score", 1.0))}],
+            mask_source=obj.get("mask_source", "annotation"),
+            augment=aug,
+            taxonomy_version=self.taxonomy.version,
+        )
+        meta["source"].update(
+            kind=unit["source_kind"],
+            uri=unit["tgt_rel"],
+            ref_uri=unit["ref_rel"] or unit["tgt_rel"],
+            unit_id=unit["unit_id"],
+            group_id=unit["group_id"],
+            object_id=str(obj["object_id"]),
+        )
+        meta["scores"].update(fine_area=round(area, 6), sharpness=round(sharpness(tgt, box), 3))
+        if "detector_score" in obj:
+            meta["scores"]["detector"] = float(obj["detector_score"])
+        return {
+            "key": key,
+            "status": "ok",
+            "meta": json.dumps(meta, sort_keys=True),
+            "ref_jpg": encode_jpeg(ref),
+            "ref_mask_png": encode_mask(ref_mask),
+            "tgt_jpg": target.jpeg,
+            "mask_fine_png": encode_mask(fine),
+        }

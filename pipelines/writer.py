@@ -1,0 +1,124 @@
+"""Shard writer: turns a finished shard's rows into ``NAME.tar``, ``NAME.parquet`` and ``NAME_stats.json``.
+
+Each file is written under a temporary name and renamed, and the stats file comes last: a shard with a
+``_stats.json`` is complete, anything else is left-over work that the next run redoes. Tar members are sorted
+by key with fixed owner and mtime, so the same rows always give the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any, Callable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import webdataset as wds
+
+from .plan import ShardPlan
+from .schema import FORMAT_VERSION, INDEX_COLUMNS, MEMBERS, index_record
+
+TMP_SUFFIX = ".tmp"
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, final)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + TMP_SUFFIX)
+    tmp.write_bytes(data)
+    _publish(tmp, path)
+
+
+def sidecar_table(rows: list[dict[str, Any]]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=index_schema())
+
+
+def index_schema() -> pa.Schema:
+    ints = {"subcategory_id", "tgt_width", "tgt_height", "ref_width", "ref_height"}
+    floats = {"fine_area", "rough_area", "box_area", "detector_score", "categorize_score", "sharpness"}
+    return pa.schema(
+        [(c, pa.int32() if c in ints else pa.float32() if c in floats else pa.string()) for c in INDEX_COLUMNS]
+    )
+
+
+def _rejected_record(row: dict[str, Any], shard: ShardPlan) -> dict[str, Any]:
+    rec: dict[str, Any] = {c: "" for c in INDEX_COLUMNS}
+    rec.update({c: -1 for c in ("subcategory_id", "tgt_width", "tgt_height", "ref_width", "ref_height")})
+    rec.update({c: -1.0 for c in ("fine_area", "rough_area", "box_area", "detector_score", "categorize_score", "sharpness")})
+    rec.update(key=row["key"], shard=shard.name, status="rejected", reason=row["reason"], detail=row["detail"])
+    rec.update(domain=shard.domain, split=shard.split)
+    return rec
+
+
+def write_shard(out_dir: Path, shard: ShardPlan, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Write one complete shard; returns its stats (also written, last, as the done marker)."""
+    ok = sorted((r for r in rows if r["status"] == "ok"), key=lambda r: r["key"])
+    keys = [r["key"] for r in ok]
+    if len(set(keys)) != len(keys):
+        raise RuntimeError(f"{shard.name}: duplicate sample keys {sorted(k for k, n in Counter(keys).items() if n > 1)[:3]}")
+    tar_path = out_dir / f"{shard.name}.tar"
+    tmp = tar_path.with_name(tar_path.name + TMP_SUFFIX)
+    with open(tmp, "wb") as fh, wds.TarWriter(fh, user="unieditkit", group="unieditkit", mode=0o644, encoder=False, mtime=0) as tw:
+        for r in ok:
+            sample: dict[str, Any] = {"__key__": r["key"], "json": r["meta"].encode("utf-8")}
+            sample.update({m: bytes(r[m.replace(".", "_")]) for m in MEMBERS})
+            tw.write(sample)
+    _publish(tmp, tar_path)
+
+    records = [index_record(json.loads(r["meta"]), shard.name) for r in ok]
+    records += sorted((_rejected_record(r, shard) for r in rows if r["status"] != "ok"), key=lambda r: r["key"])
+    parquet_path = out_dir / f"{shard.name}.parquet"
+    tmp = parquet_path.with_name(parquet_path.name + TMP_SUFFIX)
+    pq.write_table(sidecar_table(records), tmp)
+    _publish(tmp, parquet_path)
+
+    stats = {
+        "shard": shard.name,
+        "domain": shard.domain,
+        "split": shard.split,
+        "units": len(shard.units),
+        "samples": len(ok),
+        "rejected": dict(sorted(Counter(r["reason"] for r in rows if r["status"] != "ok").items())),
+        "bytes": tar_path.stat().st_size,
+        "format_version": FORMAT_VERSION,
+    }
+    write_bytes_atomic(shard.stats_path(out_dir), (json.dumps(stats, indent=1, sort_keys=True) + "\n").encode())
+    return stats
+
+
+class ShardCollector:
+    """Buffers pipeline rows until every unit of a shard has reported, then writes that shard.
+
+    Rows arrive in any order from parallel workers; a unit is complete when as many of its rows arrived as it
+    announced (``unit_rows``), a shard when all its units are complete.
+    """
+
+    def __init__(self, out_dir: Path, shards: list[ShardPlan], on_done: Callable[[dict[str, Any]], None]) -> None:
+        self.out_dir = out_dir
+        self.shards = {s.name: s for s in shards}
+        self.units_left = {s.name: {u.unit_id for u in s.units} for s in shards}
+        self.rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.unit_seen: Counter = Counter()
+        self.on_done = on_done
+
+    def add(self, row: dict[str, Any]) -> bool:
+        """Take one row; returns True when it completed its unit."""
+        name = row["shard"]
+        self.rows[name].append(row)
+        self.unit_seen[row["unit_id"]] += 1
+        if self.unit_seen[row["unit_id"]] < row["unit_rows"]:
+            return False
+        self.units_left[name].discard(row["unit_id"])
+        if not self.units_left[name]:
+            self.on_done(write_shard(self.out_dir, self.shards[name], self.rows.pop(name)))
+        return True
+
+    @property
+    def incomplete(self) -> list[str]:
+        return sorted(name for name, left in self.units_left.items() if left)

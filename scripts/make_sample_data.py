@@ -1,0 +1,131 @@
+"""Generate the sample source bundled with unieditkit (``pipelines/sample_data``).
+
+The sample lets ``unieditkit build`` run offline with no arguments, so it must be small, deterministic and
+free of licence questions: every image is drawn here (textured blobs on textured backgrounds) and annotated
+in COCO format with polygons. Per domain it has a few dozen images whose category names exercise the
+taxonomy mapping (keys, display names, synonyms), plus objects of other domains and one unmapped category.
+
+Run: ``python scripts/make_sample_data.py`` (rewrites the folder; the output is committed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from taxonomy import load_taxonomy
+
+WIDTH, HEIGHT = 320, 240
+IMAGES_PER_DOMAIN = 24
+
+
+def background(rng: np.random.Generator) -> np.ndarray:
+    low = rng.integers(40, 215, size=(4, 5, 3)).astype(np.float32)
+    img = cv2.resize(low, (WIDTH, HEIGHT), interpolation=cv2.INTER_CUBIC)
+    grain = cv2.resize(rng.normal(0, 12, size=(HEIGHT // 4, WIDTH // 4, 3)).astype(np.float32), (WIDTH, HEIGHT))
+    horizon = int(rng.integers(HEIGHT // 2, HEIGHT - 30))
+    img[horizon:] *= 0.75
+    return np.clip(img + grain, 0, 255)
+
+
+def blob(rng: np.random.Generator, cx: float, cy: float, radius: float) -> np.ndarray:
+    """A smooth star-ish outline: different objects get visibly different shapes."""
+    theta = np.linspace(0, 2 * np.pi, 28, endpoint=False)
+    r = np.ones_like(theta)
+    for k in (2, 3, 5):
+        r += rng.uniform(0.0, 0.18) * np.sin(k * theta + rng.uniform(0, 2 * np.pi))
+    sx, sy = rng.uniform(0.6, 1.0), rng.uniform(0.6, 1.0)
+    pts = np.stack([cx + radius * sx * r * np.cos(theta), cy + radius * sy * r * np.sin(theta)], axis=1)
+    pts[:, 0] = np.clip(pts[:, 0], 1, WIDTH - 2)
+    pts[:, 1] = np.clip(pts[:, 1], 1, HEIGHT - 2)
+    return np.round(pts, 1)
+
+
+def paint(img: np.ndarray, pts: np.ndarray, rng: np.random.Generator) -> None:
+    mask = np.zeros((HEIGHT, WIDTH), np.uint8)
+    cv2.fillPoly(mask, [np.round(pts).astype(np.int32)], 1)
+    yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
+    c1, c2 = rng.integers(0, 255, size=3), rng.integers(0, 255, size=3)
+    period = rng.uniform(6, 18)
+    angle = rng.uniform(0, np.pi)
+    stripes = (np.sin((xx * np.cos(angle) + yy * np.sin(angle)) / period * 2 * np.pi) > 0)[..., None]
+    texture = np.where(stripes, c1, c2).astype(np.float32)
+    shade = 0.75 + 0.25 * (1 - (yy - pts[:, 1].min()) / max(1.0, np.ptp(pts[:, 1])))[..., None]
+    img[mask > 0] = (texture * np.clip(shade, 0.5, 1.0))[mask > 0]
+
+
+def category_names(sub) -> list[str]:
+    """Spell categories the way datasets do: keys, display names and synonyms."""
+    return [sub.key, sub.name, *sub.synonyms]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "pipelines" / "sample_data"))
+    args = parser.parse_args()
+    out = Path(args.out)
+    shutil.rmtree(out, ignore_errors=True)
+    (out / "images").mkdir(parents=True)
+    tax = load_taxonomy()
+    domains = list(tax.domains.values())
+    rng = np.random.default_rng(20261128)
+    categories: dict[str, int] = {}
+    images, annotations = [], []
+
+    def cat_id(name: str) -> int:
+        return categories.setdefault(name, len(categories) + 1)
+
+    for d_index, domain in enumerate(domains):
+        subs = domain.subcategories
+        for i in range(IMAGES_PER_DOMAIN):
+            img = background(rng)
+            objects = [subs[(i * 2 + j) % len(subs)] for j in range(1 + (i % 3 == 0))]
+            names = []
+            for j, sub in enumerate(objects):
+                options = category_names(sub)
+                names.append(options[(i + j) % len(options)])
+            if i % 6 == 5:
+                names.append(category_names(domains[(d_index + 1) % len(domains)].subcategories[i % 5])[0])
+            if i == 7:
+                names.append("mystery gadget")
+            slots = len(names)
+            for j, name in enumerate(names):
+                cx = WIDTH * (j + 0.5) / slots + rng.uniform(-15, 15)
+                cy = HEIGHT * rng.uniform(0.4, 0.6)
+                radius = min(WIDTH / slots, HEIGHT) * rng.uniform(0.28, 0.42)
+                pts = blob(rng, cx, cy, radius)
+                paint(img, pts, rng)
+                x0, y0 = pts.min(axis=0)
+                x1, y1 = pts.max(axis=0)
+                annotations.append(
+                    {
+                        "id": len(annotations) + 1,
+                        "image_id": len(images) + 1,
+                        "category_id": cat_id(name),
+                        "segmentation": [[float(v) for v in pts.reshape(-1)]],
+                        "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
+                        "area": float(cv2.contourArea(pts.astype(np.float32))),
+                        "iscrowd": 0,
+                    }
+                )
+            file_name = f"{domain.key}_{i:03d}.jpg"
+            cv2.imwrite(str(out / "images" / file_name), cv2.cvtColor(img.astype(np.uint8), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 88])
+            images.append({"id": len(images) + 1, "file_name": file_name, "width": WIDTH, "height": HEIGHT})
+    coco = {
+        "info": {"description": "unieditkit bundled sample: generated images, CC0-1.0", "version": "1"},
+        "licenses": [{"id": 1, "name": "CC0-1.0", "url": "https://creativecommons.org/publicdomain/zero/1.0/"}],
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": i, "name": n, "supercategory": ""} for n, i in categories.items()],
+    }
+    (out / "instances.json").write_text(json.dumps(coco, indent=None, separators=(",", ":")) + "\n")
+    print(f"{len(images)} images, {len(annotations)} objects, {len(categories)} category names → {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""Reading and writing images for the build.
+
+All decoding goes through :func:`load_rgb` so that every stage sees the same thing for the same file: an
+RGB uint8 array with the EXIF orientation applied. A file that cannot be used raises :class:`ImageReadError`
+with a short machine-readable ``reason`` (it becomes the rejection reason in the shard stats) and a human
+``detail``; the build records it and goes on.
+
+Encoding is deterministic (fixed quality, no timestamps) so rebuilt shards are byte-identical.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps
+
+JPEG_QUALITY = 92
+MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb threshold (~0.25 GB of RGB)
+MIN_SIDE = 16
+
+
+class ImageReadError(Exception):
+    """An input image that cannot be used; ``reason`` is a stable key for the stats."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Bring any Pillow mode to 8-bit RGB; 16/32-bit greyscale is rescaled instead of clipped to white."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        hi = float(arr.max()) if arr.size else 0.0
+        scale = 255.0 / hi if hi > 255.0 else 1.0
+        img = Image.fromarray(np.clip(arr * scale, 0, 255).astype(np.uint8), mode="L")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return img.convert("RGB")
+
+
+def decode_rgb(data: bytes, name: str = "<bytes>") -> np.ndarray:
+    """Decode image bytes to RGB uint8 HxWx3, honouring EXIF orientation and refusing decompression bombs."""
+    if not data:
+        raise ImageReadError("empty_file", f"{name} is 0 bytes")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                if img.width * img.height > MAX_PIXELS:
+                    raise ImageReadError(
+                        "too_large", f"{name} is {img.width}x{img.height}, above the {MAX_PIXELS} pixel limit"
+                    )
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                rgb = _to_rgb(img)
+    except ImageReadError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageReadError("too_large", f"{name}: {exc}") from None
+    except Exception as exc:  # Pillow raises many types for corrupt data; all mean "unusable file"
+        raise ImageReadError("undecodable", f"{name}: {type(exc).__name__}: {exc}") from None
+    arr = np.asarray(rgb, dtype=np.uint8)
+    if min(arr.shape[:2]) < MIN_SIDE:
+        raise ImageReadError("too_small", f"{name} is {arr.shape[1]}x{arr.shape[0]}, below {MIN_SIDE} px")
+    return arr
+
+
+def read_bytes(path: str | os.PathLike) -> bytes:
+    """Read a file, turning OS errors into an :class:`ImageReadError` naming the path."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise ImageReadError("unreadable", f"{path}: {exc.strerror or exc}") from None
+
+
+def load_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Read and decode an image file (see :func:`decode_rgb`)."""
+    return decode_rgb(read_bytes(path), str(path))
+
+
+def encode_jpeg(rgb: np.ndarray) -> bytes:
+    """RGB uint8 → JPEG bytes (OpenCV's encoder: same bytes for the same pixels, and fast)."""
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+def encode_mask(mask: np.ndarray) -> bytes:
+    """Bool/0-1 mask → 8-bit L PNG with values 0/255."""
+    ok, buf = cv2.imencode(".png", np.where(mask, 255, 0).astype(np.uint8), [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    if not ok:
+        raise ValueError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def decode_mask(data: bytes) -> np.ndarray:
+    """8-bit PNG mask bytes → bool array (anything above 127 is inside)."""
+    arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
+    if arr is None:
+        raise ValueError("mask PNG could not be decoded")
+    return arr > 127
