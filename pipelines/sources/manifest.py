@@ -94,7 +94,8 @@ class ManifestSource:
             if "mask" not in rec and "bbox" not in rec:
                 raise UserError(f"{where}: a ref/target pair needs the target 'mask' (or at least its 'bbox')")
             obj = self._object({**rec, "id": 0}, where, 0)
-            unit_id = f"manifest/{self.path.stem}/{rec.get('id', f'{rec['ref']}|{rec['target']}')}"
+            pair_id = rec.get("id", f"{rec['ref']}|{rec['target']}")
+            unit_id = f"manifest/{self.path.stem}/{pair_id}"
             return WorkUnit(
                 unit_id=unit_id,
                 group_id=str(rec.get("group", unit_id)),

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Create .venv and install unieditkit with every extra (models, training, tests).
+# torch + torchvision go first, as a pinned pair: other torchvision builds fail to import
+# ("operator torchvision::nms does not exist"), and SAM, GroundingDINO and open_clip all import it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+.venv/bin/python -m pip install -q -e '.[models,train,test]'
+echo "installed: $(.venv/bin/unieditkit --version)"
