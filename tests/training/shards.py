@@ -1,0 +1,98 @@
+"""Small synthetic shards in the docs/FORMAT.md layout, for tests that must not depend on the build pipeline.
+
+Each sample is a coloured ellipse (the object) pasted into a noisy scene; the reference is the same object on the
+neutral grey background. Only what training reads is written: the ``.tar`` (all seven members, sorted by key)
+and the ``_stats.json`` "done" marker.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pathlib
+
+import numpy as np
+import webdataset as wds
+from PIL import Image, ImageDraw
+
+
+def _png(mask: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.where(mask, 255, 0).astype(np.uint8), mode="L").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _jpg(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG", quality=92)
+    return buf.getvalue()
+
+
+def make_sample(domain: str, split: str, index: int, subcategory_id: int, size: int, rng: np.random.Generator) -> dict:
+    w, h = size + 16, size
+    scene = rng.integers(40, 200, size=(h, w, 3), dtype=np.uint8)
+    color = rng.integers(0, 256, size=3)
+    x0, y0 = int(rng.integers(2, w // 2)), int(rng.integers(2, h // 2))
+    x1, y1 = x0 + int(rng.integers(w // 4, w // 2)), y0 + int(rng.integers(h // 4, h // 2))
+    canvas = Image.new("L", (w, h), 0)
+    ImageDraw.Draw(canvas).ellipse([x0, y0, x1, y1], fill=255)
+    fine = np.asarray(canvas) > 0
+    tgt = scene.copy()
+    tgt[fine] = color
+    ys, xs = np.nonzero(fine)
+    bbox = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
+    rough = np.zeros_like(fine)
+    rough[max(0, bbox[1] - 3): bbox[3] + 3, max(0, bbox[0] - 3): bbox[2] + 3] = fine[
+        max(0, bbox[1] - 3): bbox[3] + 3, max(0, bbox[0] - 3): bbox[2] + 3]
+    rough |= np.pad(fine, 2)[4:, 2:-2] | np.pad(fine, 2)[:-4, 2:-2] | np.pad(fine, 2)[2:-2, 4:] | np.pad(fine, 2)[2:-2, :-4]
+    box = np.zeros_like(fine)
+    box[bbox[1]: bbox[3], bbox[0]: bbox[2]] = True
+    crop = fine[bbox[1]: bbox[3], bbox[0]: bbox[2]]
+    ref = np.full((*crop.shape, 3), 127, dtype=np.uint8)
+    ref[crop] = color
+    key = f"{domain}_synthetic_{split}{index:04d}_0"
+    meta = {
+        "key": key, "format_version": 1, "domain": domain, "subcategory": f"sub{subcategory_id}",
+        "subcategory_id": subcategory_id, "subcategory_name": f"Sub {subcategory_id}", "rigid": False,
+        "pair_kind": "self", "split": split,
+        "source": {"kind": "synthetic", "uri": f"mem://{key}", "ref_uri": f"mem://{key}", "unit_id": key,
+                   "group_id": key, "object_id": "0"},
+        "bbox": bbox, "tgt_size": [w, h], "ref_size": [crop.shape[1], crop.shape[0]],
+        "captions": {"ref": "", "tgt": ""}, "labels": [{"key": f"sub{subcategory_id}", "score": 1.0}],
+        "scores": {"detector": -1.0, "categorize": -1.0, "sharpness": -1.0, "fine_area": float(fine.mean())},
+        "mask_source": "annotation",
+        "mats": {"seed": 1000 + index, "dilate_px": 2, "noise_amp_px": 0.0, "noise_scale": 0.0, "octaves": 1,
+                 "rough_area": float(rough.mean()), "box_area": float(box.mean())},
+        "augment": {"flip": False, "scale": 1.0, "rotate_deg": 0.0, "perspective": 0.0, "color": 0.0},
+        "taxonomy_version": "1.0.0", "tool_version": "0.1.0",
+    }
+    return {
+        "__key__": key, "ref.jpg": _jpg(ref), "ref_mask.png": _png(crop), "tgt.jpg": _jpg(tgt),
+        "mask_fine.png": _png(fine), "mask_rough.png": _png(rough), "mask_box.png": _png(box),
+        "json": json.dumps(meta, sort_keys=True).encode(),
+    }
+
+
+def write_shards(root: pathlib.Path, counts: dict[str, list[int]], subcategory_ids: dict[str, int],
+                 split: str = "train", size: int = 48, seed: int = 0) -> list[pathlib.Path]:
+    """``counts[domain]`` lists the sample count of each of that domain's shards."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for domain, per_shard in counts.items():
+        index = 0
+        for shard_no, n in enumerate(per_shard):
+            name = f"{domain}-{split}-{shard_no:06d}"
+            samples = []
+            for _ in range(n):
+                samples.append(make_sample(domain, split, index, subcategory_ids[domain] + index % 2, size, rng))
+                index += 1
+            samples.sort(key=lambda s: s["__key__"])
+            with wds.TarWriter(str(root / f"{name}.tar")) as sink:
+                for s in samples:
+                    sink.write(s)
+            stats = {"shard": name, "domain": domain, "split": split, "units": n, "samples": n, "rejected": {},
+                     "bytes": (root / f"{name}.tar").stat().st_size, "format_version": 1}
+            (root / f"{name}_stats.json").write_text(json.dumps(stats, sort_keys=True))
+            paths.append(root / f"{name}.tar")
+    return paths

@@ -1,0 +1,164 @@
+"""Checkpoints: everything needed to continue a run exactly, written atomically by rank 0.
+
+A checkpoint holds the trainable parameters (a frozen backbone comes from ``model.init_checkpoint``, not from every
+checkpoint), the optimizer and scheduler state, the step and every rank's RNG states. State dicts are taken with
+``torch.distributed.checkpoint.state_dict`` as full (unsharded) tensors, so the same file loads into a single
+process, DDP or FSDP. Files contain only tensors and plain Python values, so loading uses
+``torch.load(weights_only=True)`` and never unpickles code.
+
+Layout: ``RUN/checkpoints/step_00001000.pt`` and ``RUN/checkpoints/latest`` (the name of the newest file).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import random
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+
+from training.distributed import DistInfo, barrier
+from unieditkit.errors import UserError
+
+FORMAT = 1
+
+
+def checkpoint_dir(run_dir: pathlib.Path) -> pathlib.Path:
+    return run_dir / "checkpoints"
+
+
+def rng_state() -> dict:
+    """This process's RNG states as tensors and plain values (loadable with ``weights_only=True``)."""
+    py = random.getstate()
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python": [py[0], list(py[1]), py[2]],
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+
+
+def _options(**kw: bool) -> StateDictOptions:
+    return StateDictOptions(full_state_dict=True, cpu_offload=True, **kw)
+
+
+def save_checkpoint(
+    run_dir: pathlib.Path,
+    step: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    info: DistInfo,
+    keep_last: int,
+) -> pathlib.Path:
+    """Collective: every rank must call it. Rank 0 writes ``step_*.pt`` via a temporary file and a rename."""
+    model_sd = get_model_state_dict(model, options=_options(ignore_frozen_params=True))
+    optim_sd = get_optimizer_state_dict(model, optimizer, options=_options())
+    rngs = [rng_state()]
+    if dist.is_initialized():
+        rngs = [None] * info.world_size
+        dist.all_gather_object(rngs, rng_state())
+    folder = checkpoint_dir(run_dir)
+    path = folder / f"step_{step:08d}.pt"
+    if info.is_main:
+        folder.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "format": FORMAT,
+            "step": step,
+            "world_size": info.world_size,
+            "model": model_sd,
+            "optimizer": optim_sd,
+            "scheduler": scheduler.state_dict(),
+            "rng": rngs,
+        }
+        _atomic_save(payload, path)
+        _atomic_write(folder / "latest", path.name)
+        for old in sorted(folder.glob("step_*.pt"))[:-keep_last]:
+            old.unlink()
+    barrier()
+    return path
+
+
+def find_checkpoint(run_dir: pathlib.Path, resume: str) -> pathlib.Path | None:
+    """``latest`` → the newest checkpoint of ``run_dir`` (None for a run that has none yet); else a file path."""
+    if resume == "latest":
+        marker = checkpoint_dir(run_dir) / "latest"
+        if not marker.is_file():
+            return None
+        path = marker.parent / marker.read_text(encoding="utf-8").strip()
+        if not path.is_file():
+            raise UserError(f"{marker} names {path.name}, which is missing; pass --resume with an existing .pt file")
+        return path
+    path = pathlib.Path(resume)
+    if not path.is_file():
+        raise UserError(f"--resume {resume}: no such checkpoint; use 'latest' or a path to a step_*.pt file")
+    return path
+
+
+def load_checkpoint(
+    path: pathlib.Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    info: DistInfo,
+) -> int:
+    """Restore everything ``save_checkpoint`` wrote; returns the step to continue from."""
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - a truncated or foreign file: say which and what to do
+        raise UserError(f"{path}: not a readable checkpoint ({type(err).__name__}); resume from an older step_*.pt") from None
+    if not isinstance(ck, dict) or ck.get("format") != FORMAT:
+        raise UserError(f"{path}: not a unieditkit training checkpoint (format {FORMAT}); pass a step_*.pt of a run")
+    expected = set(get_model_state_dict(model, options=_options(ignore_frozen_params=True)))
+    missing = sorted(expected - set(ck["model"]))
+    if missing:
+        raise UserError(
+            f"{path}: has no '{missing[0]}' ({len(missing)} trainable tensors missing); resume with the config the "
+            "run was started with (RUN/config.yaml)"
+        )
+    try:
+        set_model_state_dict(model, ck["model"], options=_options(strict=False))
+        set_optimizer_state_dict(model, optimizer, ck["optimizer"], options=_options())
+    except (RuntimeError, KeyError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"{path}: does not fit this model ({first}); resume with the run's own config.yaml") from None
+    scheduler.load_state_dict(ck["scheduler"])
+    if ck["world_size"] == info.world_size:
+        set_rng_state(ck["rng"][info.rank])
+    return int(ck["step"])
+
+
+def _atomic_save(payload: dict, path: pathlib.Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(payload, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _atomic_write(path: pathlib.Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

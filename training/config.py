@@ -1,0 +1,236 @@
+"""Training configuration: dataclasses with defaults, loaded from YAML with strict key and type checks.
+
+A misspelt key in a YAML file would otherwise be ignored and the run would silently use the default, so every
+unknown key and every wrongly typed value is a one-line ``UserError`` naming the file and the dotted key.
+The defaults are the small built-in editor that trains on a CPU (64x64 images, 4 layers, width 128).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import yaml
+
+from unieditkit.errors import UserError
+
+MASK_VARIANTS = ("fine", "rough", "box")
+
+DIT_MOT_PATTERNS = [
+    r"blocks\.\d+\.attn\.(q|k|v|o)",
+    r"blocks\.\d+\.mlp\.(fc1|fc2)",
+]
+
+
+@dataclass
+class ModelConfig:
+    image_size: int = 64
+    patch_size: int = 4
+    dim: int = 128
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    num_experts: int = 8
+    rank: int = 16
+    alpha: float = 16.0
+    top_k: int = 2
+    prior_scale: float = 2.0
+    mot_patterns: list[str] = field(default_factory=lambda: list(DIT_MOT_PATTERNS))
+    train_backbone: bool = True
+    init_checkpoint: str = ""
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class DataConfig:
+    root: str = ""
+    split: Literal["train", "val", "test"] = "train"
+    domains: list[str] = field(default_factory=list)
+    num_workers: int = 2
+    batches_per_epoch: int = 0
+    shuffle_buffer: int = 64
+
+
+@dataclass
+class CurriculumConfig:
+    boundaries: list[float] = field(default_factory=lambda: [0.3, 0.7])
+    fine: dict[str, float] = field(default_factory=lambda: {"fine": 1.0})
+    rough: dict[str, float] = field(default_factory=lambda: {"fine": 0.2, "rough": 0.8})
+    box: dict[str, float] = field(default_factory=lambda: {"fine": 0.1, "rough": 0.2, "box": 0.7})
+    rough_source: Literal["stored", "regenerate"] = "stored"
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.999
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    balance_coef: float = 0.01
+
+
+@dataclass
+class TrainConfig:
+    run_dir: str = ""
+    max_steps: int = 10000
+    stop_after: int = 0
+    batch_size: int = 8
+    seed: int = 0
+    precision: Literal["fp32", "bf16"] = "fp32"
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    t_sampling: Literal["logit_normal", "uniform"] = "logit_normal"
+    log_every: int = 10
+    save_every: int = 500
+    keep_last: int = 3
+    preview_every: int = 500
+    preview_samples: int = 4
+    preview_steps: int = 20
+    tensorboard: bool = True
+    progress: bool = True
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def epoch_batches(self) -> int:
+        """Batches per rank in one data epoch; defaults to the checkpoint interval so resuming never replays."""
+        return self.data.batches_per_epoch or self.train.save_every
+
+
+def load_config(path: str | pathlib.Path | None, overrides: dict[str, Any] | None = None) -> Config:
+    """Defaults, then the YAML file (if any), then ``overrides`` (dotted keys, e.g. ``{"train.max_steps": 5}``)."""
+    data: dict[str, Any] = {}
+    where = "config"
+    if path is not None:
+        p = pathlib.Path(path)
+        where = str(p)
+        if not p.is_file():
+            raise UserError(f"{p}: config file not found; pass an existing YAML file to --config")
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            line = f" line {mark.line + 1}" if mark else ""
+            raise UserError(f"{p}:{line} is not valid YAML ({getattr(err, 'problem', err)}); fix the syntax") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise UserError(f"{p}: top level must be a mapping of sections (model, data, curriculum, optim, train)")
+        data = loaded
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *heads, last = dotted.split(".")
+        for h in heads:
+            node = node.setdefault(h, {})
+        node[last] = value
+    cfg = _build(Config, data, where, "")
+    validate(cfg, where)
+    return cfg
+
+
+def save_config(cfg: Config, path: pathlib.Path) -> None:
+    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
+
+
+def validate(cfg: Config, where: str = "config") -> None:
+    """Cross-field checks that types alone cannot express."""
+    m, t, c = cfg.model, cfg.train, cfg.curriculum
+    positive = {
+        "model.image_size": m.image_size, "model.patch_size": m.patch_size, "model.dim": m.dim,
+        "model.depth": m.depth, "model.heads": m.heads, "train.max_steps": t.max_steps,
+        "train.batch_size": t.batch_size, "train.log_every": t.log_every, "train.save_every": t.save_every,
+        "train.keep_last": t.keep_last, "train.preview_every": t.preview_every,
+        "train.preview_steps": t.preview_steps,
+    }
+    for key, value in positive.items():
+        if value < 1:
+            raise UserError(f"{where}: {key} must be >= 1 (got {value})")
+    if m.image_size % m.patch_size:
+        raise UserError(f"{where}: model.image_size ({m.image_size}) must be a multiple of model.patch_size")
+    if m.dim % m.heads:
+        raise UserError(f"{where}: model.dim ({m.dim}) must be a multiple of model.heads ({m.heads})")
+    if m.num_experts < 0 or (m.num_experts and not 1 <= m.top_k <= m.num_experts):
+        raise UserError(f"{where}: model.top_k must be in 1..model.num_experts (0 experts = backbone only)")
+    if not m.train_backbone and not m.init_checkpoint:
+        raise UserError(
+            f"{where}: model.train_backbone is false but model.init_checkpoint is empty: a frozen random backbone "
+            "cannot learn; set model.init_checkpoint to a trained backbone or train_backbone: true"
+        )
+    if len(c.boundaries) != 2 or not 0.0 <= c.boundaries[0] <= c.boundaries[1] <= 1.0:
+        raise UserError(f"{where}: curriculum.boundaries must be [rough_start, box_start] with 0 <= a <= b <= 1")
+    for stage in MASK_VARIANTS:
+        mix = getattr(c, stage)
+        bad = [k for k in mix if k not in MASK_VARIANTS]
+        if bad:
+            raise UserError(f"{where}: curriculum.{stage}.{bad[0]}: unknown mask variant; use fine, rough or box")
+        if any(v < 0 for v in mix.values()) or sum(mix.values()) <= 0:
+            raise UserError(f"{where}: curriculum.{stage} probabilities must be >= 0 and not all zero")
+    if cfg.data.num_workers < 0:
+        raise UserError(f"{where}: data.num_workers must be >= 0")
+
+
+def _build(cls: type, data: Any, where: str, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise UserError(f"{where}: '{prefix.rstrip('.') or 'top level'}' must be a mapping")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key in data:
+        if key not in fields:
+            raise UserError(f"{where}: unknown key '{prefix}{key}' (valid here: {', '.join(fields)})")
+    kwargs = {}
+    for key, value in data.items():
+        kwargs[key] = _coerce(hints[key], value, where, f"{prefix}{key}")
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, where: str, key: str) -> Any:
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where, f"{key}.")
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise UserError(f"{where}: {key} is {value!r}; use one of {', '.join(map(str, choices))}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise UserError(f"{where}: {key} must be a list (got {type(value).__name__})")
+        (item,) = typing.get_args(tp)
+        return [_coerce(item, v, where, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise UserError(f"{where}: {key} must be a mapping (got {type(value).__name__})")
+        _, item = typing.get_args(tp)
+        return {str(k): _coerce(item, v, where, f"{key}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise UserError(f"{where}: {key} must be true or false (got {value!r})")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UserError(f"{where}: {key} must be an integer (got {value!r})")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UserError(f"{where}: {key} must be a number (got {value!r})")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise UserError(f"{where}: {key} must be a string (got {value!r})")
+        return value
+    raise TypeError(f"unsupported config type {tp} for {key}")  # a programming error in this module
+

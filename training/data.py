@@ -1,0 +1,283 @@
+"""Training batches from the build's WebDataset shards (docs/FORMAT.md), deterministic per (seed, rank, step).
+
+Stream design (docs/TRAINING.md has the reasoning):
+
+* Shards are drawn with ``wds.ResampledShards`` (an endless, seeded draw with replacement), then split between
+  ranks and between DataLoader workers like ``wds.split_by_node`` / ``wds.split_by_worker`` do, with the rank
+  passed explicitly (worker processes do not see the process group). Resampling means every rank always has data,
+  whatever the shard and sample counts, so DDP never waits on a rank that ran dry.
+* The stream is cut into data epochs of ``epoch_batches`` batches per rank, and epoch ``e`` is seeded by
+  ``(seed, e)``. Worker ``w`` of ``W`` makes the batches for steps ``e*E + w, e*E + w + W, ...``; each batch knows
+  its global step, so the worker decodes only the mask variant the MATS curriculum wants at that step.
+  Resuming at step ``s`` re-creates epoch ``s // E`` and drops the batches before ``s`` (none when checkpoints
+  fall on epoch boundaries, the default), which reproduces an uninterrupted run exactly.
+* A sample that cannot be read or decoded is skipped and counted (``batch["skipped"]``), never fatal; only a long
+  run of consecutive failures stops training, because then the data itself is wrong.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import logging
+import pathlib
+import random
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import webdataset as wds
+from PIL import Image
+
+from training.anchors import Anchors
+from training.config import MASK_VARIANTS
+from training.curriculum import Curriculum
+from training.seeding import stable_seed
+from unieditkit.errors import UserError
+
+log = logging.getLogger(__name__)
+
+GREY = 127
+MAX_BAD_IN_A_ROW = 1000
+_WARN_FIRST = 5
+
+
+def find_shards(root: str | pathlib.Path, split: str, domains: Iterable[str] = ()) -> list[str]:
+    """The finished ``{domain}-{split}-NNNNNN.tar`` shards in ``root`` (those with their ``_stats.json``)."""
+    root = pathlib.Path(root)
+    if not root.is_dir():
+        raise UserError(f"--data {root}: not a folder; pass the output folder of `unieditkit build`")
+    wanted = list(domains)
+    shards = []
+    for tar in sorted(root.glob(f"*-{split}-[0-9][0-9][0-9][0-9][0-9][0-9].tar")):
+        domain = tar.name[: -len(f"-{split}-000000.tar")]
+        if wanted and domain not in wanted:
+            continue
+        if (root / f"{tar.stem}_stats.json").is_file():
+            shards.append(str(tar))
+    if not shards:
+        which = f" for domains {', '.join(wanted)}" if wanted else ""
+        raise UserError(
+            f"--data {root}: no finished {split} shards{which} ({{domain}}-{split}-NNNNNN.tar with its _stats.json); "
+            "run `unieditkit build` into that folder first"
+        )
+    return shards
+
+
+def letterbox(img: Image.Image, size: int, fill: int, resample: int) -> Image.Image:
+    """Scale the longest side to ``size`` and pad to a square; nothing is cropped, so the object stays whole."""
+    w, h = img.size
+    scale = size / max(w, h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    canvas = Image.new(img.mode, (size, size), fill if img.mode == "L" else (fill,) * 3)
+    canvas.paste(img.resize((nw, nh), resample), ((size - nw) // 2, (size - nh) // 2))
+    return canvas
+
+
+def _rgb(data: bytes, size: int) -> Image.Image:
+    img = Image.open(io.BytesIO(data))
+    img.draft("RGB", (size, size))  # JPEG: decode at 1/2..1/8 scale when the target is small
+    return img.convert("RGB")
+
+
+def _mask_image(sample: dict, variant: str, meta: dict, rough_source: str) -> Image.Image:
+    if variant == "rough" and rough_source == "regenerate":
+        from unieditkit.mats import rough_mask
+
+        fine = np.asarray(Image.open(io.BytesIO(sample["mask_fine.png"])).convert("L")) > 127
+        rough, _ = rough_mask(fine, seed=int(meta["mats"]["seed"]))
+        return Image.fromarray(np.where(rough, 255, 0).astype(np.uint8), mode="L")
+    return Image.open(io.BytesIO(sample[f"mask_{variant}.png"])).convert("L")
+
+
+def _to_tensor(img: Image.Image) -> torch.Tensor:
+    arr = np.asarray(img, dtype=np.float32)
+    return torch.from_numpy(arr).permute(2, 0, 1) / 127.5 - 1.0
+
+
+def decode_sample(sample: dict, variant: str, size: int, anchors: Anchors, rough_source: str = "stored") -> dict:
+    """Decode the members one training sample needs (never the other mask variants) at ``size`` x ``size``.
+
+    Images are in [-1, 1]; the mask is {0, 1} and marks every output pixel the object touches, so no object
+    pixel leaks into the condition image.
+    """
+    meta = json.loads(sample["json"])
+    domain = anchors.domain_index(meta["domain"])
+    subcategory = int(meta["subcategory_id"])
+    ref = letterbox(_rgb(sample["ref.jpg"], size), size, GREY, Image.BICUBIC)
+    tgt_img = _rgb(sample["tgt.jpg"], size)
+    mask_img = _mask_image(sample, variant, meta, rough_source)
+    # geometry from the full-resolution mask: the JPEG may have been decoded at reduced scale
+    tgt = letterbox(tgt_img.resize(mask_img.size, Image.BICUBIC) if tgt_img.size != mask_img.size else tgt_img,
+                    size, GREY, Image.BICUBIC)
+    mask = letterbox(mask_img, size, 0, Image.BOX)
+    return {
+        "ref": _to_tensor(ref),
+        "tgt": _to_tensor(tgt),
+        "mask": torch.from_numpy((np.asarray(mask) > 0).astype(np.float32))[None],
+        "domain": domain,
+        "subcategory": subcategory,
+        "variant": MASK_VARIANTS.index(variant),
+        "key": sample["__key__"],
+    }
+
+
+def collate(items: list[dict]) -> dict:
+    return {
+        "ref": torch.stack([i["ref"] for i in items]),
+        "tgt": torch.stack([i["tgt"] for i in items]),
+        "mask": torch.stack([i["mask"] for i in items]),
+        "domain": torch.tensor([i["domain"] for i in items], dtype=torch.long),
+        "subcategory": torch.tensor([i["subcategory"] for i in items], dtype=torch.long),
+        "variant": torch.tensor([i["variant"] for i in items], dtype=torch.long),
+        "keys": [i["key"] for i in items],
+    }
+
+
+def _every(index: int, count: int) -> Callable[[Iterable], Iterator]:
+    """``islice(src, index, None, count)``: wds.split_by_node / split_by_worker with an explicit position."""
+    return lambda src: itertools.islice(src, index, None, count)
+
+
+@dataclass
+class EpochStream(torch.utils.data.IterableDataset):
+    """One data epoch of one rank: batches for steps ``[first_step, end_step)`` of epoch ``epoch``."""
+
+    shards: list[str]
+    anchors: Anchors
+    curriculum: Curriculum
+    image_size: int
+    batch_size: int
+    seed: int
+    epoch: int
+    epoch_start: int
+    first_step: int
+    end_step: int
+    rank: int
+    world_size: int
+    shuffle_buffer: int
+    rough_source: str
+
+    def __post_init__(self) -> None:
+        super().__init__()
+
+    def __iter__(self) -> Iterator[dict]:
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        bad = {"count": 0, "in_a_row": 0, "last": ""}
+
+        def on_error(exn: Exception) -> bool:
+            self._bad(bad, f"shard read: {exn!r}")
+            return True
+
+        epoch_seed = stable_seed(self.seed, self.epoch)
+        pipeline = wds.DataPipeline(
+            wds.ResampledShards(self.shards, seed=epoch_seed % 2**31, worker_seed=_zero, deterministic=True),
+            _every(self.rank, self.world_size),
+            _every(worker, workers),
+            wds.tarfile_to_samples(handler=on_error),
+            wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer,
+                        rng=random.Random(stable_seed(epoch_seed, self.rank, worker, 1))),
+        )
+        samples = iter(pipeline)
+        rng = random.Random(stable_seed(epoch_seed, self.rank, worker, 2))
+        for step in range(self.epoch_start + worker, self.end_step, workers):
+            items = []
+            while len(items) < self.batch_size:
+                sample = next(samples)
+                variant = self.curriculum.variant(step, rng)
+                try:
+                    items.append(decode_sample(sample, variant, self.image_size, self.anchors, self.rough_source))
+                    bad["in_a_row"] = 0
+                except Exception as exn:  # noqa: BLE001 - any unreadable sample is skipped and counted
+                    self._bad(bad, f"{sample.get('__key__', '?')} in {sample.get('__url__', '?')}: {exn!r}")
+            if step < self.first_step:
+                continue
+            batch = collate(items)
+            batch["step"] = step
+            batch["skipped"] = bad["count"]
+            bad["count"] = 0
+            yield batch
+
+    @staticmethod
+    def _bad(bad: dict, what: str) -> None:
+        bad["count"] += 1
+        bad["in_a_row"] += 1
+        if bad["in_a_row"] <= _WARN_FIRST:
+            log.warning("skipping bad sample: %s", what)
+        if bad["in_a_row"] >= MAX_BAD_IN_A_ROW:
+            raise UserError(
+                f"data: {MAX_BAD_IN_A_ROW} unreadable samples in a row (last: {what}); check the shards with "
+                "`unieditkit validate` or rebuild them"
+            )
+
+
+def _zero() -> int:
+    """Same shard draw for every worker and rank; the draw is then split between them."""
+    return 0
+
+
+class BatchSource:
+    """Endless batches for one rank from ``start_step`` on, in step order, across data epochs."""
+
+    def __init__(
+        self,
+        shards: list[str],
+        anchors: Anchors,
+        curriculum: Curriculum,
+        *,
+        image_size: int,
+        batch_size: int,
+        seed: int,
+        epoch_batches: int,
+        rank: int,
+        world_size: int,
+        num_workers: int,
+        shuffle_buffer: int,
+        rough_source: str,
+        pin_memory: bool = False,
+    ) -> None:
+        if rough_source == "regenerate":
+            try:
+                import unieditkit.mats  # noqa: F401
+            except ImportError as err:
+                raise UserError(
+                    f"curriculum.rough_source: regenerate needs unieditkit.mats ({err}); use rough_source: stored"
+                ) from None
+        self.kw = dict(shards=shards, anchors=anchors, curriculum=curriculum, image_size=image_size,
+                       batch_size=batch_size, seed=seed, rank=rank, world_size=world_size,
+                       shuffle_buffer=shuffle_buffer, rough_source=rough_source)
+        self.epoch_batches = epoch_batches
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+
+    def epoch(self, epoch: int, first_step: int) -> EpochStream:
+        start = epoch * self.epoch_batches
+        return EpochStream(epoch=epoch, epoch_start=start, first_step=max(first_step, start),
+                           end_step=start + self.epoch_batches, **self.kw)
+
+    def batches(self, start_step: int) -> Iterator[dict]:
+        epoch = start_step // self.epoch_batches
+        while True:
+            stream = self.epoch(epoch, start_step)
+            loader = torch.utils.data.DataLoader(
+                stream, batch_size=None, num_workers=self.num_workers, pin_memory=self.pin_memory,
+                persistent_workers=False,
+            )
+            yield from _in_step_order(loader, stream.first_step)
+            epoch += 1
+
+
+def _in_step_order(batches: Iterable[dict], first: int) -> Iterator[dict]:
+    """Workers interleave round-robin, which after a mid-epoch resume is off by up to one batch per worker."""
+    pending: dict[int, dict] = {}
+    expected = first
+    for batch in batches:
+        pending[batch["step"]] = batch
+        while expected in pending:
+            yield pending.pop(expected)
+            expected += 1
+    if pending:
+        raise RuntimeError(f"data stream ended with steps {sorted(pending)} missing step {expected}")
