@@ -21,13 +21,17 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from groundingdino.models import build_model
+from groundingdino.util.misc import NestedTensor
+from groundingdino.util.slconfig import SLConfig
+from torchvision.ops import nms
 
 from unieditkit.errors import UserError
 
 from .base import Detection, Detector, SubcategoryLike, check_image
 from .device import resolve_device
 from .random_init import seeded
-from .weights import load_state_dict, text_encoder_dir
+from .weights import ModelSpec, dino_config, load_state_dict, text_encoder_dir
 
 _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
@@ -112,17 +116,13 @@ def plan_chunks(prompts: Sequence[str], tokenizer: Any, max_tokens: int = 256) -
     return plans
 
 
-def _nested(batch: torch.Tensor, mask: torch.Tensor):
-    """A GroundingDINO ``NestedTensor`` (padded images + padding mask) that also answers ``.device``, which the
-    model's forward asks of its input before it looks at the mask."""
-    from groundingdino.util.misc import NestedTensor
+class _DeviceNestedTensor(NestedTensor):
+    """GroundingDINO's ``NestedTensor`` (padded images + padding mask) that also answers ``.device``, which the
+    model's forward asks of its input before it looks at the mask; a plain tensor would lose the mask."""
 
-    class _DeviceNestedTensor(NestedTensor):
-        @property
-        def device(self) -> torch.device:
-            return self.tensors.device
-
-    return _DeviceNestedTensor(batch, mask)
+    @property
+    def device(self) -> torch.device:
+        return self.tensors.device
 
 
 class GroundingDinoDetector(Detector):
@@ -151,11 +151,6 @@ class GroundingDinoDetector(Detector):
         max_detections: int = 100,
         config_overrides: dict[str, Any] | None = None,
     ) -> None:
-        from groundingdino.models import build_model
-        from groundingdino.util.slconfig import SLConfig
-
-        from .weights import ModelSpec, dino_config
-
         if not (0 <= text_threshold <= 1 and 0 <= box_threshold <= 1 and 0 < nms_iou <= 1):
             raise UserError("GroundingDINO thresholds: box_threshold and text_threshold must lie in [0, 1], "
                             "nms_iou in (0, 1]")
@@ -177,8 +172,9 @@ class GroundingDinoDetector(Detector):
         # activation checkpointing only saves memory in training and warns on every inference call
         args.use_checkpoint = False
         args.use_transformer_ckpt = False
-        with seeded(0), contextlib.redirect_stdout(io.StringIO()):  # the builder prints the encoder path
-            model = build_model(args)
+        with seeded(0), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=UserWarning)  # torch.meshgrid indexing, in Swin
+            model = build_model(args)  # prints the encoder path, hence the redirect
         if checkpoint_path is not None:
             self._load(model, checkpoint_path)
         self.model = model.to(self.device).eval()
@@ -257,12 +253,10 @@ class GroundingDinoDetector(Detector):
         for i, t in enumerate(tensors):
             batch[i, :, : t.shape[1], : t.shape[2]] = t
             mask[i, : t.shape[1], : t.shape[2]] = False
-        return _nested(batch, mask)
+        return _DeviceNestedTensor(batch, mask)
 
     def _merge(self, items: list[tuple[np.ndarray, float, int]], prompts: Sequence[str]) -> list[Detection]:
         """Class-agnostic NMS over all chunks' detections, best first, at most ``max_detections``."""
-        from torchvision.ops import nms
-
         if not items:
             return []
         boxes = torch.tensor(np.stack([b for b, _, _ in items]), dtype=torch.float32)

@@ -16,12 +16,13 @@ import socket
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-import torch
-
 from unieditkit.errors import MissingModelError, UserError
+
+if TYPE_CHECKING:
+    import torch
 
 MODELS_DIR_ENV = "UNIEDITKIT_MODELS"
 
@@ -136,6 +137,8 @@ def _endpoint_reachable(endpoint: str) -> bool:
 def load_state_dict(path: str | Path, flag: str) -> dict[str, torch.Tensor]:
     """Tensors of a checkpoint file, loaded with ``weights_only=True`` so a file cannot run code; a training
     checkpoint that wraps the weights under ``"model"`` (GroundingDINO's) is unwrapped."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise MissingModelError(f"{flag} {path}: file not found")

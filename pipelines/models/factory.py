@@ -1,0 +1,49 @@
+"""Backends built from a ``ModelSpec``: what a Ray stage calls once in its ``__init__``.
+
+The spec is resolved here (paths, models folder, hub cache), so stages need not know where weights live; with
+``spec.random_init`` every backend is the small random-weight variant used by tests and dry runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .caption import CocaCaptioner
+from .categorize import ClipCategorizer
+from .detect import GroundingDinoDetector
+from .random_init import TINY_DINO_OVERRIDES, random_text_encoder_dir
+from .segment import GrabCutSegmenter, SamSegmenter
+from .weights import ModelSpec, dino_checkpoint, dino_config, sam_checkpoint, segmenter_choice
+
+
+def build_detector(spec: ModelSpec, device: str = "cpu", **options: Any) -> GroundingDinoDetector:
+    """GroundingDINO for ``spec``; ``options`` go to ``GroundingDinoDetector`` (thresholds, image_size, ...)."""
+    if spec.random_init:
+        options = {"image_size": 320, "max_size": 512, **options}
+        return GroundingDinoDetector(text_encoder=str(random_text_encoder_dir()), device=device,
+                                     config_overrides=TINY_DINO_OVERRIDES, **options)
+    return GroundingDinoDetector(dino_config(spec), dino_checkpoint(spec), spec.dino_text_encoder, device=device,
+                                 **options)
+
+
+def build_segmenter(spec: ModelSpec, device: str = "cpu") -> SamSegmenter | GrabCutSegmenter:
+    """SAM when ``spec`` selects it (``segmenter_choice``), else GrabCut; read ``.name`` for ``mask_source``."""
+    if segmenter_choice(spec) == "grabcut":
+        return GrabCutSegmenter()
+    if spec.random_init:
+        return SamSegmenter("tiny", None, device)
+    return SamSegmenter(spec.sam_model_type, sam_checkpoint(spec), device)
+
+
+def build_captioner(spec: ModelSpec, device: str = "cpu", **options: Any) -> CocaCaptioner:
+    """CoCa captioner for ``spec``; ``options`` go to ``CocaCaptioner`` (generation_type, max_len, batch_size)."""
+    if spec.random_init:
+        options = {"generation_type": "greedy", "max_len": 10, **options}
+        return CocaCaptioner(spec.caption_model, None, device, **options)
+    return CocaCaptioner(spec.caption_model, spec.caption_pretrained, device, **options)
+
+
+def build_categorizer(spec: ModelSpec, device: str = "cpu", **options: Any) -> ClipCategorizer:
+    """CLIP zero-shot categorizer for ``spec``; ``options`` go to ``ClipCategorizer``."""
+    pretrained = None if spec.random_init else spec.clip_pretrained
+    return ClipCategorizer(spec.clip_model, pretrained, device, **options)
