@@ -116,6 +116,10 @@ def unit_rows(shards: list[ShardPlan]) -> list[dict[str, Any]]:
 def start_ray(config: BuildConfig) -> None:
     import ray
 
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
     if ray.is_initialized():
         return
     kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
@@ -128,10 +132,6 @@ def start_ray(config: BuildConfig) -> None:
     elif config.num_workers:
         kwargs["num_cpus"] = config.num_workers
     ray.init(**kwargs)
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
-    ctx.print_on_execution_start = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
 def run_stages(todo: list[ShardPlan], config: BuildConfig, collector: ShardCollector) -> None:

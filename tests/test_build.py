@@ -59,7 +59,7 @@ def test_bundled_build_writes_complete_shards(built_dataset: Path) -> None:
             meta = json.loads(members["json"])
             assert meta["key"] == key and meta["domain"] == "garments" and meta["pair_kind"] == "self"
             assert meta["split"] == tar.stem.split("-")[1]
-            assert None not in json.dumps(meta) and "null" not in members["json"].decode()
+            assert "null" not in members["json"].decode(), "JSON fields must never be null"
             fine, rough, box = (as_mask(members[m]) for m in ("mask_fine.png", "mask_rough.png", "mask_box.png"))
             tgt = Image.open(io.BytesIO(members["tgt.jpg"]))
             assert tgt.size == tuple(meta["tgt_size"]) == fine.shape[::-1]
