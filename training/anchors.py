@@ -34,11 +34,11 @@ class Anchors:
             raise UserError(f"domain '{key}' is not in the taxonomy (valid: {', '.join(self.domains)})") from None
 
     @classmethod
-    def from_taxonomy(cls) -> Anchors:
-        """The anchors of the project's taxonomy (``taxonomy.load_taxonomy()``)."""
+    def from_taxonomy(cls, path: str = "") -> Anchors:
+        """The anchors of the bundled taxonomy, or of the taxonomy file ``path`` (``model.taxonomy``)."""
         from taxonomy import load_taxonomy
 
-        tax = load_taxonomy()
+        tax = load_taxonomy(path or None)
         domains = tuple(tax.domains)
         subs = tax.subcategories
         table = [-1] * (max(s.id for s in subs) + 1)

@@ -39,6 +39,7 @@ class ModelConfig:
     top_k: int = 2
     prior_scale: float = 2.0
     mot_patterns: list[str] = field(default_factory=lambda: list(DIT_MOT_PATTERNS))
+    taxonomy: str = ""
     train_backbone: bool = True
     init_checkpoint: str = ""
     gradient_checkpointing: bool = False

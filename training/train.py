@@ -75,7 +75,7 @@ def run(cfg: Config, resume: str | None = None) -> int:
 
 def _build(cfg: Config, info: DistInfo) -> tuple[torch.nn.Module, Editor, torch.optim.Optimizer, Any]:
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
-    editor = Editor(cfg.model, Anchors.from_taxonomy())
+    editor = Editor(cfg.model, Anchors.from_taxonomy(cfg.model.taxonomy))
     if cfg.model.init_checkpoint:
         load_backbone(editor, cfg.model.init_checkpoint)
     editor.to(info.device)

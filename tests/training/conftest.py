@@ -1,4 +1,7 @@
-"""Small synthetic shards in the docs/FORMAT.md layout, for tests that must not depend on the build pipeline.
+"""Fixtures for the training tests: small synthetic shards in the docs/FORMAT.md layout and tiny configs.
+
+The shards let tests choose domains, shard counts and uneven sample counts, which the bundled sample build
+(``built_dataset``) does not offer.
 
 Each sample is a coloured ellipse (the object) pasted into a noisy scene; the reference is the same object on the
 neutral grey background. Only what training reads is written: the ``.tar`` (all seven members, sorted by key)
@@ -12,6 +15,7 @@ import json
 import pathlib
 
 import numpy as np
+import pytest
 import webdataset as wds
 from PIL import Image, ImageDraw
 
@@ -96,3 +100,33 @@ def write_shards(root: pathlib.Path, counts: dict[str, list[int]], subcategory_i
             (root / f"{name}_stats.json").write_text(json.dumps(stats, sort_keys=True))
             paths.append(root / f"{name}.tar")
     return paths
+
+
+@pytest.fixture(scope="session")
+def two_domain_shards(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    """garments (shards of 5 and 3 samples) and vehicles (one shard of 7): uneven on purpose."""
+    root = tmp_path_factory.mktemp("shards")
+    write_shards(root, {"garments": [5, 3], "vehicles": [7]}, {"garments": 0, "vehicles": 130}, size=40)
+    return root
+
+
+TINY_CONFIG = """
+model: {image_size: 32, patch_size: 4, dim: 32, depth: 2, heads: 2, num_experts: 4, rank: 4, top_k: 2}
+data: {num_workers: 0, shuffle_buffer: 8, batches_per_epoch: 4}
+optim: {warmup_steps: 2}
+train: {batch_size: 3, save_every: 3, log_every: 1, preview_every: 4, preview_steps: 2, max_steps: 7,
+        progress: false, tensorboard: true}
+"""
+
+
+@pytest.fixture()
+def tiny_config(tmp_path: pathlib.Path) -> pathlib.Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_CONFIG)
+    return path
+
+
+@pytest.fixture()
+def shard_writer():
+    """``write_shards`` for tests that need their own layout (bad samples, other domains)."""
+    return write_shards
