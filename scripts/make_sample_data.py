@@ -20,20 +20,19 @@ import numpy as np
 
 from taxonomy import load_taxonomy
 
-WIDTH, HEIGHT = 320, 240
-IMAGES_PER_DOMAIN = 24
+SIZE = (320, 240)
 
 
-def background(rng: np.random.Generator) -> np.ndarray:
+def background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
     low = rng.integers(40, 215, size=(4, 5, 3)).astype(np.float32)
-    img = cv2.resize(low, (WIDTH, HEIGHT), interpolation=cv2.INTER_CUBIC)
-    grain = cv2.resize(rng.normal(0, 12, size=(HEIGHT // 4, WIDTH // 4, 3)).astype(np.float32), (WIDTH, HEIGHT))
-    horizon = int(rng.integers(HEIGHT // 2, HEIGHT - 30))
+    img = cv2.resize(low, (width, height), interpolation=cv2.INTER_CUBIC)
+    grain = cv2.resize(rng.normal(0, 12, size=(height // 4, width // 4, 3)).astype(np.float32), (width, height))
+    horizon = int(rng.integers(height // 2, height - 30))
     img[horizon:] *= 0.75
     return np.clip(img + grain, 0, 255)
 
 
-def blob(rng: np.random.Generator, cx: float, cy: float, radius: float) -> np.ndarray:
+def blob(rng: np.random.Generator, cx: float, cy: float, radius: float, width: int, height: int) -> np.ndarray:
     """A smooth star-ish outline: different objects get visibly different shapes."""
     theta = np.linspace(0, 2 * np.pi, 28, endpoint=False)
     r = np.ones_like(theta)
@@ -41,15 +40,16 @@ def blob(rng: np.random.Generator, cx: float, cy: float, radius: float) -> np.nd
         r += rng.uniform(0.0, 0.18) * np.sin(k * theta + rng.uniform(0, 2 * np.pi))
     sx, sy = rng.uniform(0.6, 1.0), rng.uniform(0.6, 1.0)
     pts = np.stack([cx + radius * sx * r * np.cos(theta), cy + radius * sy * r * np.sin(theta)], axis=1)
-    pts[:, 0] = np.clip(pts[:, 0], 1, WIDTH - 2)
-    pts[:, 1] = np.clip(pts[:, 1], 1, HEIGHT - 2)
+    pts[:, 0] = np.clip(pts[:, 0], 1, width - 2)
+    pts[:, 1] = np.clip(pts[:, 1], 1, height - 2)
     return np.round(pts, 1)
 
 
 def paint(img: np.ndarray, pts: np.ndarray, rng: np.random.Generator) -> None:
-    mask = np.zeros((HEIGHT, WIDTH), np.uint8)
+    height, width = img.shape[:2]
+    mask = np.zeros((height, width), np.uint8)
     cv2.fillPoly(mask, [np.round(pts).astype(np.int32)], 1)
-    yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     c1, c2 = rng.integers(0, 255, size=3), rng.integers(0, 255, size=3)
     period = rng.uniform(6, 18)
     angle = rng.uniform(0, np.pi)
@@ -64,11 +64,9 @@ def category_names(sub) -> list[str]:
     return [sub.key, sub.name, *sub.synonyms]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "pipelines" / "sample_data"))
-    args = parser.parse_args()
-    out = Path(args.out)
+def generate(out: Path, images_per_domain: int = 24, size: tuple[int, int] = SIZE) -> Path:
+    """Write images + ``instances.json`` into ``out``; also used by the benchmarks for larger inputs."""
+    width, height = size
     shutil.rmtree(out, ignore_errors=True)
     (out / "images").mkdir(parents=True)
     tax = load_taxonomy()
@@ -82,8 +80,8 @@ def main() -> None:
 
     for d_index, domain in enumerate(domains):
         subs = domain.subcategories
-        for i in range(IMAGES_PER_DOMAIN):
-            img = background(rng)
+        for i in range(images_per_domain):
+            img = background(rng, width, height)
             objects = [subs[(i * 2 + j) % len(subs)] for j in range(1 + (i % 3 == 0))]
             names = []
             for j, sub in enumerate(objects):
@@ -95,10 +93,10 @@ def main() -> None:
                 names.append("mystery gadget")
             slots = len(names)
             for j, name in enumerate(names):
-                cx = WIDTH * (j + 0.5) / slots + rng.uniform(-15, 15)
-                cy = HEIGHT * rng.uniform(0.4, 0.6)
-                radius = min(WIDTH / slots, HEIGHT) * rng.uniform(0.28, 0.42)
-                pts = blob(rng, cx, cy, radius)
+                cx = width * (j + 0.5) / slots + rng.uniform(-15, 15)
+                cy = height * rng.uniform(0.4, 0.6)
+                radius = min(width / slots, height) * rng.uniform(0.28, 0.42)
+                pts = blob(rng, cx, cy, radius, width, height)
                 paint(img, pts, rng)
                 x0, y0 = pts.min(axis=0)
                 x1, y1 = pts.max(axis=0)
@@ -115,7 +113,7 @@ def main() -> None:
                 )
             file_name = f"{domain.key}_{i:03d}.jpg"
             cv2.imwrite(str(out / "images" / file_name), cv2.cvtColor(img.astype(np.uint8), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 88])
-            images.append({"id": len(images) + 1, "file_name": file_name, "width": WIDTH, "height": HEIGHT})
+            images.append({"id": len(images) + 1, "file_name": file_name, "width": width, "height": height})
     coco = {
         "info": {"description": "unieditkit bundled sample: generated images, CC0-1.0", "version": "1"},
         "licenses": [{"id": 1, "name": "CC0-1.0", "url": "https://creativecommons.org/publicdomain/zero/1.0/"}],
@@ -123,8 +121,19 @@ def main() -> None:
         "annotations": annotations,
         "categories": [{"id": i, "name": n, "supercategory": ""} for n, i in categories.items()],
     }
-    (out / "instances.json").write_text(json.dumps(coco, indent=None, separators=(",", ":")) + "\n")
+    path = out / "instances.json"
+    path.write_text(json.dumps(coco, indent=None, separators=(",", ":")) + "\n")
     print(f"{len(images)} images, {len(annotations)} objects, {len(categories)} category names → {out}")
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "pipelines" / "sample_data"))
+    parser.add_argument("--images-per-domain", type=int, default=24)
+    parser.add_argument("--size", type=int, nargs=2, default=SIZE, metavar=("W", "H"))
+    args = parser.parse_args()
+    generate(Path(args.out), args.images_per_domain, tuple(args.size))
 
 
 if __name__ == "__main__":

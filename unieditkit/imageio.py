@@ -96,8 +96,13 @@ def encode_jpeg(rgb: np.ndarray) -> bytes:
 
 
 def encode_mask(mask: np.ndarray) -> bytes:
-    """Bool/0-1 mask → 8-bit L PNG with values 0/255."""
-    ok, buf = cv2.imencode(".png", np.where(mask, 255, 0).astype(np.uint8), [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    """Bool/0-1 mask → 8-bit L PNG with values 0/255.
+
+    No row filter and the lowest zlib level: masks are long runs that deflate well anyway, and this is 4-5x
+    faster than OpenCV's defaults, which otherwise dominate the build's CPU time (four masks per sample).
+    """
+    params = [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE, cv2.IMWRITE_PNG_COMPRESSION, 1]
+    ok, buf = cv2.imencode(".png", np.where(mask, 255, 0).astype(np.uint8), params)
     if not ok:
         raise ValueError("PNG encoding failed")
     return buf.tobytes()

@@ -91,10 +91,11 @@ def _square_around(box: tuple[int, int, int, int], margin: float) -> tuple[float
 
 
 def make_reference(
-    image: np.ndarray, mask: np.ndarray, size: int, rng: np.random.Generator | None
+    image: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int], size: int, rng: np.random.Generator | None
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Cut the object onto neutral grey, square, ``size`` px; with ``rng``, augment it (one homography)."""
-    cx, cy, side = _square_around(bbox(mask), margin=0.15)
+    """Cut the object (``mask``, whose bbox is ``box``) onto neutral grey, square, ``size`` px; with ``rng``,
+    augment it (flip, scale, rotation and perspective as one homography, then a colour LUT)."""
+    cx, cy, side = _square_around(box, margin=0.15)
     aug = {"flip": False, "scale": 1.0, "rotate_deg": 0.0, "perspective": 0.0, "color": 0.0}
     src = np.float32([[cx - side / 2, cy - side / 2], [cx + side / 2, cy - side / 2], [cx + side / 2, cy + side / 2], [cx - side / 2, cy + side / 2]])
     dst = np.float32([[0, 0], [size, 0], [size, size], [0, size]])
@@ -115,13 +116,13 @@ def make_reference(
             dst = dst[[1, 0, 3, 2]]
     h = cv2.getPerspectiveTransform(src, dst.astype(np.float32))
     ref = cv2.warpPerspective(image, h, (size, size), flags=cv2.INTER_LINEAR, borderValue=(GREY, GREY, GREY))
-    ref_mask = cv2.warpPerspective(mask.astype(np.uint8), h, (size, size), flags=cv2.INTER_NEAREST) > 0
+    ref_mask = cv2.warpPerspective(mask.view(np.uint8), h, (size, size), flags=cv2.INTER_NEAREST) > 0
     if rng is not None and aug["color"] > 0:
         gain = 1.0 + rng.uniform(-aug["color"], aug["color"], size=3)
         bias = rng.uniform(-aug["color"], aug["color"]) * 40.0
-        ref = np.clip(ref.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
-    ref[~ref_mask] = GREY
-    return ref, ref_mask, aug
+        lut = np.clip(np.arange(256, dtype=np.float64)[:, None] * gain + bias, 0, 255).astype(np.uint8)
+        ref = cv2.LUT(ref, lut.reshape(256, 1, 3))
+    return np.where(ref_mask[..., None], ref, np.uint8(GREY)), ref_mask, aug
 
 
 def sharpness(image: np.ndarray, box: tuple[int, int, int, int]) -> float:
@@ -210,12 +211,12 @@ class PairStage:
         seed = sample_seed(key, s.seed)
         if ref_full is None:
             rng = np.random.default_rng([seed, 1]) if s.augment_self_pairs else None
-            ref, ref_mask, aug = make_reference(tgt, fine, s.ref_size, rng)
+            ref, ref_mask, aug = make_reference(tgt, fine, box, s.ref_size, rng)
         else:
             assert ref_mask_full is not None
             if not ref_mask_full.any():
                 return rejected(key, "empty_ref_mask", f"{unit['ref_mask_uri']} is empty")
-            ref, ref_mask, aug = make_reference(ref_full, ref_mask_full, s.ref_size, None)
+            ref, ref_mask, aug = make_reference(ref_full, ref_mask_full, bbox(ref_mask_full), s.ref_size, None)
         sub = self.taxonomy.by_key(obj["subcategory"])
         meta = empty_meta()
         meta.update(
