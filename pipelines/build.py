@@ -8,6 +8,7 @@ the shard when all its units are in (``writer.py``), and ``catalog.py`` refreshe
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -15,18 +16,22 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from taxonomy import Taxonomy, load_taxonomy
 from unieditkit.errors import UserError
 
 from .catalog import finalize
-from .config import BuildConfig
+from .config import MODEL_STAGES, BuildConfig, StageResources
 from .plan import ShardPlan, SourceReport, make_plan, pending
 from .sources import Source, default_sources, parse_source
+from .stages.filter import FilterStage
 from .stages.mats import MatsStage
 from .stages.pair import PairStage
 from .writer import TMP_SUFFIX, ShardCollector, write_bytes_atomic
+
+if TYPE_CHECKING:
+    from .models.weights import ModelSpec
 
 BUILD_CONFIG = "build_config.json"
 
@@ -69,12 +74,15 @@ def plan_fingerprint(shards: list[ShardPlan]) -> str:
     return h.hexdigest()
 
 
-def check_build_config(out: Path, config: BuildConfig, taxonomy: Taxonomy, sources: list[Source], shards: list[ShardPlan]) -> None:
+def check_build_config(
+    out: Path, config: BuildConfig, taxonomy: Taxonomy, sources: list[Source], shards: list[ShardPlan], models: ModelSpec | None
+) -> None:
     """Refuse to resume into a folder built from other inputs or settings, which would mix two datasets."""
     path = out / BUILD_CONFIG
     recorded: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {"domains": {}}
     entry = {
         "settings": config.settings.to_json(),
+        "models": dataclasses.asdict(models) if models else {},
         "sources": [s.describe() for s in sources],
         "taxonomy": f"{taxonomy.name} {taxonomy.version} {taxonomy.fingerprint()[:16]}",
         "plan": plan_fingerprint(shards),
@@ -89,6 +97,33 @@ def check_build_config(out: Path, config: BuildConfig, taxonomy: Taxonomy, sourc
     if previous is None:
         recorded["domains"][config.domain] = entry
         write_bytes_atomic(path, (json.dumps(recorded, indent=1, sort_keys=True) + "\n").encode())
+
+
+def resolve_model_stages(config: BuildConfig, shards: list[ShardPlan]) -> ModelSpec | None:
+    """The model stages this build runs: as asked, or ("auto") what the input needs — detection and the rest of
+    the mining stages for unannotated input, only segmentation for box-only annotations, none otherwise (so an
+    annotated build runs offline without any weights)."""
+    from .models.weights import ModelSpec
+
+    wanted = config.model_stages.stages
+    if wanted == "auto":
+        units = [u for s in shards for u in s.units]
+        if any(u.needs_detection for u in units):
+            wanted = MODEL_STAGES
+        elif any(not o.segmentation and not o.mask_uri for u in units for o in u.objects):
+            wanted = ("segment",)
+        else:
+            wanted = ()
+    unknown = sorted(set(wanted) - set(MODEL_STAGES))
+    if unknown:
+        raise UserError(f"--models {','.join(wanted)}: unknown stage(s) {', '.join(unknown)}; choose from {', '.join(MODEL_STAGES)}, 'auto' or 'none'")
+    if not wanted:
+        return None
+    spec = dataclasses.replace(config.models or ModelSpec(), stages=tuple(s for s in MODEL_STAGES if s in wanted))
+    from .models.weights import require_weights
+
+    require_weights(spec)
+    return spec
 
 
 def unit_rows(shards: list[ShardPlan]) -> list[dict[str, Any]]:
@@ -107,6 +142,8 @@ def unit_rows(shards: list[ShardPlan]) -> list[dict[str, Any]]:
             "tgt_rel": u.relative(u.tgt_uri),
             "ref_rel": u.relative(u.ref_uri),
             "objects": u.objects_json(),
+            "ref_objects": "[]",
+            "needs_detection": u.needs_detection,
         }
         for s in shards
         for u in s.units
@@ -134,16 +171,55 @@ def start_ray(config: BuildConfig) -> None:
     ray.init(**kwargs)
 
 
-def run_stages(todo: list[ShardPlan], config: BuildConfig, collector: ShardCollector) -> None:
-    """The Ray Data pipeline. CPU stages are plain callables, so Ray fuses them into one task per batch."""
+def _actor_stage(ds: Any, cls: type, kwargs: dict[str, Any], res: StageResources, cpus: float) -> Any:
+    """A model stage as a pool of Ray actors: the model is loaded once per actor, batches stream through."""
+    import ray
+
+    device = "cuda" if res.num_gpus > 0 else "cpu"
+    return ds.map_batches(
+        cls,
+        fn_constructor_kwargs={**kwargs, "device": device},
+        batch_size=res.batch_size,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=res.concurrency),
+        num_gpus=res.num_gpus or None,
+        num_cpus=res.num_cpus or cpus,
+    )
+
+
+def run_stages(todo: list[ShardPlan], config: BuildConfig, collector: ShardCollector, models: ModelSpec | None) -> None:
+    """The Ray Data pipeline, in the order a row flows. CPU stages are plain callables, so Ray fuses adjacent
+    ones into one task per batch; model stages are actor pools."""
     import ray
     from tqdm import tqdm
 
     start_ray(config)
     rows = unit_rows(todo)
+    s, m = config.settings, config.model_stages
+    stages = models.stages if models else ()
+    cpus = max(0.25, min(1.0, ray.cluster_resources().get("CPU", 1.0) / (len(stages) + 1)))
+    kw = {"spec": models}
     ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // config.batch_size, 1000)))
-    s = config.settings
+    if "detect" in stages:
+        from .stages.detect import DetectStage
+
+        opts = dict(domain=config.domain, taxonomy_path=config.taxonomy_path, max_objects=m.max_objects, box_threshold=m.box_threshold, text_threshold=m.text_threshold)
+        ds = _actor_stage(ds, DetectStage, {**kw, **opts}, m.resources_for("detect"), cpus)
+    if "segment" in stages:
+        from .stages.segment import SegmentStage
+
+        ds = _actor_stage(ds, SegmentStage, kw, m.resources_for("segment"), cpus)
     ds = ds.map_batches(PairStage(config.domain, s, config.taxonomy_path), batch_size=config.batch_size, batch_format="pyarrow")
+    if "caption" in stages:
+        from .stages.caption import CaptionStage
+
+        ds = _actor_stage(ds, CaptionStage, kw, m.resources_for("caption"), cpus)
+    if "categorize" in stages:
+        from .stages.categorize import CategorizeStage
+
+        opts = dict(domain=config.domain, taxonomy_path=config.taxonomy_path, top_k=m.top_k, min_score=s.min_category_score)
+        ds = _actor_stage(ds, CategorizeStage, {**kw, **opts}, m.resources_for("categorize"), cpus)
+    ds = ds.map_batches(FilterStage(s), batch_size=config.batch_size, batch_format="pyarrow")
     ds = ds.map_batches(MatsStage(s.seed), batch_size=config.batch_size, batch_format="pyarrow")
     with tqdm(total=len(rows), unit="unit", desc=f"build {config.domain}", disable=not config.progress) as bar:
         for row in ds.iter_rows():
@@ -169,7 +245,8 @@ def build(config: BuildConfig) -> BuildSummary:
     shards, report = make_plan(sources, taxonomy, config.domain, config.settings)
     if not shards:
         raise UserError(f"no input for domain '{config.domain}' in {', '.join(s.describe() for s in sources)} ({report.units_total} units read, none with objects of this domain)")
-    check_build_config(out, config, taxonomy, sources, shards)
+    models = resolve_model_stages(config, shards)
+    check_build_config(out, config, taxonomy, sources, shards, models)
     summary = BuildSummary(config.domain, out, shards_total=len(shards), report=report)
     todo = pending(shards, out)
     if todo:
@@ -180,7 +257,7 @@ def build(config: BuildConfig) -> BuildSummary:
             summary.samples_written += stats["samples"]
             summary.rejected.update(stats["rejected"])
 
-        run_stages(todo, config, ShardCollector(out, todo, on_done))
+        run_stages(todo, config, ShardCollector(out, todo, on_done, config.settings.dedupe_hamming), models)
     finalize(out)
     summary.seconds = time.perf_counter() - t0
     return summary

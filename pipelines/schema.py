@@ -20,7 +20,7 @@ MASK_MEMBERS = ("ref_mask.png", "mask_fine.png", "mask_rough.png", "mask_box.png
 
 # Row columns between pipeline stages: member bytes use "_" instead of "." (Arrow column names).
 BYTES_COLUMNS = tuple(m.replace(".", "_") for m in MEMBERS)
-ROW_COLUMNS = ("key", "shard", "unit_id", "unit_rows", "status", "reason", "detail", "meta") + BYTES_COLUMNS
+ROW_COLUMNS = ("key", "shard", "unit_id", "unit_rows", "status", "reason", "detail", "meta", "phash") + BYTES_COLUMNS
 
 NOT_MEASURED = -1.0
 

@@ -56,8 +56,27 @@ def _rejected_record(row: dict[str, Any], shard: ShardPlan) -> dict[str, Any]:
     return rec
 
 
-def write_shard(out_dir: Path, shard: ShardPlan, rows: list[dict[str, Any]]) -> dict[str, Any]:
+def drop_near_duplicates(rows: list[dict[str, Any]], max_hamming: int) -> None:
+    """Reject samples whose object crop hashes within ``max_hamming`` bits of an earlier one (by key order).
+
+    Done per shard, where all rows are at hand and the order is fixed, so the result is deterministic and a
+    shard never depends on another one (it can be rebuilt alone).
+    """
+    if max_hamming < 0:
+        return
+    kept: list[tuple[int, str]] = []
+    for r in sorted((r for r in rows if r["status"] == "ok" and r["phash"]), key=lambda r: r["key"]):
+        h = int(r["phash"], 16)
+        twin = next((key for k, key in kept if (h ^ k).bit_count() <= max_hamming), None)
+        if twin is None:
+            kept.append((h, r["key"]))
+        else:
+            r.update(status="rejected", reason="near_duplicate", detail=f"near-duplicate of {twin}")
+
+
+def write_shard(out_dir: Path, shard: ShardPlan, rows: list[dict[str, Any]], dedupe_hamming: int = -1) -> dict[str, Any]:
     """Write one complete shard; returns its stats (also written, last, as the done marker)."""
+    drop_near_duplicates(rows, dedupe_hamming)
     ok = sorted((r for r in rows if r["status"] == "ok"), key=lambda r: r["key"])
     keys = [r["key"] for r in ok]
     if len(set(keys)) != len(keys):
@@ -99,8 +118,11 @@ class ShardCollector:
     announced (``unit_rows``), a shard when all its units are complete.
     """
 
-    def __init__(self, out_dir: Path, shards: list[ShardPlan], on_done: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(
+        self, out_dir: Path, shards: list[ShardPlan], on_done: Callable[[dict[str, Any]], None], dedupe_hamming: int = -1
+    ) -> None:
         self.out_dir = out_dir
+        self.dedupe_hamming = dedupe_hamming
         self.shards = {s.name: s for s in shards}
         self.units_left = {s.name: {u.unit_id for u in s.units} for s in shards}
         self.rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -116,7 +138,7 @@ class ShardCollector:
             return False
         self.units_left[name].discard(row["unit_id"])
         if not self.units_left[name]:
-            self.on_done(write_shard(self.out_dir, self.shards[name], self.rows.pop(name)))
+            self.on_done(write_shard(self.out_dir, self.shards[name], self.rows.pop(name), self.dedupe_hamming))
         return True
 
     @property

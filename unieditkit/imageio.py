@@ -114,3 +114,35 @@ def decode_mask(data: bytes) -> np.ndarray:
     if arr is None:
         raise ValueError("mask PNG could not be decoded")
     return arr > 127
+
+
+def load_uri(uri: str) -> np.ndarray:
+    """Load an image reference as stored in work units: a file path, or ``VIDEO#frame=N`` for a video frame."""
+    path, sep, fragment = uri.partition("#frame=")
+    if sep:
+        from unieditkit.video import read_frame
+
+        return read_frame(path, int(fragment))
+    return load_rgb(uri)
+
+
+def load_mask_uri(uri: str) -> np.ndarray:
+    """Load a mask reference: a mask image (anything above 127 is inside), or ``PARSE.png#labels=5,6`` — the
+    pixels of a label/parsing map whose value is one of the labels (try-on datasets ship parsing maps, not
+    per-garment masks)."""
+    path, sep, labels = uri.partition("#labels=")
+    data = read_bytes(path)
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            arr = np.asarray(img if sep else img.convert("L"))
+    except Exception as exc:  # corrupt mask files fail in many ways in Pillow; all mean "unusable"
+        raise ImageReadError("undecodable", f"{path}: {type(exc).__name__}: {exc}") from None
+    if not sep:
+        return arr > 127
+    if arr.ndim == 3:
+        arr = arr[..., 0]
+    try:
+        wanted = [int(v) for v in labels.split(",")]
+    except ValueError:
+        raise ImageReadError("bad_mask_uri", f"{uri}: labels must be integers, e.g. #labels=5,6") from None
+    return np.isin(arr, wanted)

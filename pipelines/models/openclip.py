@@ -16,6 +16,14 @@ from .random_init import seeded
 from .weights import open_clip_weights
 
 
+def _randomize_zero_weights(model: torch.nn.Module) -> None:
+    """Give zero-initialised weight matrices random values: open_clip starts CoCa's vocabulary projection at
+    zero, so a random-weight CoCa scores every token equally and greedy/beam decoding degenerate into ties."""
+    for param in model.parameters():
+        if param.dim() >= 2 and not param.any():
+            torch.nn.init.normal_(param, std=0.02)
+
+
 class OpenClipModel:
     """An open_clip model in eval mode with its image preprocessing and tokenizer.
 
@@ -40,6 +48,8 @@ class OpenClipModel:
                 force_quick_gelu=bool(cfg.get("quick_gelu", False)), weights_only=True,
                 **{k: v for k, v in preprocess.items() if v is not None},
             )
+            if weights.file is None:
+                _randomize_zero_weights(model)
         self.model = model.eval()
         try:
             self.tokenizer: Callable[..., torch.Tensor] = open_clip.get_tokenizer(model_name)

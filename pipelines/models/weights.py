@@ -49,8 +49,9 @@ DINO_CHECKPOINTS: dict[str, tuple[str, str]] = {
 DEFAULT_DINO_CONFIG = "GroundingDINO_SwinT_OGC.py"
 
 #: files of a BERT-style text encoder folder; weights in either format
-_TEXT_ENCODER_PATTERNS = ["config.json", "vocab.txt", "tokenizer.json", "tokenizer_config.json",
-                          "special_tokens_map.json", "model.safetensors"]
+_TEXT_ENCODER_PATTERNS = ["*.json", "vocab.txt", "model.safetensors"]
+#: file names open_clip weights go by on the hub, safetensors first
+_OPEN_CLIP_FILES = ["open_clip_model.safetensors", "open_clip_pytorch_model.safetensors", "open_clip_pytorch_model.bin"]
 _HUB_PROBE_TIMEOUT_S = 3.0
 
 
@@ -164,9 +165,12 @@ def _in_models_dir(spec: ModelSpec, name: str) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def _models_dir_hint(spec: ModelSpec) -> str:
+def _where(spec: ModelSpec, url: str) -> str:
+    """How to place an official checkpoint so it is found without a path flag."""
     folder = spec.models_path()
-    return str(folder) if folder else f"${MODELS_DIR_ENV} (not set)"
+    if folder:
+        return f"not in the models folder {folder}; download {url} into it"
+    return f"no path given and ${MODELS_DIR_ENV} is not set; download {url} into a folder and set ${MODELS_DIR_ENV} to it"
 
 
 def segmenter_choice(spec: ModelSpec) -> str:
@@ -191,8 +195,8 @@ def sam_checkpoint(spec: ModelSpec) -> Path:
 
 
 def _sam_missing(spec: ModelSpec, name: str, url: str) -> str:
-    return (f"SAM {spec.sam_model_type} checkpoint {name}: not in {_models_dir_hint(spec)}; "
-            f"download {url} there, or pass --sam-checkpoint FILE, or use --segmenter grabcut")
+    return (f"SAM {spec.sam_model_type} checkpoint {name}: {_where(spec, url)}, "
+            "or pass --sam-checkpoint FILE, or use --segmenter grabcut")
 
 
 def dino_config(spec: ModelSpec) -> Path:
@@ -216,8 +220,7 @@ def dino_checkpoint(spec: ModelSpec) -> Path:
     found = _in_models_dir(spec, name)
     if found is None:
         raise MissingModelError(
-            f"GroundingDINO checkpoint {name}: not in {_models_dir_hint(spec)}; "
-            f"download {url} there, or pass --dino-checkpoint FILE")
+            f"GroundingDINO checkpoint {name}: {_where(spec, url)}, or pass --dino-checkpoint FILE")
     return found
 
 
@@ -226,7 +229,8 @@ def dino_checkpoint(spec: ModelSpec) -> Path:
 
 
 def _text_encoder_fix(name: str) -> str:
-    return (f"huggingface-cli download {name} {' '.join(_TEXT_ENCODER_PATTERNS)} --local-dir DIR "
+    include = " ".join(f"'{p}'" for p in _TEXT_ENCODER_PATTERNS)
+    return (f"run `huggingface-cli download {name} --include {include} --local-dir DIR` "
             "on a machine with network, then pass --dino-text-encoder DIR")
 
 
@@ -297,7 +301,7 @@ def _download_open_clip(cfg: dict[str, Any], model_name: str, tag: str, flag: st
         from huggingface_hub import hf_hub_download
 
         repo, filename = os.path.split(cfg["hf_hub"])  # "org/repo/" (default file names) or "org/repo/file"
-        candidates = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        candidates = [filename] if filename else _OPEN_CLIP_FILES
         for name in candidates:
             try:
                 return Path(hf_hub_download(repo, name, local_files_only=not online))
@@ -305,8 +309,8 @@ def _download_open_clip(cfg: dict[str, Any], model_name: str, tag: str, flag: st
                 continue
         state = "hub unreachable and not in the Hugging Face cache" if not online else "download failed"
         raise MissingModelError(
-            f"open_clip {model_name} weights '{tag}': {state}; run `huggingface-cli download {repo} {candidates[0]}` "
-            f"on a machine with network and copy the Hugging Face cache, or pass {flag} FILE")
+            f"open_clip {model_name} weights '{tag}': {state}; run `huggingface-cli download {repo} --include "
+            f"'open_clip_*'` on a machine with network and copy its Hugging Face cache here, or pass {flag} FILE")
     url = cfg.get("url", "")
     target = Path("~/.cache/clip").expanduser() / os.path.basename(url)
     if target.is_file():

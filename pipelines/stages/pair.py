@@ -19,14 +19,15 @@ from typing import Any
 import cv2
 import numpy as np
 import pyarrow as pa
-from pycocotools import mask as mask_utils
 
 from taxonomy import Taxonomy, load_taxonomy
-from unieditkit.imageio import ImageReadError, encode_jpeg, encode_mask, load_rgb
+from unieditkit import rle
+from unieditkit.imageio import ImageReadError, encode_jpeg, encode_mask, load_mask_uri, load_uri
 from unieditkit.mats import bbox, sample_seed
 
 from ..config import OutputSettings
 from ..schema import BYTES_COLUMNS, ROW_COLUMNS, empty_meta, row_schema
+from .match import match_objects
 
 GREY = 127
 
@@ -62,10 +63,24 @@ def resize_to_max_side(image: np.ndarray, max_side: int) -> tuple[np.ndarray, fl
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA), scale
 
 
+def reference_mask(unit: dict[str, Any], obj: dict[str, Any], ref: np.ndarray) -> np.ndarray | None:
+    """The object's mask in the reference image: matched (mined pairs), given (manifest, try-on), or — for a
+    product shot with no mask — the whole image. None when a mined pair found no matching object."""
+    h, w = ref.shape[:2]
+    if unit["needs_detection"]:
+        return rle.decode(obj["ref_segmentation"], h, w) if obj.get("ref_segmentation") else None
+    if unit["ref_mask_uri"]:
+        m = load_mask_uri(unit["ref_mask_uri"])
+        if m.shape != (h, w):
+            raise ImageReadError("mask_size_mismatch", f"{unit['ref_mask_uri']} is {m.shape[1]}x{m.shape[0]}, reference is {w}x{h}")
+        return m
+    return np.ones((h, w), bool)
+
+
 def object_mask(obj: dict[str, Any], height: int, width: int) -> np.ndarray | None:
     """The object's mask at the target image's decoded size, or None when only a box is known."""
     if obj.get("mask_uri"):
-        m = load_rgb(obj["mask_uri"])[..., 0] > 127
+        m = load_mask_uri(obj["mask_uri"])
         if m.shape != (height, width):
             raise ImageReadError("mask_size_mismatch", f"{obj['mask_uri']} is {m.shape[1]}x{m.shape[0]}, image is {width}x{height}")
         return m
@@ -75,13 +90,7 @@ def object_mask(obj: dict[str, Any], height: int, width: int) -> np.ndarray | No
     ann_w, ann_h = obj.get("image_size") or (0, 0)
     if (ann_w, ann_h) not in ((0, 0), (width, height)):
         raise ImageReadError("annotation_size_mismatch", f"annotation is for {ann_w}x{ann_h}, image decodes as {width}x{height}")
-    if isinstance(segm, dict) and isinstance(segm.get("counts"), list):
-        rle = mask_utils.frPyObjects(segm, height, width)
-    elif isinstance(segm, dict):
-        rle = dict(segm, counts=segm["counts"].encode("ascii") if isinstance(segm["counts"], str) else segm["counts"])
-    else:
-        rle = mask_utils.merge(mask_utils.frPyObjects([p for p in segm if len(p) >= 6], height, width))
-    return mask_utils.decode(rle).astype(bool)
+    return rle.decode(segm, height, width)
 
 
 def _square_around(box: tuple[int, int, int, int], margin: float) -> tuple[float, float, float]:
@@ -175,10 +184,12 @@ class PairStage:
         if not objects:
             return [rejected(base, "no_objects", "no object of this domain was found")]
         try:
-            tgt_full = load_rgb(unit["tgt_uri"])
-            ref_full = load_rgb(unit["ref_uri"]) if unit["ref_uri"] else None
+            tgt_full = load_uri(unit["tgt_uri"])
+            ref_full = load_uri(unit["ref_uri"]) if unit["ref_uri"] else None
         except ImageReadError as exc:
             return [rejected(base, exc.reason, exc.detail)]
+        if ref_full is not None and unit["needs_detection"]:
+            objects = match_objects(tgt_full, objects, ref_full, json.loads(unit["ref_objects"]), self.settings.min_match_similarity)
         tgt = Target(tgt_full, self.settings.max_side)
         return [self.object_row(unit, obj, i, tgt, ref_full) for i, obj in enumerate(objects)]
 
@@ -189,11 +200,11 @@ class PairStage:
         key = sample_key(self.domain, unit["unit_id"], index)
         try:
             fine_full = object_mask(obj, *target.full.shape[:2])
-            ref_mask_full = None
-            if ref_full is not None:
-                ref_mask_full = load_rgb(unit["ref_mask_uri"])[..., 0] > 127 if unit["ref_mask_uri"] else np.ones(ref_full.shape[:2], bool)
+            ref_mask_full = None if ref_full is None else reference_mask(unit, obj, ref_full)
         except ImageReadError as exc:
             return rejected(key, exc.reason, exc.detail)
+        if ref_full is not None and ref_mask_full is None:
+            return rejected(key, "no_match", "no object of the same subcategory and appearance in the reference image")
         if fine_full is None:
             return rejected(key, "no_mask", "object has only a box; configure a segmenter (SAM or GrabCut) for box-only input")
         tgt = target.image
@@ -215,7 +226,7 @@ class PairStage:
         else:
             assert ref_mask_full is not None
             if not ref_mask_full.any():
-                return rejected(key, "empty_ref_mask", f"{unit['ref_mask_uri']} is empty")
+                return rejected(key, "empty_ref_mask", f"the reference mask of {unit['ref_uri']} is empty")
             ref, ref_mask, aug = make_reference(ref_full, ref_mask_full, bbox(ref_mask_full), s.ref_size, None)
         sub = self.taxonomy.by_key(obj["subcategory"])
         meta = empty_meta()

@@ -1,0 +1,67 @@
+"""Detect stage: GroundingDINO boxes for the domain's subcategory prompts on unannotated units.
+
+A Ray Data actor: the detector is built once per actor in ``__init__`` and each call handles a batch of unit
+rows. Units that already carry annotations pass through untouched. Two-image units (video frames, views)
+are detected in both images, so the pair stage can match the same object across them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pyarrow as pa
+
+from taxonomy import load_taxonomy
+from unieditkit.imageio import ImageReadError, load_uri
+
+from ..models.detect import PromptMap
+from ..models.factory import build_detector
+from ..models.weights import ModelSpec
+
+
+def detections_to_objects(dets: list, prompt_map: PromptMap, size: tuple[int, int], max_objects: int) -> list[dict[str, Any]]:
+    objects = []
+    for i, d in enumerate(sorted(dets, key=lambda d: -d.score)[:max_objects]):
+        key = prompt_map.subcategory(d.phrase)
+        objects.append(
+            {
+                "category": key,
+                "subcategory": key,
+                "bbox": [round(float(v), 2) for v in d.bbox],
+                "object_id": f"det{i}",
+                "segmentation": None,
+                "mask_uri": "",
+                "image_size": list(size),
+                "score": round(float(d.score), 5),
+                "detector_score": round(float(d.score), 5),
+            }
+        )
+    return objects
+
+
+class DetectStage:
+    def __init__(self, spec: ModelSpec, domain: str, taxonomy_path: str = "", max_objects: int = 3, device: str = "cpu", **options: Any) -> None:
+        self.detector = build_detector(spec, device=device, **options)
+        subs = load_taxonomy(taxonomy_path or None).domain(domain).subcategories
+        self.prompt_map = PromptMap(subs)
+        self.max_objects = max_objects
+
+    def _detect(self, uri: str) -> list[dict[str, Any]]:
+        try:
+            image = load_uri(uri)
+        except ImageReadError:
+            return []  # the pair stage reloads the image and records why it failed
+        h, w = image.shape[:2]
+        return detections_to_objects(self.detector.detect(image, self.prompt_map.prompts), self.prompt_map, (w, h), self.max_objects)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        rows = batch.to_pylist()
+        for row in rows:
+            if not row["needs_detection"]:
+                continue
+            row["objects"] = json.dumps(self._detect(row["tgt_uri"]), sort_keys=True)
+            if row["ref_uri"]:
+                row["ref_objects"] = json.dumps(self._detect(row["ref_uri"]), sort_keys=True)
+        return pa.Table.from_pylist(rows, schema=batch.schema)
+
