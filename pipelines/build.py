@@ -23,6 +23,7 @@ from unieditkit.errors import UserError
 
 from .catalog import finalize
 from .config import MODEL_STAGES, BuildConfig, StageResources
+from .lock import build_lock
 from .plan import ShardPlan, SourceReport, make_plan, pending
 from .sources import Source, default_sources, parse_source
 from .stages.filter import FilterStage
@@ -242,6 +243,13 @@ def build(config: BuildConfig) -> BuildSummary:
     sources = [parse_source(s) for s in config.sources] if config.sources else default_sources()
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    with build_lock(out):
+        summary = _build_locked(config, taxonomy, sources, out)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _build_locked(config: BuildConfig, taxonomy: Taxonomy, sources: list[Source], out: Path) -> BuildSummary:
     shards, report = make_plan(sources, taxonomy, config.domain, config.settings)
     if not shards:
         raise UserError(f"no input for domain '{config.domain}' in {', '.join(s.describe() for s in sources)} ({report.units_total} units read, none with objects of this domain)")
@@ -259,5 +267,4 @@ def build(config: BuildConfig) -> BuildSummary:
 
         run_stages(todo, config, ShardCollector(out, todo, on_done, config.settings.dedupe_hamming), models)
     finalize(out)
-    summary.seconds = time.perf_counter() - t0
     return summary

@@ -233,3 +233,14 @@ def test_malformed_manifest_line_names_file_and_line(tmp_path: Path) -> None:
     manifest.write_text('{"image": "a.jpg", "objects": []}\n{not json\n')
     with pytest.raises(UserError, match=r"m.jsonl:2: invalid JSON"):
         build(BuildConfig(domain="garments", out_dir=str(tmp_path / "o"), sources=(f"manifest:{manifest}",), progress=False))
+
+
+def test_second_build_into_same_folder_refuses(tmp_path: Path) -> None:
+    from pipelines.lock import build_lock
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with build_lock(out):
+        with pytest.raises(UserError, match="another build is writing here"):
+            build(BuildConfig(domain="garments", out_dir=str(out), progress=False))
+    assert not list(out.glob("*.tar"))
