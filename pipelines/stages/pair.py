@@ -134,10 +134,10 @@ def make_reference(
     return np.where(ref_mask[..., None], ref, np.uint8(GREY)), ref_mask, aug
 
 
-def sharpness(image: np.ndarray, box: tuple[int, int, int, int]) -> float:
-    """Variance of the Laplacian inside the object's box: a cheap blur score (higher is sharper)."""
-    x0, y0, x1, y1 = box
-    grey = cv2.cvtColor(image[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY)
+def sharpness(image: np.ndarray) -> float:
+    """Variance of the Laplacian of the whole target: a cheap blur score (higher is sharper). Measured on the
+    scene rather than the object, since a plain single-colour object in a sharp photo is not blurry."""
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     return float(cv2.Laplacian(grey, cv2.CV_64F).var())
 
 
@@ -147,6 +147,7 @@ class Target:
     def __init__(self, full: np.ndarray, max_side: int) -> None:
         self.full = full
         self.image, self.scale = resize_to_max_side(full, max_side)
+        self.sharpness = sharpness(self.image)
         self._jpeg = b""
 
     @property
@@ -255,7 +256,7 @@ class PairStage:
             group_id=unit["group_id"],
             object_id=str(obj["object_id"]),
         )
-        meta["scores"].update(fine_area=round(area, 6), sharpness=round(sharpness(tgt, box), 3))
+        meta["scores"].update(fine_area=round(area, 6), sharpness=round(target.sharpness, 3))
         if "detector_score" in obj:
             meta["scores"]["detector"] = float(obj["detector_score"])
         return {
