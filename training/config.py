@@ -61,7 +61,7 @@ class CurriculumConfig:
     fine: dict[str, float] = field(default_factory=lambda: {"fine": 1.0})
     rough: dict[str, float] = field(default_factory=lambda: {"fine": 0.2, "rough": 0.8})
     box: dict[str, float] = field(default_factory=lambda: {"fine": 0.1, "rough": 0.2, "box": 0.7})
-    rough_source: Literal["stored", "regenerate"] = "stored"
+    rough_source: Literal["stored", "regenerate", "resample"] = "stored"
 
 
 @dataclass

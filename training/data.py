@@ -82,12 +82,17 @@ def _rgb(data: bytes, size: int) -> Image.Image:
     return img.convert("RGB")
 
 
-def _mask_image(sample: dict, variant: str, meta: dict, rough_source: str) -> Image.Image:
-    if variant == "rough" and rough_source == "regenerate":
+def _mask_image(sample: dict, variant: str, meta: dict, rough_source: str, draw: int) -> Image.Image:
+    """The variant's mask; a rough mask may be re-drawn from the fine one (``regenerate``: the stored seed, so
+    the same mask; ``resample``: a new seed per draw, so a new rough mask every time the sample comes up)."""
+    if variant == "rough" and rough_source != "stored":
         from unieditkit.mats import rough_mask
 
+        seed = int(meta["mats"]["seed"])
+        if rough_source == "resample":
+            seed = stable_seed(seed, draw)
         fine = np.asarray(Image.open(io.BytesIO(sample["mask_fine.png"])).convert("L")) > 127
-        rough, _ = rough_mask(fine, seed=int(meta["mats"]["seed"]))
+        rough, _ = rough_mask(fine, seed=seed)
         return Image.fromarray(np.where(rough, 255, 0).astype(np.uint8), mode="L")
     return Image.open(io.BytesIO(sample[f"mask_{variant}.png"])).convert("L")
 
@@ -97,7 +102,9 @@ def _to_tensor(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1) / 127.5 - 1.0
 
 
-def decode_sample(sample: dict, variant: str, size: int, anchors: Anchors, rough_source: str = "stored") -> dict:
+def decode_sample(
+    sample: dict, variant: str, size: int, anchors: Anchors, rough_source: str = "stored", draw: int = 0
+) -> dict:
     """Decode the members one training sample needs (never the other mask variants) at ``size`` x ``size``.
 
     Images are in [-1, 1]; the mask is {0, 1} and marks every output pixel the object touches, so no object
@@ -108,7 +115,7 @@ def decode_sample(sample: dict, variant: str, size: int, anchors: Anchors, rough
     subcategory = int(meta["subcategory_id"])
     ref = letterbox(_rgb(sample["ref.jpg"], size), size, GREY, Image.BICUBIC)
     tgt_img = _rgb(sample["tgt.jpg"], size)
-    mask_img = _mask_image(sample, variant, meta, rough_source)
+    mask_img = _mask_image(sample, variant, meta, rough_source, draw)
     # geometry from the full-resolution mask: the JPEG may have been decoded at reduced scale
     tgt = letterbox(tgt_img.resize(mask_img.size, Image.BICUBIC) if tgt_img.size != mask_img.size else tgt_img,
                     size, GREY, Image.BICUBIC)
@@ -188,8 +195,11 @@ class EpochStream(torch.utils.data.IterableDataset):
             while len(items) < self.batch_size:
                 sample = next(samples)
                 variant = self.curriculum.variant(step, rng)
+                draw = rng.getrandbits(32)
                 try:
-                    items.append(decode_sample(sample, variant, self.image_size, self.anchors, self.rough_source))
+                    items.append(
+                        decode_sample(sample, variant, self.image_size, self.anchors, self.rough_source, draw)
+                    )
                     bad["in_a_row"] = 0
                 except Exception as exn:  # noqa: BLE001 - any unreadable sample is skipped and counted
                     self._bad(bad, f"{sample.get('__key__', '?')} in {sample.get('__url__', '?')}: {exn!r}")
@@ -239,12 +249,12 @@ class BatchSource:
         rough_source: str,
         pin_memory: bool = False,
     ) -> None:
-        if rough_source == "regenerate":
+        if rough_source != "stored":
             try:
                 import unieditkit.mats  # noqa: F401
             except ImportError as err:
                 raise UserError(
-                    f"curriculum.rough_source: regenerate needs unieditkit.mats ({err}); use rough_source: stored"
+                    f"curriculum.rough_source: {rough_source} needs unieditkit.mats ({err}); use rough_source: stored"
                 ) from None
         self.kw = dict(shards=shards, anchors=anchors, curriculum=curriculum, image_size=image_size,
                        batch_size=batch_size, seed=seed, rank=rank, world_size=world_size,

@@ -78,8 +78,9 @@ def make_sample(domain: str, split: str, index: int, subcategory_id: int, size: 
 
 
 def write_shards(root: pathlib.Path, counts: dict[str, list[int]], subcategory_ids: dict[str, int],
-                 split: str = "train", size: int = 48, seed: int = 0) -> list[pathlib.Path]:
-    """``counts[domain]`` lists the sample count of each of that domain's shards."""
+                 split: str = "train", size: int = 48, seed: int = 0, corrupt: int = 0) -> list[pathlib.Path]:
+    """``counts[domain]`` lists the sample count of each of that domain's shards; the first ``corrupt`` samples
+    of every shard get a ``tgt.jpg`` that is not an image."""
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     paths = []
@@ -92,6 +93,8 @@ def write_shards(root: pathlib.Path, counts: dict[str, list[int]], subcategory_i
                 samples.append(make_sample(domain, split, index, subcategory_ids[domain] + index % 2, size, rng))
                 index += 1
             samples.sort(key=lambda s: s["__key__"])
+            for bad in samples[:corrupt]:
+                bad["tgt.jpg"] = b"not a jpeg"
             with wds.TarWriter(str(root / f"{name}.tar")) as sink:
                 for s in samples:
                     sink.write(s)
