@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -22,13 +21,11 @@ from taxonomy import Taxonomy, load_taxonomy
 from unieditkit.errors import UserError
 
 from .catalog import finalize
-from .config import MODEL_STAGES, BuildConfig, StageResources
+from .config import MODEL_STAGES, BuildConfig
 from .lock import build_lock
 from .plan import ShardPlan, SourceReport, make_plan, pending
 from .sources import Source, default_sources, parse_source
-from .stages.filter import FilterStage
-from .stages.mats import MatsStage
-from .stages.pair import PairStage
+from .runner import run_stages
 from .writer import TMP_SUFFIX, ShardCollector, write_bytes_atomic
 
 if TYPE_CHECKING:
@@ -125,109 +122,6 @@ def resolve_model_stages(config: BuildConfig, shards: list[ShardPlan]) -> ModelS
 
     require_weights(spec)
     return spec
-
-
-def unit_rows(shards: list[ShardPlan]) -> list[dict[str, Any]]:
-    """Rows fed to Ray: paths and annotation JSON only, never decoded pixels."""
-    return [
-        {
-            "unit_id": u.unit_id,
-            "group_id": u.group_id,
-            "shard": s.name,
-            "split": s.split,
-            "source_kind": u.source_kind,
-            "pair_kind": u.pair_kind,
-            "tgt_uri": u.tgt_uri,
-            "ref_uri": u.ref_uri,
-            "ref_mask_uri": u.ref_mask_uri,
-            "tgt_rel": u.relative(u.tgt_uri),
-            "ref_rel": u.relative(u.ref_uri),
-            "objects": u.objects_json(),
-            "ref_objects": "[]",
-            "needs_detection": u.needs_detection,
-        }
-        for s in shards
-        for u in s.units
-    ]
-
-
-def start_ray(config: BuildConfig) -> None:
-    import ray
-
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
-    ctx.print_on_execution_start = False
-    logging.getLogger("ray.data").setLevel(logging.ERROR)
-    if ray.is_initialized():
-        return
-    kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
-    if config.ray_address:
-        import pipelines
-        import taxonomy
-        import unieditkit
-
-        kwargs.update(address=config.ray_address, runtime_env={"py_modules": [unieditkit, pipelines, taxonomy]})
-    elif config.num_workers:
-        kwargs["num_cpus"] = config.num_workers
-    ray.init(**kwargs)
-
-
-def _actor_stage(ds: Any, cls: type, kwargs: dict[str, Any], res: StageResources, cpus: float) -> Any:
-    """A model stage as a pool of Ray actors: the model is loaded once per actor, batches stream through."""
-    import ray
-
-    device = "cuda" if res.num_gpus > 0 else "cpu"
-    return ds.map_batches(
-        cls,
-        fn_constructor_kwargs={**kwargs, "device": device},
-        batch_size=res.batch_size,
-        batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=res.concurrency),
-        num_gpus=res.num_gpus or None,
-        num_cpus=res.num_cpus or cpus,
-    )
-
-
-def run_stages(todo: list[ShardPlan], config: BuildConfig, collector: ShardCollector, models: ModelSpec | None) -> None:
-    """The Ray Data pipeline, in the order a row flows. CPU stages are plain callables, so Ray fuses adjacent
-    ones into one task per batch; model stages are actor pools."""
-    import ray
-    from tqdm import tqdm
-
-    start_ray(config)
-    rows = unit_rows(todo)
-    s, m = config.settings, config.model_stages
-    stages = models.stages if models else ()
-    cpus = max(0.25, min(1.0, ray.cluster_resources().get("CPU", 1.0) / (len(stages) + 1)))
-    kw = {"spec": models}
-    ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // config.batch_size, 1000)))
-    if "detect" in stages:
-        from .stages.detect import DetectStage
-
-        opts = dict(domain=config.domain, taxonomy_path=config.taxonomy_path, max_objects=m.max_objects, box_threshold=m.box_threshold, text_threshold=m.text_threshold)
-        ds = _actor_stage(ds, DetectStage, {**kw, **opts}, m.resources_for("detect"), cpus)
-    if "segment" in stages:
-        from .stages.segment import SegmentStage
-
-        ds = _actor_stage(ds, SegmentStage, kw, m.resources_for("segment"), cpus)
-    ds = ds.map_batches(PairStage(config.domain, s, config.taxonomy_path), batch_size=config.batch_size, batch_format="pyarrow")
-    if "caption" in stages:
-        from .stages.caption import CaptionStage
-
-        ds = _actor_stage(ds, CaptionStage, kw, m.resources_for("caption"), cpus)
-    if "categorize" in stages:
-        from .stages.categorize import CategorizeStage
-
-        opts = dict(domain=config.domain, taxonomy_path=config.taxonomy_path, top_k=m.top_k, min_score=s.min_category_score)
-        ds = _actor_stage(ds, CategorizeStage, {**kw, **opts}, m.resources_for("categorize"), cpus)
-    ds = ds.map_batches(FilterStage(s), batch_size=config.batch_size, batch_format="pyarrow")
-    ds = ds.map_batches(MatsStage(s.seed), batch_size=config.batch_size, batch_format="pyarrow")
-    with tqdm(total=len(rows), unit="unit", desc=f"build {config.domain}", disable=not config.progress) as bar:
-        for row in ds.iter_rows():
-            if collector.add(row):
-                bar.update(1)
-    if collector.incomplete:
-        raise RuntimeError(f"pipeline ended with incomplete shards: {collector.incomplete[:5]}")
 
 
 def remove_partial_files(out: Path) -> None:

@@ -141,6 +141,17 @@ class ShardCollector:
             self.on_done(write_shard(self.out_dir, self.shards[name], self.rows.pop(name), self.dedupe_hamming))
         return True
 
+    def missing_units(self) -> set[str]:
+        """Units that have not (fully) come back, e.g. because their batch was lost to a crashing worker."""
+        return {u for left in self.units_left.values() for u in left}
+
+    def reset_unit(self, unit_id: str) -> None:
+        """Forget the rows a unit delivered before it is run again, so a partial batch is never duplicated."""
+        for name, left in self.units_left.items():
+            if unit_id in left:
+                self.rows[name] = [r for r in self.rows[name] if r["unit_id"] != unit_id]
+        self.unit_seen.pop(unit_id, None)
+
     @property
     def incomplete(self) -> list[str]:
         return sorted(name for name, left in self.units_left.items() if left)

@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from taxonomy import Taxonomy, load_taxonomy
 from unieditkit import rle
+from unieditkit.faults import maybe_crash
 from unieditkit.imageio import ImageReadError, encode_jpeg, encode_mask, load_mask_uri, load_uri
 from unieditkit.mats import bbox, sample_seed
 
@@ -180,6 +181,7 @@ class PairStage:
         return pa.Table.from_pylist(out, schema=row_schema())
 
     def unit_rows(self, unit: dict[str, Any]) -> list[dict[str, Any]]:
+        maybe_crash(unit["unit_id"])
         base = unit_key(self.domain, unit["unit_id"])
         objects = json.loads(unit["objects"])
         if not objects:

@@ -1,0 +1,195 @@
+"""Run the stage chain on Ray and feed the shard collector, surviving crashing workers.
+
+The chain, in the order a row flows: [detect → segment] → pair → [caption → categorize] → filter → mats
+(model stages in brackets run only when the build needs them). CPU stages are plain callables, so Ray Data
+fuses adjacent ones into one task per batch; model stages are actor pools that load their model once.
+
+Failures: a worker that dies (a native crash, OOM kill) is retried by Ray a few times. A batch that still
+fails is dropped by Ray Data instead of failing the build (``max_errored_blocks``); afterwards every unit that
+did not come back runs again *alone* in its own task, so one poison sample cannot take its batch-mates down,
+and a unit that fails even alone is quarantined: recorded as rejected with the error, and its shard is written.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from .config import BuildConfig, StageResources
+from .plan import ShardPlan
+from .stages.filter import FilterStage
+from .stages.mats import MatsStage
+from .stages.pair import PairStage, complete_row, rejected, unit_key
+from .writer import ShardCollector
+
+if TYPE_CHECKING:
+    from .models.weights import ModelSpec
+
+TASK_RETRIES = 2  # Ray's default for Ray Data is to retry a crashing worker forever
+
+
+@dataclass
+class Stage:
+    """One step of the chain: a ready callable (CPU stage), or a class + kwargs built once per actor."""
+
+    name: str
+    fn: Any
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    resources: StageResources | None = None
+
+    def instantiate(self) -> Any:
+        return self.fn if self.resources is None else self.fn(**self.kwargs)
+
+
+def stage_chain(config: BuildConfig, models: ModelSpec | None) -> list[Stage]:
+    s, m = config.settings, config.model_stages
+    names = models.stages if models else ()
+    chain: list[Stage] = []
+
+    def model(name: str, cls: type, **kwargs: Any) -> None:
+        res = m.resources_for(name)
+        chain.append(Stage(name, cls, {"spec": models, "device": "cuda" if res.num_gpus > 0 else "cpu", **kwargs}, res))
+
+    if "detect" in names:
+        from .stages.detect import DetectStage
+
+        model("detect", DetectStage, domain=config.domain, taxonomy_path=config.taxonomy_path, max_objects=m.max_objects,
+              box_threshold=m.box_threshold, text_threshold=m.text_threshold)
+    if "segment" in names:
+        from .stages.segment import SegmentStage
+
+        model("segment", SegmentStage)
+    chain.append(Stage("pair", PairStage(config.domain, s, config.taxonomy_path)))
+    if "caption" in names:
+        from .stages.caption import CaptionStage
+
+        model("caption", CaptionStage)
+    if "categorize" in names:
+        from .stages.categorize import CategorizeStage
+
+        model("categorize", CategorizeStage, domain=config.domain, taxonomy_path=config.taxonomy_path, top_k=m.top_k,
+              min_score=s.min_category_score)
+    chain.append(Stage("filter", FilterStage(s)))
+    chain.append(Stage("mats", MatsStage(s.seed)))
+    return chain
+
+
+def unit_rows(shards: list[ShardPlan]) -> list[dict[str, Any]]:
+    """Rows fed to Ray: paths and annotation JSON only, never decoded pixels."""
+    return [
+        {
+            "unit_id": u.unit_id,
+            "group_id": u.group_id,
+            "shard": s.name,
+            "split": s.split,
+            "source_kind": u.source_kind,
+            "pair_kind": u.pair_kind,
+            "tgt_uri": u.tgt_uri,
+            "ref_uri": u.ref_uri,
+            "ref_mask_uri": u.ref_mask_uri,
+            "tgt_rel": u.relative(u.tgt_uri),
+            "ref_rel": u.relative(u.ref_uri),
+            "objects": u.objects_json(),
+            "ref_objects": "[]",
+            "needs_detection": u.needs_detection,
+        }
+        for s in shards
+        for u in s.units
+    ]
+
+
+def start_ray(config: BuildConfig) -> None:
+    import ray
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    ctx.max_errored_blocks = -1
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    if ray.is_initialized():
+        return
+    kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    if config.ray_address:
+        import pipelines
+        import taxonomy
+        import unieditkit
+
+        kwargs.update(address=config.ray_address, runtime_env={"py_modules": [unieditkit, pipelines, taxonomy]})
+    elif config.num_workers:
+        kwargs["num_cpus"] = config.num_workers
+    ray.init(**kwargs)
+
+
+def _dataset(rows: list[dict[str, Any]], chain: list[Stage], batch_size: int) -> Any:
+    import ray
+
+    models = sum(1 for st in chain if st.resources is not None)
+    fair_cpus = max(0.25, min(1.0, ray.cluster_resources().get("CPU", 1.0) / (models + 1)))
+    ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // batch_size, 1000)))
+    for st in chain:
+        if st.resources is None:
+            ds = ds.map_batches(st.fn, batch_size=batch_size, batch_format="pyarrow", max_retries=TASK_RETRIES)
+        else:
+            res = st.resources
+            ds = ds.map_batches(
+                st.fn,
+                fn_constructor_kwargs=st.kwargs,
+                batch_size=res.batch_size,
+                batch_format="pyarrow",
+                compute=ray.data.ActorPoolStrategy(size=res.concurrency),
+                num_gpus=res.num_gpus or None,
+                num_cpus=res.num_cpus or fair_cpus,
+                max_restarts=-1,
+                max_task_retries=TASK_RETRIES,
+            )
+    return ds
+
+
+def _run_alone(row: dict[str, Any], chain: list[Stage]) -> list[dict[str, Any]]:
+    table = pa.Table.from_pylist([row])
+    for st in chain:
+        table = st.instantiate()(table)
+    return table.to_pylist()
+
+
+def _quarantine(row: dict[str, Any], domain: str, error: BaseException) -> list[dict[str, Any]]:
+    detail = f"{type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error).strip() else ''}"[:500]
+    return [complete_row(row, rejected(unit_key(domain, row["unit_id"]), "quarantined", detail), 1)]
+
+
+def rerun_missing(rows: list[dict[str, Any]], chain: list[Stage], config: BuildConfig, collector: ShardCollector) -> None:
+    """Each unit in its own task; what still fails is quarantined, so every shard gets written."""
+    import ray
+
+    gpus = max((st.resources.num_gpus for st in chain if st.resources is not None), default=0.0)
+    task = ray.remote(_run_alone).options(max_retries=TASK_RETRIES, retry_exceptions=False, num_gpus=gpus or None)
+    futures = [(row, task.remote(row, chain)) for row in rows]
+    for row, future in futures:
+        try:
+            result = ray.get(future)
+        except Exception as exc:  # a crashed worker or an error inside a stage: both end in quarantine
+            result = _quarantine(row, config.domain, exc)
+        collector.reset_unit(row["unit_id"])
+        for r in result:
+            collector.add(r)
+
+
+def run_stages(todo: list[ShardPlan], config: BuildConfig, collector: ShardCollector, models: ModelSpec | None) -> None:
+    from tqdm import tqdm
+
+    start_ray(config)
+    rows = unit_rows(todo)
+    chain = stage_chain(config, models)
+    with tqdm(total=len(rows), unit="unit", desc=f"build {config.domain}", disable=not config.progress) as bar:
+        for row in _dataset(rows, chain, config.batch_size).iter_rows():
+            if collector.add(row):
+                bar.update(1)
+        missing = collector.missing_units()
+        if missing:
+            rerun_missing([r for r in rows if r["unit_id"] in missing], chain, config, collector)
+            bar.update(len(missing))
+    if collector.incomplete:
+        raise RuntimeError(f"pipeline ended with incomplete shards: {collector.incomplete[:5]}")
