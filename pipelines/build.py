@@ -9,6 +9,7 @@ the shard when all its units are in (``writer.py``), and ``catalog.py`` refreshe
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import time
@@ -138,7 +139,17 @@ def build(config: BuildConfig) -> BuildSummary:
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with build_lock(out):
-        summary = _build_locked(config, taxonomy, sources, out)
+        try:
+            summary = _build_locked(config, taxonomy, sources, out)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            remove_partial_files(out)
+            done = len(list(out.glob("*_stats.json")))
+            raise UserError(
+                f"disk full while writing into {out} ({exc.filename or 'a shard'}): the {done} complete shards are kept; "
+                "free some space and re-run the same command to finish"
+            ) from None
     summary.seconds = time.perf_counter() - t0
     return summary
 

@@ -119,3 +119,35 @@ def test_crashing_worker_is_retried_and_a_poison_unit_quarantined(tmp_path: Path
     got_keys = {r["key"] for r in pq.read_table(poisoned / "index.parquet").to_pylist()}
     assert got_keys == {k for k in ref_keys if not k.startswith(poison[0]["key"] + "_")}
     assert len(got_keys) < len(ref_keys)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A real 1 MiB filesystem (tmpfs; the tests run as root, as CI does), grown on demand."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], check=True)
+
+    def grow() -> None:
+        subprocess.run(["mount", "-o", "remount,size=64m", str(mnt)], check=True)
+
+    yield mnt, grow
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_disk_full_leaves_shard_unmarked_and_rerun_finishes(small_disk, built_dataset: Path, capsys: pytest.CaptureFixture[str], ray_local) -> None:
+    mnt, grow = small_disk
+    out = mnt / "out"
+    args = ["build", "--domain", "garments", "--out", str(out), "--units-per-shard", "8", "--no-progress"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "disk full" in err and "re-run the same command" in err and err.count("\n") == 1
+    for stats in out.glob("*_stats.json"):  # whatever is marked done is complete and correct
+        name = stats.name.replace("_stats.json", ".tar")
+        assert (out / name).read_bytes() == (built_dataset / name).read_bytes()
+    assert len(list(out.glob("*_stats.json"))) < len(list(built_dataset.glob("*_stats.json")))
+    assert not list(out.glob("*.tmp"))
+    grow()
+    assert main(args) == 0
+    for tar in built_dataset.glob("*.tar"):
+        assert (out / tar.name).read_bytes() == tar.read_bytes()
