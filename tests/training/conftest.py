@@ -133,3 +133,15 @@ def tiny_config(tmp_path: pathlib.Path) -> pathlib.Path:
 def shard_writer():
     """``write_shards`` for tests that need their own layout (bad samples, other domains)."""
     return write_shards
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """The tiny models here run in milliseconds on one thread; two intra-op threads on a machine shared with other
+    jobs spend most of their time waiting for each other (measured: 13 ms vs 340 ms per step)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
