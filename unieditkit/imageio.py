@@ -146,3 +146,65 @@ def load_mask_uri(uri: str) -> np.ndarray:
     except ValueError:
         raise ImageReadError("bad_mask_uri", f"{uri}: labels must be integers, e.g. #labels=5,6") from None
     return np.isin(arr, wanted)
+
+
+def load_uri(uri: str) -> np.ndarray:
+    """Any input image reference → RGB uint8 HxWx3 (see :mod:`unieditkit.uri` for the URI forms).
+
+    ``PATH`` is :func:`load_rgb`; ``VIDEO#frame=N`` is frame N of a video; ``DATASET#split=S&column=C&row=N``
+    is a row of a Hugging Face dataset (``hf://OWNER/NAME`` or a local dataset path).
+    """
+    from .uri import int_param, split_uri
+
+    base, params = split_uri(uri)
+    try:
+        if not params:
+            return load_rgb(uri)
+        if set(params) == {"frame"}:
+            from .video import read_frame
+
+            return read_frame(base, int_param(uri, params, "frame"))
+        if set(params) == {"split", "column", "row"}:
+            from .hfdata import read_row_image
+
+            return read_row_image(base, params["split"], params["column"], int_param(uri, params, "row"))
+    except ValueError as exc:
+        raise ImageReadError("bad_uri", str(exc)) from None
+    raise ImageReadError("bad_uri", f"{uri}: not an image reference (PATH, VIDEO#frame=N or DATASET#split=S&column=C&row=N)")
+
+
+def load_label_map(path: str | os.PathLike) -> np.ndarray:
+    """A parsing / instance-id PNG as its integer labels (palette indices or grey values), HxW."""
+    data = read_bytes(path)
+    if not data:
+        raise ImageReadError("empty_file", f"{path} is 0 bytes")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.mode not in ("P", "L", "I", "I;16", "I;16B", "I;16L"):
+                raise ImageReadError("label_map_not_indexed", f"{path} is mode {img.mode}; a label map must be a palette or greyscale PNG")
+            return np.asarray(img).astype(np.int32)
+    except ImageReadError:
+        raise
+    except Exception as exc:  # Pillow raises many types for corrupt data
+        raise ImageReadError("undecodable", f"{path}: {type(exc).__name__}: {exc}") from None
+
+
+def load_mask_uri(uri: str) -> np.ndarray:
+    """A mask reference → bool HxW.
+
+    ``PATH`` is a mask image (anything above 127 is inside); ``LABELMAP.png#labels=5,6`` is the union of those
+    labels in a parsing map or instance-id map, so sources can point at a garment or a video instance without
+    writing mask files.
+    """
+    from .uri import split_uri
+
+    base, params = split_uri(uri)
+    if not params:
+        return load_rgb(uri)[..., 0] > 127
+    if set(params) != {"labels"}:
+        raise ImageReadError("bad_uri", f"{uri}: not a mask reference (PATH or LABELMAP#labels=A,B)")
+    try:
+        labels = [int(v) for v in params["labels"].split(",")]
+    except ValueError:
+        raise ImageReadError("bad_uri", f"{uri}: labels must be comma-separated integers") from None
+    return np.isin(load_label_map(base), labels)

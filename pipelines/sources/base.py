@@ -44,7 +44,8 @@ class WorkUnit:
     """One input item; ``ref_uri`` is empty for ``self`` pairs (the reference is cut from the target).
 
     ``needs_detection`` marks unannotated input: its objects come from the detect/segment stages, so an empty
-    ``objects`` is expected rather than a reason to skip the unit.
+    ``objects`` is expected rather than a reason to skip the unit. ``category_hint`` is what the input's layout
+    says the object is (e.g. a multi-view folder named ``chair``): a prompt for the detector, not a label.
     """
 
     unit_id: str
@@ -57,6 +58,7 @@ class WorkUnit:
     objects: tuple[AnnotatedObject, ...] = field(default_factory=tuple)
     needs_detection: bool = False
     source_root: str = ""
+    category_hint: str = ""
 
     def relative(self, uri: str) -> str:
         """A path as stored in sample metadata: relative to the source, so shards do not depend on where the input lived."""

@@ -1,0 +1,203 @@
+"""Video files → (reference frame, target frame) pairs of the same object, AnyDoor style.
+
+Two frames of one clip show the same object with a natural change of pose, lighting and background, which is
+exactly what a reference-guided editor must learn and what a ``self`` pair cannot teach. Frames too close
+together are near-copies, so pairs are at least ``min_gap_frac`` of the clip apart (AnyDoor: a tenth).
+
+Which pairs: per clip (or per annotated instance), ``pairs_per_video`` distinct pairs drawn AnyDoor-style
+(first frame uniform, second at least the gap later) from a generator seeded by the clip's relative path and
+``seed``, so the same input always gives the same pairs. All units of a clip share one group (one split).
+
+Layout, with optional video-segmentation annotation (DAVIS / YouTube-VOS style) beside a clip::
+
+    clips/dog.mp4
+    clips/dog/00000.png  clips/dog/00005.png ...   frame index in the name; pixel value (palette index or
+                                                  grey level) = instance id, 0 = background; any subset of
+                                                  frames may be annotated (YouTube-VOS: every 5th)
+    clips/dog.json       {"1": "dog", "2": "person"}   instance id → category name
+
+A clip without annotation gives ``needs_detection`` units (objects come from the detect/segment stages).
+An annotated clip gives one unit per (pair, instance), pairs drawn among the frames where that instance is
+visible, with masks referenced as ``clips/dog/00012.png#labels=2`` (see ``unieditkit.imageio.load_mask_uri``).
+
+Broken inputs: an unreadable annotation mask only drops that frame (counted in ``skipped_mask_frames``); a
+frame of an annotated clip that the video lacks is rejected by the pair stage, with its reason. A clip that cannot be opened, or has too few decodable frames for one pair, is skipped and
+counted (``skipped`` and one warning per source). It cannot become a unit: without a frame count there are no
+frame numbers to refer to. Frames are counted with ``unieditkit.video.frame_count``, which does not trust the
+header of a truncated file, so the pairs of a partly broken clip only use frames that decode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any, ClassVar, Iterator
+
+import numpy as np
+
+from unieditkit.errors import UserError
+from unieditkit.imageio import ImageReadError, load_label_map
+from unieditkit.uri import with_fragment
+from unieditkit.video import VIDEO_EXTENSIONS, frame_count
+
+from .base import AnnotatedObject, WorkUnit
+from .config import format_spec
+from .images import list_files
+
+log = logging.getLogger(__name__)
+
+
+def choose_pairs(n: int, min_gap_frac: float, count: int, key: str, seed: int) -> list[tuple[int, int]]:
+    """Up to ``count`` distinct index pairs ``(a, b)`` in ``range(n)`` with ``b - a >= max(1, ceil(min_gap_frac * n))``.
+
+    Deterministic in (n, min_gap_frac, count, key, seed); sorted. Empty when ``n`` is too short for the gap.
+    """
+    gap = max(1, math.ceil(min_gap_frac * n))
+    if n - 1 < gap:
+        return []
+    available = (n - gap) * (n - gap + 1) // 2
+    rng = np.random.default_rng([seed, int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:15], 16)])
+    pairs: set[tuple[int, int]] = set()
+    for _ in range(50 * count):
+        if len(pairs) >= min(count, available):
+            break
+        a = int(rng.integers(0, n - gap))
+        pairs.add((a, int(rng.integers(a + gap, n))))
+    return sorted(pairs)
+
+
+class VideoSource:
+    kind = "video"
+    OPTIONS: ClassVar[dict[str, type]] = {"min_gap_frac": float, "pairs_per_video": int, "seed": int}
+
+    def __init__(self, path: str, min_gap_frac: float = 0.1, pairs_per_video: int = 2, seed: int = 0) -> None:
+        self.path = Path(path)
+        self.options: dict[str, Any] = {"min_gap_frac": min_gap_frac, "pairs_per_video": pairs_per_video, "seed": seed}
+        if not 0.0 < min_gap_frac < 1.0:
+            raise UserError(f"{self.describe()}: min_gap_frac must be in (0, 1), e.g. 0.1 (a tenth of the clip)")
+        if pairs_per_video < 1:
+            raise UserError(f"{self.describe()}: pairs_per_video must be at least 1")
+        if self.path.is_file():
+            if self.path.suffix.lower() not in VIDEO_EXTENSIONS:
+                raise UserError(f"video:{path}: not a video file ({', '.join(sorted(VIDEO_EXTENSIONS))})")
+            self.root, self.videos = self.path.parent, [self.path]
+        elif self.path.is_dir():
+            self.root, self.videos = self.path, list_files(self.path, VIDEO_EXTENSIONS)
+            if not self.videos:
+                raise UserError(f"video:{path}: no video files found (looked for {', '.join(sorted(VIDEO_EXTENSIONS))}, any case)")
+        else:
+            raise UserError(f"video:{path}: not found; pass --source video:/path/to/clips/ or a single video file")
+        self.min_gap_frac, self.pairs_per_video, self.seed = min_gap_frac, pairs_per_video, seed
+        self.skipped: Counter[str] = Counter()
+        self.skipped_mask_frames: Counter[str] = Counter()
+
+    def describe(self) -> str:
+        return format_spec(self.kind, str(self.path), self.options)
+
+    def units(self) -> Iterator[WorkUnit]:
+        self.skipped, self.skipped_mask_frames = Counter(), Counter()
+        examples: dict[str, str] = {}
+        for video in self.videos:
+            rel = video.relative_to(self.root).as_posix()
+            try:
+                yield from self._video_units(video, rel)
+            except ImageReadError as exc:
+                self.skipped[exc.reason] += 1
+                examples.setdefault(exc.reason, exc.detail)
+        if self.skipped:
+            what = "; ".join(f"{reason} {n} (e.g. {examples[reason]})" for reason, n in sorted(self.skipped.items()))
+            log.warning("%s: skipped %d of %d videos: %s", self.describe(), sum(self.skipped.values()), len(self.videos), what)
+        if self.skipped_mask_frames:
+            what = ", ".join(f"{reason} {n}" for reason, n in sorted(self.skipped_mask_frames.items()))
+            log.warning("%s: ignored unreadable annotation masks: %s", self.describe(), what)
+
+    def _unit_base(self, rel: str) -> str:
+        return f"video/{self.root.resolve().name}/{rel}"
+
+    def _video_units(self, video: Path, rel: str) -> Iterator[WorkUnit]:
+        ann_dir, ann_json = video.with_suffix(""), video.with_suffix(".json")
+        if ann_json.is_file() or (ann_dir.is_dir() and any(p.stem.isdigit() for p in ann_dir.glob("*.png"))):
+            yield from self._annotated_units(video, rel, ann_dir, ann_json)
+            return
+        n = frame_count(video)
+        pairs = choose_pairs(n, self.min_gap_frac, self.pairs_per_video, rel, self.seed)
+        if not pairs:
+            raise ImageReadError("video_too_short", f"{video} has {n} decodable frames, too few for one pair")
+        base = self._unit_base(rel)
+        for a, b in pairs:
+            yield WorkUnit(
+                unit_id=f"{base}#frames={a}-{b}",
+                group_id=base,
+                source_kind=self.kind,
+                pair_kind="video",
+                tgt_uri=with_fragment(str(video), frame=b),
+                ref_uri=with_fragment(str(video), frame=a),
+                needs_detection=True,
+                source_root=str(self.root),
+            )
+
+    def _annotated_units(self, video: Path, rel: str, ann_dir: Path, ann_json: Path) -> Iterator[WorkUnit]:
+        categories = read_categories(ann_json, ann_dir)
+        masks = sorted((int(p.stem), p) for p in ann_dir.glob("*.png") if p.stem.isdigit())
+        if not masks:
+            raise UserError(f"{ann_dir}: no per-frame masks named by frame index (00000.png, 00005.png, ...); add them or remove {ann_json.name}")
+        seen: dict[int, list[tuple[int, Path, tuple[float, float, float, float], tuple[int, int]]]] = {k: [] for k in categories}
+        for frame, mask_path in masks:
+            try:
+                labels = load_label_map(mask_path)
+            except ImageReadError as exc:
+                self.skipped_mask_frames[exc.reason] += 1
+                continue
+            h, w = labels.shape
+            for inst in seen:
+                ys, xs = np.nonzero(labels == inst)
+                if xs.size:
+                    box = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
+                    seen[inst].append((frame, mask_path, box, (w, h)))
+        base = self._unit_base(rel)
+        for inst, frames in sorted(seen.items()):
+            for a, b in choose_pairs(len(frames), self.min_gap_frac, self.pairs_per_video, f"{rel}#obj={inst}", self.seed):
+                fa, mask_a, _, _ = frames[a]
+                fb, mask_b, box_b, size_b = frames[b]
+                obj = AnnotatedObject(
+                    category=categories[inst],
+                    bbox=box_b,
+                    object_id=str(inst),
+                    mask_uri=with_fragment(str(mask_b), labels=inst),
+                    image_size=size_b,
+                )
+                yield WorkUnit(
+                    unit_id=f"{base}#frames={fa}-{fb}&obj={inst}",
+                    group_id=base,
+                    source_kind=self.kind,
+                    pair_kind="video",
+                    tgt_uri=with_fragment(str(video), frame=fb),
+                    ref_uri=with_fragment(str(video), frame=fa),
+                    ref_mask_uri=with_fragment(str(mask_a), labels=inst),
+                    objects=(obj,),
+                    source_root=str(self.root),
+                )
+
+
+def read_categories(ann_json: Path, ann_dir: Path) -> dict[int, str]:
+    """``NAME.json`` ({instance id: category}) of an annotated clip; both it and ``NAME/`` must exist."""
+    if not ann_dir.is_dir():
+        raise UserError(f"{ann_json}: found, but the mask folder {ann_dir}/ is missing; add the per-frame masks or remove the JSON")
+    if not ann_json.is_file():
+        raise UserError(f"{ann_dir}/: mask folder without {ann_json.name}; add {{\"instance id\": \"category\"}} there")
+    try:
+        data = json.loads(ann_json.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{ann_json}: not a readable JSON file ({exc}); expected {{\"1\": \"dog\", ...}}") from None
+    if not isinstance(data, dict) or not data:
+        raise UserError(f"{ann_json}: expected a non-empty object {{\"instance id\": \"category\"}}")
+    categories: dict[int, str] = {}
+    for key, value in data.items():
+        if not str(key).isdigit() or int(key) == 0 or not isinstance(value, str) or not value:
+            raise UserError(f"{ann_json}: entry {key!r}: {value!r}: keys must be instance ids >= 1, values category names")
+        categories[int(key)] = value
+    return categories

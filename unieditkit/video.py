@@ -1,0 +1,92 @@
+"""Reading single frames of video files with OpenCV, robust to the ways real video files lie.
+
+Container headers are often wrong: a truncated download still announces its full frame count, some formats
+only estimate it, and seeking (``CAP_PROP_POS_FRAMES``) can land on the wrong frame or fail near the end.
+So :func:`frame_count` checks that the last announced frame really decodes and otherwise counts frames one by
+one, and :func:`read_frame` checks the position after a seek and falls back to decoding from the start.
+Failures are :class:`~unieditkit.imageio.ImageReadError` so that the build records them like a bad image.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from .imageio import MIN_SIDE, ImageReadError
+
+VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"})
+
+
+@contextmanager
+def _capture(path: str | os.PathLike) -> Iterator[cv2.VideoCapture]:
+    if not os.path.isfile(path):
+        raise ImageReadError("video_unreadable", f"{path}: no such file")
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise ImageReadError("video_unreadable", f"{path}: OpenCV cannot open it (empty, truncated or unknown codec)")
+        yield cap
+    finally:
+        cap.release()
+
+
+def _count_by_decoding(path: str | os.PathLike) -> int:
+    with _capture(path) as cap:
+        n = 0
+        while cap.grab():
+            n += 1
+        return n
+
+
+def frame_count(path: str | os.PathLike) -> int:
+    """Number of frames that actually decode (0 for a video that opens but has none).
+
+    Trusts the header only after decoding its last frame; otherwise decodes the whole file to count. Raises
+    ``ImageReadError("video_unreadable")`` when the file cannot be opened at all.
+    """
+    with _capture(path) as cap:
+        announced = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        if announced > 0:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, announced - 1)
+            ok, frame = cap.read()
+            if ok and frame is not None and not cap.grab():
+                return announced
+    return _count_by_decoding(path)
+
+
+def _to_rgb(frame: np.ndarray, path: str | os.PathLike, index: int) -> np.ndarray:
+    if frame.ndim == 2:
+        rgb = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
+    else:
+        rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    if min(rgb.shape[:2]) < MIN_SIDE:
+        raise ImageReadError("too_small", f"{path}#frame={index} is {rgb.shape[1]}x{rgb.shape[0]}, below {MIN_SIDE} px")
+    return np.ascontiguousarray(rgb, dtype=np.uint8)
+
+
+def read_frame(path: str | os.PathLike, index: int) -> np.ndarray:
+    """Frame ``index`` (0-based) as RGB uint8 HxWx3.
+
+    Seeks first (fast); if the read fails or the reported position afterwards is not ``index + 1``, decodes
+    sequentially from the start instead (slow but exact). Raises ``ImageReadError("video_frame_unreadable")``
+    when the frame does not exist or does not decode.
+    """
+    if index < 0:
+        raise ImageReadError("video_frame_unreadable", f"{path}#frame={index}: negative frame index")
+    with _capture(path) as cap:
+        cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+        ok, frame = cap.read()
+        if ok and frame is not None and int(cap.get(cv2.CAP_PROP_POS_FRAMES)) == index + 1:
+            return _to_rgb(frame, path, index)
+    with _capture(path) as cap:
+        for decoded in range(index):
+            if not cap.grab():
+                raise ImageReadError("video_frame_unreadable", f"{path}#frame={index}: the video ends after {decoded} frames")
+        ok, frame = cap.read()
+        if not ok or frame is None:
+            raise ImageReadError("video_frame_unreadable", f"{path}#frame={index}: the video ends after {index} frames")
+        return _to_rgb(frame, path, index)
