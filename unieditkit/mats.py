@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from .errors import UserError
-from .perlin import fbm_weights, grid_octave, noise_coords
+from .perlin import fbm_weights, grid_octave, noise_coords, pnoise2_grid
 
 __all__ = [
     "EmptyMaskError",
@@ -44,6 +44,8 @@ __all__ = [
 
 _NOISE_PERIOD = 1024  # pnoise2's default repeat: offsets are drawn within one period
 _PERSISTENCE, _LACUNARITY = 0.5, 2.0  # pnoise2's defaults
+_LIPSCHITZ = 3.0  # bound on |grad noise2| per lattice unit (measured maximum 2.75)
+_COARSE_BOUND = 0.15  # block size for the coarse noise step: its bound spans about this much noise
 _SHRINK = 0.75  # factor applied to the dilation and the amplitude while the rough mask is over the area cap
 _MAX_SHRINKS = 12  # 0.75**12 < 0.032: after that the rough mask is the fine mask itself
 
@@ -71,8 +73,8 @@ class MatsParams:
         min_noise_scale_px: floor on the feature size, so tiny objects do not get pixel-level speckle.
     """
 
-    dilate_frac: tuple[float, float] = (0.04, 0.15)
-    noise_amp_frac: tuple[float, float] = (0.02, 0.08)
+    dilate_frac: tuple[float, float] = (0.05, 0.25)
+    noise_amp_frac: tuple[float, float] = (0.02, 0.10)
     noise_scale: tuple[float, float] = (0.3, 0.8)
     octaves: int = 2
     max_area_frac: float = 0.85
@@ -234,13 +236,12 @@ def rough_mask(fine: np.ndarray, seed: int, params: MatsParams = MatsParams()) -
     cy0, cx0 = max(0, y0 - margin), max(0, x0 - margin)
     cy1, cx1 = min(height, y1 + margin), min(width, x1 + margin)
     geo = _Geometry(fine[cy0:cy1, cx0:cx1], aspect, cos, sin)
-    xs = noise_coords(np.arange(cx0, cx1), scale, off_x)
-    ys = noise_coords(np.arange(cy0, cy1), scale, off_y)
+    field = _Noise(scale, cx0 + off_x, cy0 + off_y, params.octaves)
 
     cap = params.max_area_frac * height * width
     for _ in range(_MAX_SHRINKS):
-        crop = _threshold(geo, xs, ys, dilate, amp, params.octaves)
-        if np.count_nonzero(crop) <= cap:
+        crop = _threshold(geo, field, dilate, amp, cap)
+        if crop is not None:
             break
         dilate, amp = int(dilate * _SHRINK), amp * _SHRINK
     else:
@@ -252,16 +253,14 @@ def rough_mask(fine: np.ndarray, seed: int, params: MatsParams = MatsParams()) -
     return rough, info
 
 
-def _threshold(geo: _Geometry, xs: np.ndarray, ys: np.ndarray, dilate: int, amp: float, octaves: int) -> np.ndarray:
-    """``fine | (De <= dilate + amp * clip(noise, -1, 1))`` on the crop (float32), with the work cut to where the
-    answer is open; the result equals evaluating every pixel.
+def _threshold(geo: _Geometry, field: "_Noise", dilate: int, amp: float, cap: float) -> np.ndarray | None:
+    """``fine | (De <= dilate + amp * clip(noise, -1, 1))`` on the crop (float32), or None if it covers more
+    than ``cap`` pixels. The work is cut to where the answer is open; the result equals evaluating every pixel:
 
     1. Chamfer bounds settle most pixels without computing ``De`` (see ``_CHAMFER_SLACK``); object pixels have
        chamfer distance 0, so they are always in.
     2. float32 rounding is monotone, so ``De <= dilate - amp`` passes for every noise value and
-       ``De > dilate + amp`` fails: only the band in between needs the noise.
-    3. Octaves are added one at a time; ``|noise2| <= 1`` bounds what the remaining octaves can still add, so a
-       pixel leaves the band as soon as its answer cannot change (with slack far above float32 rounding).
+       ``De > dilate + amp`` fails: only the band in between needs the noise (:meth:`_Noise.decide`).
     """
     d32, a32 = np.float32(dilate), np.float32(amp)
     lo, hi = d32 - a32, d32 + a32
@@ -274,46 +273,103 @@ def _threshold(geo: _Geometry, xs: np.ndarray, ys: np.ndarray, dilate: int, amp:
     if open_.size:
         de = geo.elliptic_distance(open_)
         inside[open_[de <= lo]] = True
+        if np.count_nonzero(inside) > cap:  # over the cap whatever the noise: skip it
+            return None
         in_band = (de > lo) & (de <= hi)
         band, de = open_[in_band], de[in_band]
         if band.size:
-            inside[_noise_decide(band, de, geo.width, xs, ys, dilate, amp, octaves)] = True
+            inside[field.decide(band, de, geo.width, dilate, amp)] = True
+    if np.count_nonzero(inside) > cap:
+        return None
     return inside.reshape(geo.fine.shape)
 
 
-def _noise_decide(
-    band: np.ndarray, de: np.ndarray, width: int, xs: np.ndarray, ys: np.ndarray, dilate: int, amp: float, octaves: int
-) -> np.ndarray:
-    """The band pixels (flat crop indices) with ``de <= dilate + amp * clip(pnoise2(...), -1, 1)``."""
-    d32, a32 = np.float32(dilate), np.float32(amp)
-    xs32, ys32 = xs.astype(np.float32), ys.astype(np.float32)
-    repeat = np.float32(_NOISE_PERIOD)
-    weights, total_amp = fbm_weights(octaves, _PERSISTENCE, _LACUNARITY)
-    rows = band // width
-    cols = band - rows * width
-    accepted = []
-    total = np.zeros(band.shape, dtype=np.float32)
-    # Pixel p is settled once ``total`` (the running sum of term * amp) is beyond its own break-even value
-    # e = (de - dilate) * max / amp by more than the remaining octaves can add (clipping only narrows the range).
-    slack_px = 1e-3 * float(total_amp) / max(amp, 1e-6)
-    even = (de - np.float32(dilate)) * np.float32(float(total_amp) / max(amp, 1e-6)) if octaves > 1 else de
-    for octave, (freq, weight) in enumerate(weights):
-        term = grid_octave(xs32, ys32, rows, cols, freq, repeat, repeat)
-        if octaves == 1:
-            total = term
-            break
-        total += term * weight
-        if octave == octaves - 1:
-            total /= total_amp
-            break
-        rest = np.float32(float(sum(w for _, w in weights[octave + 1 :])) * 1.01 + 1e-4 + slack_px)
-        sure = total >= even + rest
-        accepted.append(band[sure])
-        keep = np.flatnonzero(~sure & (total >= even - rest))
-        band, de, rows, cols, total, even = (a.take(keep) for a in (band, de, rows, cols, total, even))
-    np.clip(total, np.float32(-1), np.float32(1), out=total)
-    accepted.append(band[de <= d32 + a32 * total])
-    return np.concatenate(accepted)
+class _Noise:
+    """The rough mask's noise: ``pnoise2((c + ox) / scale, (r + oy) / scale, octaves)`` at crop pixel (r, c), where
+    ``ox``/``oy`` include the crop origin, so values are those of the full-image field.
+
+    :meth:`decide` only computes exact values where they matter, in two exact steps:
+
+    * Coarse: the fBm is Lipschitz (``|grad noise2| <= 2.75`` per lattice unit, measured over every corner
+      gradient combination; ``_LIPSCHITZ`` adds margin), so one exact sample per ``g x g`` block bounds the noise
+      of every pixel in the block; pixels whose answer the bound settles need nothing more.
+    * Octaves are added one at a time; ``|noise2| <= 1`` bounds what the remaining octaves can still add.
+    """
+
+    def __init__(self, scale: float, offset_x: float, offset_y: float, octaves: int) -> None:
+        self.scale, self.offset_x, self.offset_y, self.octaves = scale, offset_x, offset_y, octaves
+        self.weights, self.total_amp = fbm_weights(octaves, _PERSISTENCE, _LACUNARITY)
+        freq_sum = sum(float(f) * float(w) for f, w in self.weights) / float(self.total_amp)
+        self.lipschitz_px = _LIPSCHITZ * freq_sum / scale  # noise units per pixel
+        self.block = int(_COARSE_BOUND / (self.lipschitz_px * math.sqrt(2.0)) * 2)  # the bound is lip * sqrt2 * (g // 2)
+
+    def coords(self, index: np.ndarray, axis: int) -> np.ndarray:
+        return noise_coords(index, self.scale, self.offset_y if axis == 0 else self.offset_x).astype(np.float32)
+
+    def decide(self, band: np.ndarray, de: np.ndarray, width: int, dilate: int, amp: float) -> np.ndarray:
+        """The band pixels (flat crop indices) with ``de <= dilate + amp * clip(noise, -1, 1)``."""
+        rows = band // width
+        cols = band - rows * width
+        # In noise units pixel p is in iff noise >= (de - dilate) / amp =: even; clipping only narrows the range.
+        slack = 1e-3 / max(amp, 1e-6) + 1e-5
+        even = (de - np.float32(dilate)) * np.float32(1.0 / max(amp, 1e-6))
+        accepted = []
+        g = self.block
+        if g >= 2 and band.size >= 256:
+            n_bx = -(-width // g)
+            block = (rows // g) * n_bx + cols // g
+            n_by = int(rows[-1]) // g + 1  # band is sorted: its last pixel is in the last row
+            needed = np.zeros(n_by * n_bx, dtype=bool)
+            needed[block] = True
+            needed_blocks = np.flatnonzero(needed)
+            block_rows, block_cols = needed_blocks // n_bx, needed_blocks % n_bx
+            centre = g // 2
+            coarse = np.zeros(needed.shape, dtype=np.float32)
+            coarse[needed_blocks] = pnoise2_grid(
+                self.coords(np.arange(n_bx) * g + centre, 1), self.coords(np.arange(n_by) * g + centre, 0),
+                self.octaves, _PERSISTENCE, _LACUNARITY, _NOISE_PERIOD, _NOISE_PERIOD, rows=block_rows, cols=block_cols,
+            )
+            near = coarse.take(block)
+            reach = np.float32(self.lipschitz_px * math.sqrt(2.0) * centre + slack)
+            sure = near >= even + reach
+            accepted.append(band[sure])
+            keep = np.flatnonzero(~sure & (near >= even - reach))
+            band, rows, cols, de, even = (a.take(keep) for a in (band, rows, cols, de, even))
+        accepted.append(self._exact(band, rows, cols, de, even, dilate, amp, slack))
+        return np.concatenate(accepted)
+
+    def _exact(
+        self, band: np.ndarray, rows: np.ndarray, cols: np.ndarray, de: np.ndarray, even: np.ndarray,
+        dilate: int, amp: float, slack: float,
+    ) -> np.ndarray:
+        """The exact noise, octave by octave, on the pixels still open."""
+        if band.size == 0:
+            return band
+        xs = self.coords(np.arange(int(cols.max()) + 1), 1)
+        ys = self.coords(np.arange(int(rows[-1]) + 1), 0)
+        repeat = np.float32(_NOISE_PERIOD)
+        total_amp = self.total_amp
+        accepted = []
+        total = np.zeros(band.shape, dtype=np.float32)
+        for octave, (freq, weight) in enumerate(self.weights):
+            term = grid_octave(xs, ys, rows, cols, freq, repeat, repeat)
+            if self.octaves == 1:  # C returns the single octave's term as it is
+                total = term
+                break
+            total += term * weight
+            if octave == self.octaves - 1:
+                total /= total_amp
+                break
+            rest = sum(float(w) for _, w in self.weights[octave + 1 :]) / float(total_amp)
+            reach = np.float32(rest * 1.01 + 1e-5 + slack)
+            partial = total * np.float32(1.0 / float(total_amp))
+            sure = partial >= even + reach
+            accepted.append(band[sure])
+            keep = np.flatnonzero(~sure & (partial >= even - reach))
+            band, rows, cols, de, even, total = (a.take(keep) for a in (band, rows, cols, de, even, total))
+        np.clip(total, np.float32(-1), np.float32(1), out=total)
+        accepted.append(band[de <= np.float32(dilate) + np.float32(amp) * total])
+        return np.concatenate(accepted)
 
 
 def mask_variants(fine: np.ndarray, seed: int, params: MatsParams = MatsParams()) -> MaskVariants:
