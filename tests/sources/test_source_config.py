@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import write_image, write_video
+from sourcedata import write_image, write_video
 
 from pipelines.plan import make_plan
 from pipelines.config import OutputSettings

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import frame_index_of, write_image, write_label_map, write_video
+from sourcedata import frame_index_of, write_image, write_label_map, write_video
 
 from pipelines.plan import split_of
 from pipelines.sources import parse_source

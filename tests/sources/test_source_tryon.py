@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_image, write_label_map
+from sourcedata import write_image, write_label_map
 
 from pipelines.sources import parse_source
 from taxonomy import load_taxonomy

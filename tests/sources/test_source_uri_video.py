@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import frame_index_of, write_image, write_label_map, write_video
+from sourcedata import frame_index_of, write_image, write_label_map, write_video
 
 from unieditkit import video
 from unieditkit.imageio import ImageReadError, load_mask_uri, load_rgb, load_uri
