@@ -251,6 +251,7 @@ def test_non_2d_mask_is_refused():
         {"dilate_frac": (0.2, 0.1)},
         {"noise_amp_frac": (-0.1, 0.1)},
         {"aspect": (0.0, 1.0)},
+        {"aspect": (0.5, 1.5)},
         {"octaves": 0},
         {"max_area_frac": 0.0},
         {"max_area_frac": 1.5},

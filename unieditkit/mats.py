@@ -11,11 +11,16 @@ regenerates the rough mask on the fly from the stored seed, so :func:`rough_mask
   (bit-identical to ``noise.pnoise2``, see :mod:`unieditkit.perlin`);
 * the noise is only evaluated in the thin band where it can change the answer, inside a crop around the object.
 
-Geometry: for a pixel ``p`` let ``q`` be its nearest object pixel (OpenCV's Voronoi labels) and ``(u, v)`` the
-offset ``p - q`` in the kernel's rotated frame. Its elliptical distance is ``De = sqrt(u^2 + (v / aspect)^2)``,
-and ``p`` is in the rough mask when ``De <= dilate_px + noise_amp_px * clip(noise(p), -1, 1)``, or when it is in
-the fine mask. Hence ``rough ⊇ fine`` always, and every rough pixel lies within ``dilate_px + noise_amp_px`` of
-the object (Euclidean), so the rough mask stays inside the fine mask's box grown by that margin.
+Geometry: for a pixel ``p`` let ``q`` be its nearest object pixel (the Voronoi label of OpenCV's 5x5 chamfer
+distance transform) and ``(u, v)`` the offset ``p - q`` in the kernel's rotated frame. Its elliptical distance is
+``De = sqrt(u^2 + (v / aspect)^2)``, and ``p`` is in the rough mask when
+``De <= dilate_px + noise_amp_px * clip(noise(p), -1, 1)``, or when it is in the fine mask. Without noise this
+is the object dilated by an ellipse with semi-axes ``dilate_px`` and ``aspect * dilate_px`` (measured along the
+offset to the nearest pixel, which is what a Minkowski dilation does at straight or convex boundaries). Hence
+``rough ⊇ fine`` always, and since ``De >= |p - q|`` every rough pixel lies within ``dilate_px + noise_amp_px``
+of the object, inside the fine mask's box grown by that margin. Parameters and OpenCV's labels are the only
+inputs besides IEEE arithmetic; a different OpenCV release could in principle break label ties differently
+(``tests/test_mats.py`` pins a golden mask to catch that).
 """
 
 from __future__ import annotations
@@ -89,9 +94,13 @@ class MatsParams:
             if not 0 <= lo <= hi:
                 raise UserError(f"MatsParams.{name}: expected (low, high) with 0 <= low <= high, got ({lo}, {hi})")
         if self.noise_scale[0] <= 0 and self.min_noise_scale_px <= 0:
-            raise UserError("MatsParams.noise_scale: the feature size must be > 0; raise the low end or min_noise_scale_px")
-        if not 0 < self.aspect[0]:
-            raise UserError(f"MatsParams.aspect: the low end must be > 0 (a flat kernel), got {self.aspect[0]}")
+            raise UserError(
+                "MatsParams.noise_scale: the feature size must be > 0; raise the low end or min_noise_scale_px"
+            )
+        if not 0 < self.aspect[0] <= self.aspect[1] <= 1:
+            raise UserError(
+                f"MatsParams.aspect: expected 0 < low <= high <= 1 (minor/major axis ratio), got {self.aspect}"
+            )
         if not (isinstance(self.octaves, int) and 1 <= self.octaves <= 8):
             raise UserError(f"MatsParams.octaves: expected an integer in 1..8, got {self.octaves!r}")
         if not 0 < self.max_area_frac <= 1:
@@ -185,9 +194,9 @@ def _draw(area: int, seed: int, params: MatsParams) -> tuple[int, float, float, 
     return dilate, amp, scale, aspect, cos, sin, offset_x, offset_y
 
 
-# OpenCV's 5x5 chamfer distance D to a pixel's label and the Euclidean distance e satisfy 0.981 e <= D <= 1.018 e
-# (the chamfer unit ball's radius ranges over [0.981, 1.018] for the weights 1, 1.4, 2.1969). The bounds below use
-# 1.03 and one extra pixel of slack, so they only skip pixels whose answer is certain.
+# OpenCV's 5x5 chamfer distance D to a pixel's label and the Euclidean distance e to it satisfy
+# 0.9825 e <= D <= 1.0192 e (the chamfer unit ball, weights 1, 1.4, 2.1969, has radii in [0.981, 1.018]; measured
+# the same). The bounds in _threshold use 1.03 and one extra pixel, so they only skip pixels whose answer is certain.
 _CHAMFER_SLACK = 1.03
 
 
@@ -249,7 +258,9 @@ def rough_mask(fine: np.ndarray, seed: int, params: MatsParams = MatsParams()) -
 
     rough = np.zeros_like(fine)
     rough[cy0:cy1, cx0:cx1] = crop
-    info = RoughInfo(seed=int(seed), dilate_px=int(dilate), noise_amp_px=float(amp), noise_scale=float(scale), octaves=params.octaves)
+    info = RoughInfo(
+        seed=int(seed), dilate_px=int(dilate), noise_amp_px=float(amp), noise_scale=float(scale), octaves=params.octaves
+    )
     return rough, info
 
 
@@ -301,15 +312,14 @@ class _Noise:
         self.weights, self.total_amp = fbm_weights(octaves, _PERSISTENCE, _LACUNARITY)
         freq_sum = sum(float(f) * float(w) for f, w in self.weights) / float(self.total_amp)
         self.lipschitz_px = _LIPSCHITZ * freq_sum / scale  # noise units per pixel
-        self.block = int(_COARSE_BOUND / (self.lipschitz_px * math.sqrt(2.0)) * 2)  # the bound is lip * sqrt2 * (g // 2)
+        # block side g: pixels are at most g // 2 per axis from the block's sample, so the bound is lip * sqrt2 * g // 2
+        self.block = int(_COARSE_BOUND / (self.lipschitz_px * math.sqrt(2.0)) * 2)
 
     def coords(self, index: np.ndarray, axis: int) -> np.ndarray:
         return noise_coords(index, self.scale, self.offset_y if axis == 0 else self.offset_x).astype(np.float32)
 
     def decide(self, band: np.ndarray, de: np.ndarray, width: int, dilate: int, amp: float) -> np.ndarray:
-        """The band pixels (flat crop indices) with ``de <= dilate + amp * clip(noise, -1, 1)``."""
-        rows = band // width
-        cols = band - rows * width
+        """The band pixels (flat crop indices, sorted) with ``de <= dilate + amp * clip(noise, -1, 1)``."""
         # In noise units pixel p is in iff noise >= (de - dilate) / amp =: even; clipping only narrows the range.
         slack = 1e-3 / max(amp, 1e-6) + 1e-5
         even = (de - np.float32(dilate)) * np.float32(1.0 / max(amp, 1e-6))
@@ -317,25 +327,26 @@ class _Noise:
         g = self.block
         if g >= 2 and band.size >= 256:
             n_bx = -(-width // g)
-            block = (rows // g) * n_bx + cols // g
-            n_by = int(rows[-1]) // g + 1  # band is sorted: its last pixel is in the last row
+            n_by = int(band[-1]) // (width * g) + 1
+            block = (band // (width * g)) * n_bx + (band % width) // g
             needed = np.zeros(n_by * n_bx, dtype=bool)
             needed[block] = True
             needed_blocks = np.flatnonzero(needed)
-            block_rows, block_cols = needed_blocks // n_bx, needed_blocks % n_bx
             centre = g // 2
             coarse = np.zeros(needed.shape, dtype=np.float32)
             coarse[needed_blocks] = pnoise2_grid(
                 self.coords(np.arange(n_bx) * g + centre, 1), self.coords(np.arange(n_by) * g + centre, 0),
-                self.octaves, _PERSISTENCE, _LACUNARITY, _NOISE_PERIOD, _NOISE_PERIOD, rows=block_rows, cols=block_cols,
+                self.octaves, _PERSISTENCE, _LACUNARITY, _NOISE_PERIOD, _NOISE_PERIOD,
+                rows=needed_blocks // n_bx, cols=needed_blocks % n_bx,
             )
             near = coarse.take(block)
             reach = np.float32(self.lipschitz_px * math.sqrt(2.0) * centre + slack)
             sure = near >= even + reach
             accepted.append(band[sure])
             keep = np.flatnonzero(~sure & (near >= even - reach))
-            band, rows, cols, de, even = (a.take(keep) for a in (band, rows, cols, de, even))
-        accepted.append(self._exact(band, rows, cols, de, even, dilate, amp, slack))
+            band, de, even = band.take(keep), de.take(keep), even.take(keep)
+        rows = band // width
+        accepted.append(self._exact(band, rows, band - rows * width, de, even, dilate, amp, slack))
         return np.concatenate(accepted)
 
     def _exact(

@@ -63,7 +63,9 @@ _GY = _GRAD3[_PERM & 15, 1].copy()
 _F6, _F15, _F10, _ONE = np.float32(6), np.float32(15), np.float32(10), np.float32(1)
 
 
-def _lattice(t: np.ndarray, repeat: np.ndarray | np.float32, base: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _lattice(
+    t: np.ndarray, repeat: np.ndarray | np.float32, base: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per-axis part of C ``noise2``: wrapped cell index, next cell index, offset in the cell, fade weight."""
     i = np.floor(np.fmod(t, repeat)).astype(np.int32)
     ii = np.fmod((i + 1).astype(np.float32), repeat).astype(np.int32)  # C: (int)fmodf(i + 1, repeat)
@@ -102,7 +104,7 @@ def _check(octaves: int, base: int) -> tuple[int, int]:
     if int(octaves) < 1:
         raise ValueError(f"pnoise2: octaves must be >= 1, got {octaves}")
     if not 0 <= int(base) <= MAX_BASE:
-        raise ValueError(f"pnoise2: base must be in [0, {MAX_BASE}] (noise reads outside its tables beyond), got {base}")
+        raise ValueError(f"pnoise2: base must be in [0, {MAX_BASE}] (noise reads outside its tables), got {base}")
     return int(octaves), int(base)
 
 
@@ -149,9 +151,9 @@ def pnoise2(
 def _grid_axes(
     xs: np.ndarray, ys: np.ndarray, rx: np.float32, ry: np.float32, base: int
 ) -> tuple[np.ndarray, ...]:
-    """Lattice data of both axes in one pass, by runs of equal cells (pixel coordinates are sorted, so a run is a
-    whole lattice cell; wrapped repeats just become more runs): per axis, the run's ``i`` and ``ii``, the run of
-    each coordinate, the offset in the cell and the fade weight."""
+    """Lattice data of both axes in one pass, by runs of equal cells (for sorted pixel coordinates a run is a whole
+    lattice cell; unsorted input or wrapped repeats just make more runs): per axis, the run's ``i`` and ``ii``, the
+    run of each coordinate, the offset in the cell and the fade weight."""
     n = xs.size
     t = np.concatenate([xs, ys])
     repeat = np.empty_like(t)
@@ -190,13 +192,15 @@ def grid_octave(
     """One fBm octave at grid points: ``noise2(xs[c] * freq, ys[r] * freq, repeatx * freq, repeaty * freq, base)``
     for each ``(r, c)`` in ``zip(rows, cols)``, float32 (the C octave loop's term before ``* amp``).
 
-    ``xs``/``ys`` are float32 and sorted (pixel coordinates); ``freq`` and the repeats are float32 as in C. The
+    ``xs``/``ys`` are float32 (any order is correct; sorted pixel coordinates keep the per-cell tables small);
+    ``freq`` and the repeats are float32 as in C. The
     hashing and the gradient choice depend only on the lattice cell, and offsets and fades only on the column or
     the row, so they are computed once per cell / column / row and gathered; each point then goes through the C
     code's arithmetic in the C code's order, so values are bit-identical. Exposed so that callers can add
     octaves incrementally on a shrinking set of points (see :func:`fbm_weights`).
     """
-    ci, cii, cell_x, xf, fx, cj, cjj, cell_y, yf, fy = _grid_axes(xs * freq, ys * freq, repeatx * freq, repeaty * freq, base)
+    axes = _grid_axes(xs * freq, ys * freq, repeatx * freq, repeaty * freq, base)
+    ci, cii, cell_x, xf, fx, cj, cjj, cell_y, yf, fy = axes
     ncx, ncy = ci.size, cj.size
     # hashes[y-corner block + cell row, x-corner block + cell column]: aa | ba over ab | bb, one PERM lookup
     x_hash = _PERM.take(np.concatenate([ci, cii]))
@@ -204,14 +208,17 @@ def grid_octave(
     gx, gy = _GX.take(hashes), _GY.take(hashes)
     k = cell_y.take(rows) * (2 * ncx) + cell_x.take(cols)
     corners = k[None, :] + np.array([0, ncx, 2 * ncx * ncy, 2 * ncx * ncy + ncx], dtype=np.intp)[:, None]
-    grad = (xf.take(cols)[None, :] - _CORNER_DX) * gx.take(corners) + (yf.take(rows)[None, :] - _CORNER_DY) * gy.take(corners)
+    x_term = (xf.take(cols)[None, :] - _CORNER_DX) * gx.take(corners)
+    grad = x_term + (yf.take(rows)[None, :] - _CORNER_DY) * gy.take(corners)
     fx = fx.take(cols)
     low_high = grad[0::2] + fx * (grad[1::2] - grad[0::2])  # lerp(fx, aa, ba) and lerp(fx, ab, bb)
     low = low_high[0]
     return low + fy.take(rows) * (low_high[1] - low)
 
 
-def fbm_weights(octaves: int, persistence: float, lacunarity: float) -> tuple[list[tuple[np.float32, np.float32]], np.float32]:
+def fbm_weights(
+    octaves: int, persistence: float, lacunarity: float
+) -> tuple[list[tuple[np.float32, np.float32]], np.float32]:
     """The C octave loop's ``(freq, amp)`` per octave and the final divisor ``max``, in float32 as in C.
 
     The result is ``total / max`` with ``total += term * amp`` in octave order (one octave: the term itself).
