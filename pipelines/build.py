@@ -57,6 +57,8 @@ class BuildSummary:
         r = self.report
         if r.other_domain_objects:
             out.append("objects of other domains (build them with --domain): " + ", ".join(f"{d} {n}" for d, n in sorted(r.other_domain_objects.items())))
+        if r.skipped_inputs:
+            out.append("inputs skipped by their source: " + ", ".join(f"{k} {n}" for k, n in sorted(r.skipped_inputs.items())))
         if r.unmapped_categories:
             top = ", ".join(f"'{c}' {n}" for c, n in r.unmapped_categories.most_common(10))
             out.append(f"unmapped categories ({sum(r.unmapped_categories.values())} objects; add synonyms to a taxonomy file to use them): {top}")

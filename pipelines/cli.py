@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from unieditkit.errors import UserError
 
 from .build import build
+from .sources.config import load_sources_yaml
 from .config import BuildConfig, ModelStagesConfig, OutputSettings, load_stage_resources
 
 if TYPE_CHECKING:
@@ -34,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--domain", required=True, help="taxonomy domain key, e.g. garments (see `unieditkit taxonomy`)")
     p.add_argument("--out", default="out", help="output folder (default: ./out)")
-    p.add_argument("--source", action="append", default=[], metavar="KIND:PATH", help="input, repeatable: coco:INSTANCES.json, manifest:FILE.jsonl")
+    p.add_argument("--source", action="append", default=[], metavar="KIND:PATH[?opt=v]", help="input, repeatable: coco:, manifest:, images:, video:, multiview:, tryon:, hf: (see README)")
+    p.add_argument("--sources-file", default="", metavar="FILE.yaml", help="sources listed in a YAML file (sources: [{kind: video, path: clips/, pairs_per_video: 2}, ...])")
     p.add_argument("--seed", type=int, default=d.seed, help="seed for augmentations and MATS masks (default: %(default)s)")
     p.add_argument("--splits", type=_ratios, default=d.split_ratios, metavar="TRAIN,VAL,TEST", help="split ratios (default: 0.9,0.05,0.05)")
     p.add_argument("--units-per-shard", type=int, default=d.units_per_shard, help="input units (images/pairs) per shard (default: %(default)s)")
@@ -114,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     config = BuildConfig(
         domain=args.domain,
         out_dir=args.out,
-        sources=tuple(args.source),
+        sources=tuple(args.source) + (tuple(load_sources_yaml(args.sources_file)) if args.sources_file else ()),
         settings=settings,
         ray_address=args.ray_address,
         num_workers=args.workers,

@@ -57,6 +57,7 @@ class SourceReport:
     units_without_domain_objects: int = 0
     other_domain_objects: Counter = field(default_factory=Counter)
     unmapped_categories: Counter = field(default_factory=Counter)
+    skipped_inputs: Counter = field(default_factory=Counter)
 
 
 def map_units(units: Iterable[WorkUnit], taxonomy: Taxonomy, domain: str, report: SourceReport) -> list[WorkUnit]:
@@ -91,6 +92,8 @@ def make_plan(
 ) -> tuple[list[ShardPlan], SourceReport]:
     report = SourceReport()
     units = map_units((u for s in sources for u in s.units()), taxonomy, domain, report)
+    for source in sources:  # inputs a source could not turn into units at all (e.g. a video that won't open)
+        report.skipped_inputs.update(getattr(source, "skipped", {}))
     by_split: dict[str, list[WorkUnit]] = {s: [] for s in SPLITS}
     for unit in units:
         by_split[split_of(unit.group_id, settings.split_ratios)].append(unit)

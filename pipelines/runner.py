@@ -13,6 +13,7 @@ and a unit that fails even alone is quarantined: recorded as rejected with the e
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -95,6 +96,7 @@ def unit_rows(shards: list[ShardPlan]) -> list[dict[str, Any]]:
             "objects": u.objects_json(),
             "ref_objects": "[]",
             "needs_detection": u.needs_detection,
+            "category_hint": u.category_hint,
         }
         for s in shards
         for u in s.units
@@ -126,6 +128,8 @@ def start_ray(config: BuildConfig) -> None:
 def _dataset(rows: list[dict[str, Any]], chain: list[Stage], batch_size: int) -> Any:
     import ray
 
+    # Ray 2.60 warns that retry settings are "ray_remote_args"; there is no other way to bound retries yet
+    warnings.filterwarnings("ignore", message=".*ray_remote_args.*is deprecated")
     models = sum(1 for st in chain if st.resources is not None)
     fair_cpus = max(0.25, min(1.0, ray.cluster_resources().get("CPU", 1.0) / (models + 1)))
     ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // batch_size, 1000)))
@@ -142,7 +146,6 @@ def _dataset(rows: list[dict[str, Any]], chain: list[Stage], batch_size: int) ->
                 compute=ray.data.ActorPoolStrategy(size=res.concurrency),
                 num_gpus=res.num_gpus or None,
                 num_cpus=res.num_cpus or fair_cpus,
-                max_restarts=-1,
                 max_task_retries=TASK_RETRIES,
             )
     return ds

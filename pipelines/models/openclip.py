@@ -37,6 +37,8 @@ class OpenClipModel:
 
         weights = open_clip_weights(model_name, pretrained, flag)
         self.device = resolve_device(device)
+        #: names these exact weights, for caches of their outputs
+        self.identity = f"{model_name}|{pretrained}|{weights.file.stat().st_size if weights.file else 'random'}"
         cfg = weights.tag_cfg
         preprocess: dict[str, Any] = {
             "image_mean": cfg.get("mean"), "image_std": cfg.get("std"),

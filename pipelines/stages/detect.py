@@ -43,25 +43,32 @@ def detections_to_objects(dets: list, prompt_map: PromptMap, size: tuple[int, in
 class DetectStage:
     def __init__(self, spec: ModelSpec, domain: str, taxonomy_path: str = "", max_objects: int = 3, device: str = "cpu", **options: Any) -> None:
         self.detector = build_detector(spec, device=device, **options)
-        subs = load_taxonomy(taxonomy_path or None).domain(domain).subcategories
-        self.prompt_map = PromptMap(subs)
+        self.taxonomy = load_taxonomy(taxonomy_path or None)
+        self.domain = domain
+        self.prompt_map = PromptMap(self.taxonomy.domain(domain).subcategories)
         self.max_objects = max_objects
 
-    def _detect(self, uri: str) -> list[dict[str, Any]]:
+    def prompts_for(self, hint: str) -> PromptMap:
+        """A source that knows the object's category (a multiview folder name) narrows the prompts to it."""
+        sub = self.taxonomy.lookup(hint) if hint else None
+        return PromptMap([sub]) if sub is not None and sub.domain == self.domain else self.prompt_map
+
+    def _detect(self, uri: str, prompts: PromptMap) -> list[dict[str, Any]]:
         try:
             image = load_uri(uri)
         except ImageReadError:
             return []  # the pair stage reloads the image and records why it failed
         h, w = image.shape[:2]
-        return detections_to_objects(self.detector.detect(image, self.prompt_map.prompts), self.prompt_map, (w, h), self.max_objects)
+        return detections_to_objects(self.detector.detect(image, prompts.prompts), prompts, (w, h), self.max_objects)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()
         for row in rows:
             if not row["needs_detection"]:
                 continue
-            row["objects"] = json.dumps(self._detect(row["tgt_uri"]), sort_keys=True)
+            prompts = self.prompts_for(row["category_hint"])
+            row["objects"] = json.dumps(self._detect(row["tgt_uri"], prompts), sort_keys=True)
             if row["ref_uri"]:
-                row["ref_objects"] = json.dumps(self._detect(row["ref_uri"]), sort_keys=True)
+                row["ref_objects"] = json.dumps(self._detect(row["ref_uri"], prompts), sort_keys=True)
         return pa.Table.from_pylist(rows, schema=batch.schema)
 

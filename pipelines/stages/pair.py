@@ -183,14 +183,14 @@ class PairStage:
     def unit_rows(self, unit: dict[str, Any]) -> list[dict[str, Any]]:
         maybe_crash(unit["unit_id"])
         base = unit_key(self.domain, unit["unit_id"])
-        objects = json.loads(unit["objects"])
-        if not objects:
-            return [rejected(base, "no_objects", "no object of this domain was found")]
-        try:
+        try:  # first, so an unreadable image is reported as such even when detection found nothing in it
             tgt_full = load_uri(unit["tgt_uri"])
             ref_full = load_uri(unit["ref_uri"]) if unit["ref_uri"] else None
         except ImageReadError as exc:
             return [rejected(base, exc.reason, exc.detail)]
+        objects = json.loads(unit["objects"])
+        if not objects:
+            return [rejected(base, "no_objects", "no object of this domain was found")]
         if ref_full is not None and unit["needs_detection"]:
             objects = match_objects(tgt_full, objects, ref_full, json.loads(unit["ref_objects"]), self.settings.min_match_similarity)
         tgt = Target(tgt_full, self.settings.max_side)
