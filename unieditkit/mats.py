@@ -212,7 +212,8 @@ class _Geometry:
         )
         self.chamfer = dist.ravel()
         self.labels = labels.ravel()
-        self.objects = np.flatnonzero(fine_crop)  # label k (1-based) is the k-th object pixel in raster order
+        # label k (1-based) is the k-th object pixel in raster order; int32 halves the integer work in De
+        self.objects = np.flatnonzero(fine_crop).astype(np.int32)
         self.aspect = aspect
         self.cos, self.sin, self.inv_aspect = np.float32(cos), np.float32(sin), np.float32(1.0 / aspect)
 
@@ -220,10 +221,12 @@ class _Geometry:
         """``De`` at the crop pixels ``flat`` (float32): ``p - q`` to the nearest object pixel ``q``, in the frame
         of the kernel, with the minor axis stretched by ``1 / aspect``."""
         q = self.objects.take(self.labels.take(flat) - 1)
+        p = flat.astype(np.int32)
         q_row = q // self.width
-        p_row = flat // self.width
-        dy = (p_row - q_row).astype(np.float32)
-        dx = ((flat - p_row * self.width) - (q - q_row * self.width)).astype(np.float32)
+        dy = p // self.width - q_row
+        dx = (p - q) - dy * self.width
+        dy = dy.astype(np.float32)
+        dx = dx.astype(np.float32)
         u = self.cos * dx + self.sin * dy
         v = (self.cos * dy - self.sin * dx) * self.inv_aspect
         return np.sqrt(u * u + v * v)
@@ -328,7 +331,8 @@ class _Noise:
         if g >= 2 and band.size >= 256:
             n_bx = -(-width // g)
             n_by = int(band[-1]) // (width * g) + 1
-            block = (band // (width * g)) * n_bx + (band % width) // g
+            flat = band.astype(np.int32)  # int32 division is several times faster than int64
+            block = (flat // (width * g)) * n_bx + (flat % width) // g
             needed = np.zeros(n_by * n_bx, dtype=bool)
             needed[block] = True
             needed_blocks = np.flatnonzero(needed)
