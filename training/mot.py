@@ -35,7 +35,10 @@ class Routing:
 
 
 class MoTLinear(nn.Module):
-    """``y = base(x) + (alpha/r) * sum_j w[b, j] * B_e (A_e x)`` over the experts ``e = indices[b, j]``.
+    """``y = base(x) + (alpha/r) * sum_j w[b, j] * (x A_e^T) B_e`` over the experts ``e = indices[b, j]``.
+
+    ``lora_A`` is ``(K, r, in)`` and ``lora_B`` is ``(K, r, out)``, so a sample's gathered experts stack into
+    contiguous ``(k*r, in)`` / ``(k*r, out)`` factors without a copy.
 
     ``lora_B`` starts at zero so a freshly wrapped model computes exactly what the backbone computed; that is
     what lets MoT be added to a pretrained model without disturbing it. Without a routing set (``routing is
@@ -52,7 +55,7 @@ class MoTLinear(nn.Module):
         self.scale = alpha / rank
         w = base.weight
         self.lora_A = nn.Parameter(torch.empty(num_experts, rank, base.in_features, dtype=w.dtype, device=w.device))
-        self.lora_B = nn.Parameter(torch.zeros(num_experts, base.out_features, rank, dtype=w.dtype, device=w.device))
+        self.lora_B = nn.Parameter(torch.zeros(num_experts, rank, base.out_features, dtype=w.dtype, device=w.device))
         for e in range(num_experts):
             nn.init.kaiming_uniform_(self.lora_A.data[e], a=math.sqrt(5))
         if freeze_base:
@@ -76,15 +79,15 @@ class MoTLinear(nn.Module):
         batch, k = idx.shape
         if x.shape[0] != batch:
             raise RuntimeError(f"MoTLinear: input batch {x.shape[0]} but routing was set for batch {batch}")
-        tokens = x.reshape(batch, -1, self.in_features)
-        a = self.lora_A[idx].to(tokens.dtype)  # (B, k, r, in)
-        b = self.lora_B[idx].to(tokens.dtype)  # (B, k, out, r)
-        h = torch.bmm(tokens, a.reshape(batch, k * self.rank, self.in_features).transpose(1, 2))
-        gate = (w.to(h.dtype) * self.scale).repeat_interleave(self.rank, dim=1)  # (B, k*r)
-        h = h * gate[:, None, :]
-        b = b.permute(0, 2, 1, 3).reshape(batch, self.out_features, k * self.rank)
-        delta = torch.bmm(h, b.transpose(1, 2))
-        return out + delta.reshape(out.shape).to(out.dtype)
+        kr = k * self.rank
+        a = self.lora_A[idx].reshape(batch, kr, self.in_features)  # (B, k*r, in): the sample's experts, stacked
+        b = self.lora_B[idx].reshape(batch, kr, self.out_features)  # (B, k*r, out)
+        gate = (w * self.scale).repeat_interleave(self.rank, dim=1)  # (B, k*r)
+        b = b * gate[:, :, None].to(b.dtype)  # scale the small factor, not the (B, N, k*r) activations
+        h = torch.bmm(x.reshape(batch, -1, self.in_features), a.transpose(1, 2))
+        # out + h @ b as one kernel, without a (B, N, out) temporary. Not in place: a Linear's 3-D output is a
+        # view, and an in-place op on a view makes autograd copy the whole gradient (measured: slower).
+        return torch.baddbmm(out.reshape(batch, -1, self.out_features), h, b.to(h.dtype)).reshape(out.shape)
 
     def extra_repr(self) -> str:
         return f"in={self.in_features}, out={self.out_features}, experts={self.num_experts}, rank={self.rank}"

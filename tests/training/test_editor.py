@@ -72,3 +72,26 @@ def test_backbone_checkpoint_must_have_every_backbone_tensor(tmp_path):
         load_backbone(editor, tmp_path / "partial.pt")
     with pytest.raises(UserError, match="not found"):
         load_backbone(editor, tmp_path / "missing.pt")
+
+
+def _loss_and_grad(cfg, batch, autocast=False):
+    torch.manual_seed(0)
+    editor = Editor(cfg, ANCHORS)
+    for p in editor.parameters():
+        p.data.normal_(0, 0.1)  # non-zero experts and adaLN gates, so every path carries gradient
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        parts = flow_loss(editor, batch, torch.Generator().manual_seed(0), "uniform", 0.01)
+    parts.total.backward()
+    return parts.total.item(), editor.blocks[0].attn.q.lora_A.grad
+
+
+def test_activation_checkpointing_and_bf16_autocast_keep_the_routing():
+    n = 3
+    batch = dict(ref=torch.randn(n, 3, 16, 16), tgt=torch.randn(n, 3, 16, 16), mask=torch.ones(n, 1, 16, 16),
+                 domain=torch.tensor([0, 1, 2]), subcategory=torch.tensor([0, 40, 80]))
+    small = dict(SMALL, image_size=16, dim=32, heads=2)
+    loss, grad = _loss_and_grad(ModelConfig(**small), batch)
+    loss_ckpt, grad_ckpt = _loss_and_grad(ModelConfig(**small, gradient_checkpointing=True), batch)
+    assert loss_ckpt == loss and torch.equal(grad_ckpt, grad)  # recomputation sees the same experts
+    loss_bf16, grad_bf16 = _loss_and_grad(ModelConfig(**small), batch, autocast=True)
+    assert grad_bf16.dtype == torch.float32 and loss_bf16 == pytest.approx(loss, rel=0.05)

@@ -45,7 +45,7 @@ def test_mot_layer_matches_per_sample_reference():
     for b in range(2):
         for j in range(2):
             e = idx[b, j]
-            expected[b] += w[b, j] * 2.0 * (x[b] @ layer.lora_A[e].T @ layer.lora_B[e].T)
+            expected[b] += w[b, j] * 2.0 * (x[b] @ layer.lora_A[e].T @ layer.lora_B[e])
     torch.testing.assert_close(layer(x), expected)
 
 

@@ -97,8 +97,8 @@ def test_command_checks_arguments_before_starting(two_domain_shards, tiny_config
 
 @pytest.mark.slow
 @pytest.mark.timeout(400)
-def test_two_process_ddp_on_uneven_shards_resumes_exactly(two_domain_shards, tiny_config, tmp_path, monkeypatch):
-    """gloo on CPU through `train --nproc 2` (torchrun); shards hold 5, 3 and 7 samples."""
+def test_two_process_ddp_on_uneven_shards_resumes_exactly_and_fsdp_matches(two_domain_shards, tiny_config, tmp_path, monkeypatch):
+    """gloo on CPU through `train --nproc 2` (torchrun); shards hold 5, 3 and 7 samples. Then the same with FSDP."""
     monkeypatch.chdir(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     common = ["--data", str(two_domain_shards), "--nproc", "2", "--max-steps", "6"]
@@ -120,3 +120,10 @@ def test_two_process_ddp_on_uneven_shards_resumes_exactly(two_domain_shards, tin
     for step in steps:
         assert resumed[step] == pytest.approx(ref[step], rel=1e-6, abs=1e-7)
     assert torch.load(part / "checkpoints" / "step_00000006.pt", weights_only=True)["world_size"] == 2
+
+    fsdp = tmp_path / "fsdp.yaml"
+    fsdp.write_text(tiny_config.read_text().replace("max_steps: 7,", "max_steps: 7, strategy: fsdp,"))
+    sharded = tmp_path / "sharded"
+    assert _train_cli(["--config", str(fsdp), "--out", str(sharded), *common]) == 0
+    losses, _ = _losses(sharded)
+    assert losses == pytest.approx(ref, rel=1e-5)  # FSDP2 shards the same computation
