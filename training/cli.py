@@ -3,17 +3,17 @@
 With ``--nproc N > 1`` the command re-launches itself as ``python -m torch.distributed.run --standalone
 --nproc-per-node N -m training.train ...`` (what ``torchrun`` does); multi-node jobs call ``torchrun ... -m
 training.train`` directly with the same arguments. The config and the data folder are checked here first, so a
-mistake is one line before any worker starts.
+mistake is one line before any worker starts. Torch is imported only when the command runs, so registering it
+costs other ``unieditkit`` commands nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import pathlib
 import subprocess
 import sys
 
-from training.data import find_shards
-from training.train import add_arguments, resolve_config, run
 from unieditkit.errors import UserError
 
 
@@ -29,11 +29,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_command)
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options ``unieditkit train`` and ``python -m training.train`` share."""
+    parser.add_argument("--config", help="YAML config (default: the built-in small editor; see docs/TRAINING.md)")
+    parser.add_argument("--data", help="dataset folder written by `unieditkit build` (overrides data.root)")
+    parser.add_argument("--out", help="run folder for checkpoints, logs and previews (overrides train.run_dir)")
+    parser.add_argument("--max-steps", type=int, help="total optimizer steps (overrides train.max_steps)")
+    parser.add_argument("--resume", help="'latest' (the run folder's newest checkpoint, if any) or a step_*.pt path")
+
+
 def run_command(args: argparse.Namespace) -> int:
+    from training.checkpoint import find_checkpoint
+    from training.data import find_shards
+    from training.train import resolve_config, run
+
     if args.nproc < 1:
         raise UserError(f"--nproc {args.nproc}: must be at least 1")
     cfg = resolve_config(args.config, args.data, args.out, args.max_steps, args.resume)
     find_shards(cfg.data.root, cfg.data.split, cfg.data.domains)
+    if args.resume:
+        find_checkpoint(pathlib.Path(cfg.train.run_dir), args.resume)
     if args.nproc == 1:
         run(cfg, args.resume)
         return 0

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from training.anchors import Anchors
 from training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from training.cli import add_arguments
 from training.config import Config, OptimConfig, load_config, save_config
 from training.curriculum import Curriculum
 from training.data import BatchSource, find_shards
@@ -191,14 +192,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="YAML config (default: the built-in small editor; see docs/TRAINING.md)")
-    parser.add_argument("--data", help="dataset folder written by `unieditkit build` (overrides data.root)")
-    parser.add_argument("--out", help="run folder for checkpoints, logs and previews (overrides train.run_dir)")
-    parser.add_argument("--max-steps", type=int, help="total optimizer steps (overrides train.max_steps)")
-    parser.add_argument("--resume", help="'latest' (the run folder's newest checkpoint, if any) or a step_*.pt path")
 
 
 if __name__ == "__main__":

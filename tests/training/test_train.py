@@ -87,6 +87,9 @@ def test_command_checks_arguments_before_starting(two_domain_shards, tiny_config
         _train_cli(["--config", str(tiny_config), "--data", str(two_domain_shards), "--out", str(tmp_path), "--nproc", "0"])
     with pytest.raises(UserError, match="no finished train shards"):
         _train_cli(["--config", str(tiny_config), "--data", str(tmp_path), "--out", str(tmp_path / "r"), "--nproc", "2"])
+    with pytest.raises(UserError, match="no such checkpoint"):
+        _train_cli(["--config", str(tiny_config), "--data", str(two_domain_shards), "--out", str(tmp_path / "r"),
+                    "--nproc", "2", "--resume", str(tmp_path / "nope.pt")])
     with pytest.raises(UserError, match="no data folder"):
         _train_cli(["--out", str(tmp_path)])
     args = _parse(["train", "--data", "D", "--out", "R", "--nproc", "4", "--resume", "latest"])
@@ -127,3 +130,11 @@ def test_two_process_ddp_on_uneven_shards_resumes_exactly_and_fsdp_matches(two_d
     assert _train_cli(["--config", str(fsdp), "--out", str(sharded), *common]) == 0
     losses, _ = _losses(sharded)
     assert losses == pytest.approx(ref, rel=1e-5)  # FSDP2 shards the same computation
+
+
+def test_unieditkit_train_reports_errors_as_one_line(tmp_path, capsys):
+    from unieditkit.cli import main
+
+    assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("unieditkit train: error:") and "no finished train shards" in err and "\n" not in err
