@@ -76,3 +76,16 @@ def test_categorize_rejects_bad_arguments(categorizer, photos, garments):
         categorizer.categorize([photos["coffee"]], [garments[0], garments[0]])
     with pytest.raises(UserError, match="top_k 0"):
         categorizer.categorize([photos["coffee"]], garments, top_k=0)
+
+
+def test_text_embeddings_are_shared_through_the_disk_cache(categorizer, garments, tmp_path, monkeypatch):
+    import torch
+
+    subset = garments[6:8]
+    monkeypatch.setattr(categorizer, "cache_dir", tmp_path)
+    monkeypatch.setattr(categorizer, "_text", {})
+    computed = categorizer.text_embeddings(subset)
+    assert len(list(tmp_path.glob("clip-text-*.pt"))) == 1
+    monkeypatch.setattr(categorizer, "_text", {})  # a fresh worker: memory empty, disk warm
+    monkeypatch.setattr(categorizer.clip.model, "encode_text", lambda tokens: pytest.fail("text tower ran again"))
+    assert torch.equal(categorizer.text_embeddings(subset), computed)
