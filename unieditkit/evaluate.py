@@ -111,7 +111,7 @@ class DinoEmbedder:
     def __call__(self, images: list[np.ndarray]) -> np.ndarray:
         import torch
 
-        batch = torch.stack([torch.from_numpy(np.asarray(Image.fromarray(i).resize((224, 224), Image.BICUBIC))).permute(2, 0, 1) for i in images])
+        batch = torch.stack([torch.from_numpy(np.array(Image.fromarray(i).resize((224, 224), Image.BICUBIC))).permute(2, 0, 1) for i in images])
         batch = ((batch.float() / 255 - self.mean) / self.std).to(self.device)
         with torch.inference_mode():
             f = self.model(batch).float()
