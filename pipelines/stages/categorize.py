@@ -8,6 +8,8 @@ rejected; annotated samples keep their human label, the CLIP scores are stored f
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -20,7 +22,9 @@ from .caption import decode_rgb_member
 
 class CategorizeStage:
     def __init__(self, spec: ModelSpec, domain: str, taxonomy_path: str = "", top_k: int = 3, min_score: float = 0.0, device: str = "cpu") -> None:
-        self.categorizer = build_categorizer(spec, device=device)
+        # text embeddings of a domain take minutes on a CPU: share them between actors and builds via the disk
+        cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "unieditkit" / "clip-text"
+        self.categorizer = build_categorizer(spec, device=device, cache_dir=cache)
         self.taxonomy = load_taxonomy(taxonomy_path or None)
         self.subcategories = self.taxonomy.domain(domain).subcategories
         self.top_k = top_k
