@@ -14,7 +14,7 @@ import sys
 from unieditkit import __version__
 from unieditkit.errors import UserError
 
-COMMAND_MODULES = ("pipelines.cli", "taxonomy.cli", "training.cli", "unieditkit.evaluate")
+COMMAND_MODULES = ("pipelines.cli", "taxonomy.cli", "training.cli", "unieditkit.evaluate", "unieditkit.inspect.cli")
 
 
 def make_parser() -> argparse.ArgumentParser:

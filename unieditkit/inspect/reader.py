@@ -1,0 +1,182 @@
+"""Reading a build's output folder for the inspection commands: shard names, index rows, tar members, images.
+
+Tars are read with :mod:`tarfile` member by member and never extracted, so a hostile shard (path-traversal
+names, links, devices, huge members) can be inspected and reported but cannot write anywhere. Member names are
+split into key and member by the known member suffixes rather than at the first dot, so a key that wrongly
+contains a dot is still recognised as one sample (and ``validate`` can say so) instead of becoming a bogus one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import tarfile
+import warnings
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import pyarrow.parquet as pq
+from PIL import Image
+
+from pipelines.schema import MEMBERS
+from unieditkit.errors import UserError
+from unieditkit.imageio import MAX_PIXELS
+
+#: every file a sample has in a tar, by member suffix
+SAMPLE_FILES = (*MEMBERS, "json")
+KEY_RE = re.compile(r"^[a-z0-9_-]+$")
+SHARD_RE = re.compile(r"^(?P<domain>[a-z0-9_]+)-(?P<split>train|val|test)-(?P<number>\d{6})$")
+#: larger members are not read into memory (a real sample member is a few hundred kB at most)
+MAX_MEMBER_BYTES = 256 << 20
+_SUFFIXES = sorted(SAMPLE_FILES, key=len, reverse=True)
+
+
+@dataclass(frozen=True)
+class TarEntry:
+    """One tar member: ``data`` is ``None`` when it was not read (not a regular file, or too large)."""
+
+    name: str
+    key: str
+    member: str
+    data: bytes | None
+    problem: str = ""
+
+
+@dataclass
+class Sample:
+    """The files of one sample, as stored, with lazily decoded views."""
+
+    key: str
+    shard: str
+    files: dict[str, bytes] = field(default_factory=dict)
+
+    @cached_property
+    def meta(self) -> dict[str, Any]:
+        return json.loads(self.files["json"])
+
+    def image(self, member: str) -> Image.Image:
+        """The member decoded by Pillow (mode as stored), refusing decompression bombs."""
+        return open_image(self.files[member], member)
+
+    def rgb(self, member: str) -> Image.Image:
+        return self.image(member).convert("RGB")
+
+    def mask(self, member: str) -> np.ndarray:
+        """A mask member as a bool array (values above 127 are inside)."""
+        return np.asarray(self.image(member).convert("L")) > 127
+
+
+def open_image(data: bytes, name: str) -> Image.Image:
+    """Decode image bytes fully; raises ``ValueError`` with a short reason for anything unusable."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            if img.width * img.height > MAX_PIXELS:
+                raise ValueError(f"{name} is {img.width}x{img.height}, above the {MAX_PIXELS} pixel limit")
+            img.load()
+    except ValueError:
+        raise
+    except Exception as exc:  # Pillow raises many types for corrupt data; all mean "does not decode"
+        raise ValueError(f"{name} does not decode ({type(exc).__name__}: {exc})") from None
+    return img
+
+
+def split_member(name: str) -> tuple[str, str]:
+    """``KEY.MEMBER`` → (key, member) by the known suffixes; unknown suffixes split at the first dot."""
+    for suffix in _SUFFIXES:
+        if name.endswith("." + suffix) and len(name) > len(suffix) + 1:
+            return name[: -len(suffix) - 1], suffix
+    key, _, member = name.partition(".")
+    return key, member
+
+
+def tar_entries(path: Path) -> Iterator[TarEntry]:
+    """Every member of a tar in stored order, read into memory only when it is a regular, reasonably sized file."""
+    try:
+        tf = tarfile.open(path, "r:")
+    except (tarfile.TarError, OSError) as exc:
+        raise UserError(f"{path}: not a readable tar ({exc}); delete it and its _stats.json and re-run the build") from None
+    with tf:
+        for info in tf:
+            key, member = split_member(info.name)
+            if not info.isfile():
+                yield TarEntry(info.name, key, member, None, "not a regular file")
+            elif info.size > MAX_MEMBER_BYTES:
+                yield TarEntry(info.name, key, member, None, f"member of {info.size} bytes (limit {MAX_MEMBER_BYTES})")
+            else:
+                fh = tf.extractfile(info)
+                yield TarEntry(info.name, key, member, fh.read() if fh else None)
+
+
+def iter_samples(path: Path, keys: set[str] | None = None) -> Iterator[Sample]:
+    """Samples of one shard in stored order (members of a key are contiguous in a well-formed shard)."""
+    shard = path.name.removesuffix(".tar")
+    current: Sample | None = None
+    for entry in tar_entries(path):
+        if entry.data is None or (keys is not None and entry.key not in keys):
+            continue
+        if current is None or current.key != entry.key:
+            if current is not None:
+                yield current
+            current = Sample(entry.key, shard)
+        current.files[entry.member] = entry.data
+    if current is not None:
+        yield current
+
+
+def read_table(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise UserError(f"{path}: not found; is {path.parent} a folder written by `unieditkit build`?")
+    try:
+        return pq.read_table(path).to_pylist()
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise UserError(f"{path}: unreadable parquet ({type(exc).__name__}); re-run the build to rewrite it") from None
+
+
+def check_out_dir(out_dir: Path) -> Path:
+    if not out_dir.is_dir():
+        raise UserError(f"{out_dir}: no such folder; pass the --out folder of `unieditkit build`")
+    return out_dir
+
+
+def index_rows(out_dir: Path, domain: str = "", split: str = "") -> list[dict[str, Any]]:
+    """Rows of ``index.parquet`` (written samples), optionally of one domain/split, sorted by key."""
+    rows = read_table(check_out_dir(out_dir) / "index.parquet")
+    rows = [r for r in rows if (not domain or r["domain"] == domain) and (not split or r["split"] == split)]
+    return sorted(rows, key=lambda r: r["key"])
+
+
+def load_samples(out_dir: Path, rows: Iterable[dict[str, Any]]) -> list[Sample]:
+    """The samples of ``rows`` (index rows), in the rows' order; each shard is read once."""
+    rows = list(rows)
+    wanted: dict[str, set[str]] = {}
+    for r in rows:
+        if not KEY_RE.match(r["key"]):
+            raise UserError(f"{out_dir}/index.parquet: key {r['key']!r} is not [a-z0-9_-]; run `unieditkit validate {out_dir}`")
+        wanted.setdefault(r["shard"], set()).add(r["key"])
+    found: dict[str, Sample] = {}
+    for shard, keys in sorted(wanted.items()):
+        path = out_dir / f"{shard}.tar"
+        if not path.is_file():
+            raise UserError(f"{path}: listed in index.parquet but missing; re-run the build")
+        found.update((s.key, s) for s in iter_samples(path, keys))
+    missing = [r["key"] for r in rows if r["key"] not in found or set(SAMPLE_FILES) - set(found[r["key"]].files)]
+    if missing:
+        raise UserError(f"{out_dir}: sample {missing[0]} is incomplete or missing from its tar; run `unieditkit validate {out_dir}`")
+    return [found[r["key"]] for r in rows]
+
+
+def shard_stats(out_dir: Path) -> list[dict[str, Any]]:
+    """The ``_stats.json`` of every done shard, sorted by shard name."""
+    stats = []
+    for p in sorted(out_dir.glob("*_stats.json")):
+        try:
+            stats.append(json.loads(p.read_text()))
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{p}: unreadable ({exc}); delete it to have the shard rebuilt") from None
+    return stats
