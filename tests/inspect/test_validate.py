@@ -90,7 +90,7 @@ def _dotted_key(m: dict[str, bytes], key: str) -> dict[str, bytes]:
 TAR_CASES: list[tuple[str, Callable, str]] = [
     ("rough_does_not_cover_fine", _uncover_fine, "mask_rough.png does not cover mask_fine.png (1 fine pixels outside rough)"),
     ("dropped_member", lambda m, k: m.pop(f"{k}.mask_box.png"), "missing mask_box.png"),
-    ("extra_member", lambda m, k: m.update({f"{k}.depth.png": b"x"}), f"unexpected member '{{key}}.depth.png'"),
+    ("extra_member", lambda m, k: m.update({f"{k}.depth.png": b"x"}), "unexpected member '{key}.depth.png'"),
     ("non_binary_mask", _grey_value, "mask_rough.png has values other than 0 and 255 (1 pixels)"),
     ("box_not_bbox_of_fine", _shift_box, "mask_box.png is not the filled bounding box"),
     ("rgb_mask", _rgb_mask, "mask_fine.png is PNG RGB, expected an 8-bit L PNG"),
@@ -186,3 +186,22 @@ def test_not_a_build_folder_is_a_one_line_error(tmp_path: Path, capsys: pytest.C
     assert err.count("\n") == 1 and "no such folder" in err
     rc, lines, _ = _validate(tmp_path, capsys)
     assert rc == 1 and "index.parquet -: missing; re-run the build" in "\n".join(lines)
+
+
+def test_damaged_tar_and_link_member_are_reported_not_followed(small_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import tarfile
+
+    shard = _first_shard(small_copy)
+    tar = small_copy / f"{shard}.tar"
+    with tarfile.open(tar, "a") as tf:
+        link = tarfile.TarInfo("zzz.tgt.jpg")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tf.addfile(link)
+    rc, lines, _ = _validate(small_copy, capsys)
+    assert rc == 1 and f"{shard} zzz: member 'zzz.tgt.jpg': not a regular file" in lines
+    data = tar.read_bytes()
+    tar.write_bytes(data[: len(data) // 2])
+    rc, lines, _ = _validate(small_copy, capsys)
+    assert rc == 1
+    assert any(line.startswith(f"{shard} -: damaged tar (ReadError") for line in lines), "\n".join(lines)
+    assert not list(tmp_path.rglob("passwd"))

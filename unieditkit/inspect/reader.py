@@ -102,15 +102,18 @@ def tar_entries(path: Path) -> Iterator[TarEntry]:
     except (tarfile.TarError, OSError) as exc:
         raise UserError(f"{path}: not a readable tar ({exc}); delete it and its _stats.json and re-run the build") from None
     with tf:
-        for info in tf:
-            key, member = split_member(info.name)
-            if not info.isfile():
-                yield TarEntry(info.name, key, member, None, "not a regular file")
-            elif info.size > MAX_MEMBER_BYTES:
-                yield TarEntry(info.name, key, member, None, f"member of {info.size} bytes (limit {MAX_MEMBER_BYTES})")
-            else:
-                fh = tf.extractfile(info)
-                yield TarEntry(info.name, key, member, fh.read() if fh else None)
+        try:
+            for info in tf:
+                key, member = split_member(info.name)
+                if not info.isfile():
+                    yield TarEntry(info.name, key, member, None, "not a regular file")
+                elif info.size > MAX_MEMBER_BYTES:
+                    yield TarEntry(info.name, key, member, None, f"member of {info.size} bytes (limit {MAX_MEMBER_BYTES})")
+                else:
+                    fh = tf.extractfile(info)
+                    yield TarEntry(info.name, key, member, fh.read() if fh else None)
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise UserError(f"{path}: damaged tar ({type(exc).__name__}: {exc}); delete it and its _stats.json and re-run the build") from None
 
 
 def iter_samples(path: Path, keys: set[str] | None = None) -> Iterator[Sample]:

@@ -20,6 +20,7 @@ is not one sample's), exiting 1 when there is any, 0 when the folder is clean:
 from __future__ import annotations
 
 import json
+import multiprocessing
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ import pyarrow.parquet as pq
 
 from pipelines.config import SPLITS
 from pipelines.schema import FORMAT_VERSION, INDEX_COLUMNS, MASK_MEMBERS, MEMBERS, empty_meta, index_record
-from unieditkit.errors import TaxonomyError
+from unieditkit.errors import TaxonomyError, UserError
 
 from .reader import KEY_RE, SAMPLE_FILES, SHARD_RE, Sample, open_image, tar_entries
 
@@ -166,8 +167,8 @@ def check_pixels(sample: Sample, meta: dict[str, Any] | None) -> list[str]:
             problems.append(f"{member} is {img.format} {img.mode}, expected an 8-bit L PNG")
             continue
         arr = np.asarray(img)
-        if not np.isin(arr, (0, 255)).all():
-            problems.append(f"{member} has values other than 0 and 255 ({int(np.count_nonzero((arr != 0) & (arr != 255)))} pixels)")
+        if (grey := int(np.count_nonzero((arr != 0) & (arr != 255)))):
+            problems.append(f"{member} has values other than 0 and 255 ({grey} pixels)")
         if owner is not None and img.size != owner.size:
             problems.append(f"{member} is {img.width}x{img.height}, {'ref' if member == 'ref_mask.png' else 'tgt'}.jpg is {owner.width}x{owner.height}")
             continue
@@ -261,23 +262,26 @@ def _check_tar(tar: Path, name: str, taxonomy: Any | None, problem: Any) -> dict
     groups: dict[str, Sample] = {}
     order: list[str] = []
     previous = None
-    for entry in tar_entries(tar):
-        if entry.problem:
-            problem(entry.key or NO_KEY, f"member {entry.name!r}: {entry.problem}")
-            continue
-        if entry.key not in groups:
-            groups[entry.key] = Sample(entry.key, name)
-            order.append(entry.key)
-        elif entry.key != previous:
-            problem(entry.key, "members are not contiguous in the tar (the key appears twice)")
-        previous = entry.key
-        sample = groups[entry.key]
-        if entry.member not in SAMPLE_FILES:
-            problem(entry.key, f"unexpected member {entry.name!r}")
-        elif entry.member in sample.files:
-            problem(entry.key, f"member {entry.member} appears twice")
-        else:
-            sample.files[entry.member] = entry.data  # type: ignore[assignment]
+    try:
+        for entry in tar_entries(tar):
+            if entry.problem:
+                problem(entry.key or NO_KEY, f"member {entry.name!r}: {entry.problem}")
+                continue
+            if entry.key not in groups:
+                groups[entry.key] = Sample(entry.key, name)
+                order.append(entry.key)
+            elif entry.key != previous:
+                problem(entry.key, "members are not contiguous in the tar (the key appears twice)")
+            previous = entry.key
+            sample = groups[entry.key]
+            if entry.member not in SAMPLE_FILES:
+                problem(entry.key, f"unexpected member {entry.name!r}")
+            elif entry.member in sample.files:
+                problem(entry.key, f"member {entry.member} appears twice")
+            else:
+                sample.files[entry.member] = entry.data  # type: ignore[assignment]
+    except UserError as exc:  # damaged tar: report it, and check the samples read before the damage
+        problem(NO_KEY, str(exc).removeprefix(f"{tar}: "))
     if order != sorted(order):
         problem(NO_KEY, "samples are not sorted by key (a rebuilt shard would not be byte-identical)")
     for key in order:
@@ -294,6 +298,7 @@ def _check_tar(tar: Path, name: str, taxonomy: Any | None, problem: Any) -> dict
         if not any(m in missing for m in MEMBERS):
             for msg in check_pixels(sample, meta):
                 problem(key, msg)
+        sample.files.clear()  # only the metadata is needed from here on
     return metas
 
 
@@ -421,14 +426,15 @@ def validate(out_dir: Path, jobs: int = 1) -> tuple[list[Problem], dict[str, int
             problems.append(Problem(f, NO_KEY, "missing; re-run the build (it rewrites the folder files from the done shards)"))
     taxonomy = _bundled_taxonomy_if_used(out_dir)
     if jobs > 1 and len(names) > 1:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
+        # spawned, not forked: the caller may hold threads (Ray, torch) that a fork would copy mid-lock
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             results = list(pool.map(check_shard, [out_dir] * len(names), names, [taxonomy] * len(names)))
     else:
         results = [check_shard(out_dir, n, taxonomy) for n in names]
     seen: dict[str, str] = {}
     ok_rows: list[dict[str, Any]] = []
     rejected_rows: list[dict[str, Any]] = []
-    for name, res in zip(names, results):
+    for name, res in zip(names, results, strict=True):
         problems += res.problems
         for key in res.keys:
             if key in seen:
