@@ -19,6 +19,8 @@ import pytest
 from unieditkit.cli import main
 from unieditkit.inspect.gallery import page
 
+pytestmark = pytest.mark.slow  # a headless browser per test
+
 FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--hide-scrollbars", "--window-size=1200,900", "--virtual-time-budget=5000",

@@ -49,6 +49,22 @@ def test_filters_and_row_count(built_dataset: Path, tmp_path: Path) -> None:
     assert [s.meta["split"] for s in preview.choose(built_dataset, split="val")] == ["val"] * n_val
 
 
+def test_sheet_grows_with_n(built_dataset: Path, tmp_path: Path) -> None:
+    sizes = []
+    for n in (1, 2, 4):
+        out = tmp_path / f"n{n}.png"
+        assert main(["preview", str(built_dataset), "--n", str(n), "--out", str(out)]) == 0
+        sizes.append(Image.open(out).size)
+    assert sizes[0][1] < sizes[1][1] < sizes[2][1] and len({w for w, _ in sizes}) == 1
+    assert sizes[2][1] - sizes[1][1] == 2 * (sizes[1][1] - sizes[0][1]) == 2 * preview.ROW_H
+
+
+def test_default_is_16_rows(built_dataset: Path) -> None:
+    n_rows = pq.read_metadata(built_dataset / "index.parquet").num_rows
+    assert n_rows > 16, "the sample build is too small to tell the default"
+    assert len(preview.choose(built_dataset)) == 16
+
+
 def test_row_text_captions_or_placeholder(built_dataset: Path) -> None:
     (sample,) = preview.choose(built_dataset, n=1)
     head, caption = preview.row_lines(sample)

@@ -205,3 +205,27 @@ def test_damaged_tar_and_link_member_are_reported_not_followed(small_copy: Path,
     assert rc == 1
     assert any(line.startswith(f"{shard} -: damaged tar (ReadError") for line in lines), "\n".join(lines)
     assert not list(tmp_path.rglob("passwd"))
+
+
+def test_absolute_and_dotdot_members_are_reported_and_never_read(small_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import tarfile
+
+    from unieditkit.inspect.reader import iter_samples, tar_entries
+
+    shard = _first_shard(small_copy)
+    tar = small_copy / f"{shard}.tar"
+    key = pq.read_table(small_copy / "index.parquet").column("key")[0].as_py()
+    hostile = ["/tmp/abs.json", "../escape.ref.jpg", f"{key}/../../up.tgt.jpg", "..\\win.json"]
+    with tarfile.open(tar, "a") as tf:
+        for name in hostile:
+            info = tarfile.TarInfo(name)
+            info.size = 4
+            tf.addfile(info, io.BytesIO(b"evil"))
+    assert [e.name for e in tar_entries(tar) if e.data is None] == hostile
+    assert all(len(s.files) == 7 for s in iter_samples(tar))  # the hostile members joined no sample
+    rc, lines, _ = _validate(small_copy, capsys)
+    assert rc == 1
+    for name in hostile:
+        assert f"{shard} -: member {name!r}: absolute or '..' member name (ignored)" in lines, "\n".join(lines)
+    assert not [line for line in lines if "escape" in line and "member name" not in line]
+    assert not list(tmp_path.rglob("escape*")) and not list(tmp_path.rglob("up.tgt.jpg")) and not Path("/tmp/abs.json").exists()

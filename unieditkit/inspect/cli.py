@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("out_dir", metavar="OUT_DIR", help="folder written by `unieditkit build`")
     p.add_argument("--domain", default="", help="only this domain")
     p.add_argument("--split", default="", choices=("", "train", "val", "test"), help="only this split")
-    p.add_argument("--n", type=int, default=32, help="number of samples (rows), first by key (default: %(default)s)")
+    p.add_argument("--n", type=int, default=16, help="number of samples (rows), first by key (default: %(default)s)")
     p.add_argument("--out", default="sheet.png", help="PNG to write (default: %(default)s)")
     p.set_defaults(func=run_preview)
 

@@ -28,7 +28,7 @@ ROW_H = CELL_H + GAP + LINE_H * (1 + CAPTION_LINES) + 2 * GAP
 SHEET_W = len(COLUMNS) * (CELL_W + GAP) + GAP
 
 
-def choose(out_dir: Path, domain: str = "", split: str = "", n: int = 32) -> list[Sample]:
+def choose(out_dir: Path, domain: str = "", split: str = "", n: int = 16) -> list[Sample]:
     """The first ``n`` samples by key of ``domain``/``split`` (all when empty)."""
     if n < 1:
         raise UserError(f"--n {n}: must be at least 1")
@@ -87,7 +87,7 @@ def render_sheet(samples: list[Sample]) -> Image.Image:
     return sheet
 
 
-def write_preview(out_dir: Path, out: Path, domain: str = "", split: str = "", n: int = 32) -> list[Sample]:
+def write_preview(out_dir: Path, out: Path, domain: str = "", split: str = "", n: int = 16) -> list[Sample]:
     """Render the sheet of the first ``n`` samples to ``out`` (PNG); returns the samples shown."""
     samples = choose(out_dir, domain, split, n)
     out.parent.mkdir(parents=True, exist_ok=True)

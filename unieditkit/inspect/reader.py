@@ -1,7 +1,9 @@
 """Reading a build's output folder for the inspection commands: shard names, index rows, tar members, images.
 
 Tars are read with :mod:`tarfile` member by member and never extracted, so a hostile shard (path-traversal
-names, links, devices, huge members) can be inspected and reported but cannot write anywhere. Member names are
+names, links, devices, huge members) can be inspected and reported but cannot write anywhere. Members with an
+absolute name or a ``..`` component are not even read: no sample can come from them, so no later step (a
+gallery writing files named after keys) can be steered by such a name. Member names are
 split into key and member by the known member suffixes rather than at the first dot, so a key that wrongly
 contains a dot is still recognised as one sample (and ``validate`` can say so) instead of becoming a bogus one.
 """
@@ -95,6 +97,12 @@ def split_member(name: str) -> tuple[str, str]:
     return key, member
 
 
+def unsafe_name(name: str) -> bool:
+    """An absolute member name or one with a ``..`` component (either slash), which ``tar -x`` would write outside."""
+    parts = name.replace("\\", "/").split("/")
+    return name.startswith(("/", "\\")) or bool(re.match(r"^[A-Za-z]:", name)) or ".." in parts
+
+
 def tar_entries(path: Path) -> Iterator[TarEntry]:
     """Every member of a tar in stored order, read into memory only when it is a regular, reasonably sized file."""
     try:
@@ -104,6 +112,9 @@ def tar_entries(path: Path) -> Iterator[TarEntry]:
     with tf:
         try:
             for info in tf:
+                if unsafe_name(info.name):
+                    yield TarEntry(info.name, "", "", None, "absolute or '..' member name (ignored)")
+                    continue
                 key, member = split_member(info.name)
                 if not info.isfile():
                     yield TarEntry(info.name, key, member, None, "not a regular file")
