@@ -2,9 +2,8 @@
 
 Area and box-size bounds are applied where the mask is made (pair stage); here come the checks that need the
 finished sample: detector score floor (mined samples), blur (variance of the Laplacian), aspect ratio of the
-box, mask connectivity (a mask in many pieces is usually a bad segmentation), and a perceptual hash of the
-object's crop that the writer uses to drop near-duplicates within a shard (consecutive video pairs, repeated
-photos).
+box and mask connectivity (a mask in many pieces is usually a bad segmentation). Near-duplicates are dropped
+by the writer, per shard, from the perceptual hash the pair stage computes while the pixels are decoded.
 """
 
 from __future__ import annotations
@@ -19,14 +18,6 @@ import pyarrow as pa
 from unieditkit.imageio import decode_mask
 
 from ..config import OutputSettings
-
-
-def phash(grey: np.ndarray) -> int:
-    """64-bit DCT perceptual hash (the classic pHash: 32x32 DCT, top-left 8x8 against its median)."""
-    small = cv2.resize(grey, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
-    low = cv2.dct(small)[:8, :8].flatten()
-    bits = low > np.median(low[1:])
-    return int(np.packbits(bits).view(">u8")[0])
 
 
 def largest_component_fraction(mask: np.ndarray) -> float:
@@ -69,8 +60,4 @@ class FilterStage:
             failed = self.check(row)
             if failed:
                 row.update(status="rejected", reason=failed[0], detail=failed[1])
-                continue
-            tgt = cv2.imdecode(np.frombuffer(row["tgt_jpg"], np.uint8), cv2.IMREAD_GRAYSCALE)
-            x0, y0, x1, y1 = json.loads(row["meta"])["bbox"]
-            row["phash"] = f"{phash(tgt[y0:y1, x0:x1]):016x}"
         return pa.Table.from_pylist(rows, schema=batch.schema)

@@ -135,11 +135,18 @@ def make_reference(
     return np.where(ref_mask[..., None], ref, np.uint8(GREY)), ref_mask, aug
 
 
-def sharpness(image: np.ndarray) -> float:
+def sharpness(grey: np.ndarray) -> float:
     """Variance of the Laplacian of the whole target: a cheap blur score (higher is sharper). Measured on the
     scene rather than the object, since a plain single-colour object in a sharp photo is not blurry."""
-    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     return float(cv2.Laplacian(grey, cv2.CV_64F).var())
+
+
+def phash(grey: np.ndarray) -> int:
+    """64-bit DCT perceptual hash (the classic pHash: 32x32 DCT, top-left 8x8 against its median)."""
+    small = cv2.resize(grey, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
+    low = cv2.dct(small)[:8, :8].flatten()
+    bits = low > np.median(low[1:])
+    return int(np.packbits(bits).view(">u8")[0])
 
 
 class Target:
@@ -148,7 +155,8 @@ class Target:
     def __init__(self, full: np.ndarray, max_side: int) -> None:
         self.full = full
         self.image, self.scale = resize_to_max_side(full, max_side)
-        self.sharpness = sharpness(self.image)
+        self.grey = cv2.cvtColor(self.image, cv2.COLOR_RGB2GRAY)
+        self.sharpness = sharpness(self.grey)
         self._jpeg = b""
 
     @property
@@ -268,5 +276,6 @@ class PairStage:
             "ref_jpg": encode_jpeg(ref),
             "ref_mask_png": encode_mask(ref_mask),
             "tgt_jpg": target.jpeg,
+            "phash": f"{phash(target.grey[box[1] : box[3], box[0] : box[2]]):016x}",
             "mask_fine_png": encode_mask(fine),
         }
