@@ -5,16 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import cv2
-import numpy as np
 import pyarrow as pa
+
+from unieditkit.imageio import decode_rgb
 
 from ..models.factory import build_captioner
 from ..models.weights import ModelSpec
-
-
-def decode_rgb_member(data: bytes) -> np.ndarray:
-    return cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 class CaptionStage:
@@ -25,7 +21,7 @@ class CaptionStage:
         rows = batch.to_pylist()
         ok = [r for r in rows if r["status"] == "ok"]
         if ok:
-            images = [decode_rgb_member(r["ref_jpg"]) for r in ok] + [decode_rgb_member(r["tgt_jpg"]) for r in ok]
+            images = [decode_rgb(r["ref_jpg"]) for r in ok] + [decode_rgb(r["tgt_jpg"]) for r in ok]
             captions = self.captioner.caption(images)
             for r, ref_cap, tgt_cap in zip(ok, captions[: len(ok)], captions[len(ok) :]):
                 meta = json.loads(r["meta"])

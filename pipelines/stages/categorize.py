@@ -14,10 +14,10 @@ from pathlib import Path
 import pyarrow as pa
 
 from taxonomy import load_taxonomy
+from unieditkit.imageio import decode_rgb
 
 from ..models.factory import build_categorizer
 from ..models.weights import ModelSpec
-from .caption import decode_rgb_member
 
 
 class CategorizeStage:
@@ -34,7 +34,7 @@ class CategorizeStage:
         rows = batch.to_pylist()
         ok = [r for r in rows if r["status"] == "ok"]
         if ok:
-            results = self.categorizer.categorize([decode_rgb_member(r["ref_jpg"]) for r in ok], self.subcategories, self.top_k)
+            results = self.categorizer.categorize([decode_rgb(r["ref_jpg"]) for r in ok], self.subcategories, self.top_k)
             for r, labels in zip(ok, results):
                 self.apply(r, labels)
         return pa.Table.from_pylist(rows, schema=batch.schema)
