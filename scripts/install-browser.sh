@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the headless browser that tests/inspect/test_gallery.py drives (Debian's `chromium`).
-# Idempotent: does nothing when a chromium binary is already on PATH. Needs root (apt-get).
+# Called by scripts/install.sh. Idempotent: does nothing when a chromium binary is already on PATH. Needs root (apt-get).
 set -euo pipefail
 if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then
     echo "chromium already installed: $(command -v chromium || command -v chromium-browser)"

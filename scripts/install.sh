@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv and install unieditkit with every extra (models, training, tests).
+# Create .venv and install unieditkit with every extra (models, training, tests), and the headless browser the
+# gallery tests drive: the README's test command needs all of it, so this one script installs all of it.
 # torch + torchvision go first, as a pinned pair: other torchvision builds fail to import
 # ("operator torchvision::nms does not exist"), and SAM, GroundingDINO and open_clip all import it.
 set -euo pipefail
@@ -8,4 +9,5 @@ PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
 .venv/bin/python -m pip install -q -e '.[models,train,test]'
+bash scripts/install-browser.sh
 echo "installed: $(.venv/bin/unieditkit --version)"
