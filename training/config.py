@@ -40,7 +40,7 @@ class ModelConfig:
     prior_scale: float = 2.0
     mot_patterns: list[str] = field(default_factory=lambda: list(DIT_MOT_PATTERNS))
     taxonomy: str = ""
-    train_backbone: bool = True
+    train_backbone: Literal["auto", True, False] = "auto"
     init_checkpoint: str = ""
     gradient_checkpointing: bool = False
 
@@ -143,6 +143,15 @@ def load_config(path: str | pathlib.Path | None, overrides: dict[str, Any] | Non
     return cfg
 
 
+def backbone_trains(m: ModelConfig) -> bool:
+    """``model.train_backbone: auto`` is the paper's setting, a frozen backbone, whenever the backbone has
+    pretrained weights; the built-in editor started from scratch has none, and a frozen random backbone learns
+    nothing, so there auto trains it (``training.train`` announces which it chose)."""
+    if m.train_backbone == "auto":
+        return not m.init_checkpoint
+    return bool(m.train_backbone)
+
+
 def save_config(cfg: Config, path: pathlib.Path) -> None:
     path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
 
@@ -166,10 +175,10 @@ def validate(cfg: Config, where: str = "config") -> None:
         raise UserError(f"{where}: model.dim ({m.dim}) must be a multiple of model.heads ({m.heads})")
     if m.num_experts < 0 or (m.num_experts and not 1 <= m.top_k <= m.num_experts):
         raise UserError(f"{where}: model.top_k must be in 1..model.num_experts (0 experts = backbone only)")
-    if not m.train_backbone and not m.init_checkpoint:
+    if m.train_backbone is False and not m.init_checkpoint:
         raise UserError(
             f"{where}: model.train_backbone is false but model.init_checkpoint is empty: a frozen random backbone "
-            "cannot learn; set model.init_checkpoint to a trained backbone or train_backbone: true"
+            "cannot learn; set model.init_checkpoint to a trained backbone or train_backbone: true (or auto)"
         )
     if len(c.boundaries) != 2 or not 0.0 <= c.boundaries[0] <= c.boundaries[1] <= 1.0:
         raise UserError(f"{where}: curriculum.boundaries must be [rough_start, box_start] with 0 <= a <= b <= 1")
@@ -204,8 +213,9 @@ def _coerce(tp: Any, value: Any, where: str, key: str) -> Any:
     origin = typing.get_origin(tp)
     if origin is Literal:
         choices = typing.get_args(tp)
-        if value not in choices:
-            raise UserError(f"{where}: {key} is {value!r}; use one of {', '.join(map(str, choices))}")
+        if not any(value == c and type(value) is type(c) for c in choices):
+            names = [str(c).lower() if isinstance(c, bool) else str(c) for c in choices]
+            raise UserError(f"{where}: {key} is {value!r}; use one of {', '.join(names)}")
         return value
     if origin is list:
         if not isinstance(value, list):

@@ -29,7 +29,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from training.anchors import Anchors
-from training.config import ModelConfig
+from training.config import ModelConfig, backbone_trains
 from training.mot import apply_mot, mot_layers, set_routing
 from training.routing import AnchorGuidedRouter, RouterOutput
 from unieditkit.errors import UserError
@@ -168,7 +168,7 @@ class Editor(nn.Module):
                 cfg.prior_scale, list(anchors.subcategory_domains),
             )
         self._mot = mot_layers(self)
-        self.set_backbone_trainable(cfg.train_backbone)
+        self.set_backbone_trainable(backbone_trains(cfg))
 
     def set_backbone_trainable(self, trainable: bool) -> None:
         """Backbone = every parameter except the LoRA experts and the router (those always train)."""

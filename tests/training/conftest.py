@@ -136,11 +136,13 @@ def shard_writer():
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
+def one_torch_thread(monkeypatch):
     """The tiny models here run in milliseconds on one thread; two intra-op threads on a machine shared with other
-    jobs spend most of their time waiting for each other (measured: 13 ms vs 340 ms per step)."""
+    jobs spend most of their time waiting for each other (measured: 13 ms vs 340 ms per step). OMP_NUM_THREADS
+    keeps the trainer's own thread budget (and torchrun's ranks) at one too."""
     import torch
 
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
