@@ -43,6 +43,7 @@ class BuildSummary:
     shards_written: int = 0
     samples_written: int = 0
     rejected: Counter = field(default_factory=Counter)
+    label_disagreements: int = 0
     seconds: float = 0.0
     report: SourceReport = field(default_factory=SourceReport)
 
@@ -54,6 +55,9 @@ class BuildSummary:
         ]
         if self.rejected:
             out.append("rejected: " + ", ".join(f"{r} {n}" for r, n in sorted(self.rejected.items())))
+        if self.label_disagreements:
+            out.append(f"label check: the label of {self.label_disagreements} samples is not in CLIP's top-k "
+                       "(flagged 'label_check: disagree' in their JSON; human labels are kept all the same)")
         r = self.report
         if r.other_domain_objects:
             out.append("objects of other domains (build them with --domain): " + ", ".join(f"{d} {n}" for d, n in sorted(r.other_domain_objects.items())))
@@ -171,6 +175,7 @@ def _build_locked(config: BuildConfig, taxonomy: Taxonomy, sources: list[Source]
             summary.shards_written += 1
             summary.samples_written += stats["samples"]
             summary.rejected.update(stats["rejected"])
+            summary.label_disagreements += stats["label_disagreements"]
 
         run_stages(todo, config, ShardCollector(out, todo, on_done, config.settings.dedupe_hamming), models)
     finalize(out)

@@ -90,7 +90,8 @@ def write_shard(out_dir: Path, shard: ShardPlan, rows: list[dict[str, Any]], ded
             tw.write(sample)
     _publish(tmp, tar_path)
 
-    records = [index_record(json.loads(r["meta"]), shard.name) for r in ok]
+    metas = [json.loads(r["meta"]) for r in ok]
+    records = [index_record(m, shard.name) for m in metas]
     records += sorted((_rejected_record(r, shard) for r in rows if r["status"] != "ok"), key=lambda r: r["key"])
     parquet_path = out_dir / f"{shard.name}.parquet"
     tmp = parquet_path.with_name(parquet_path.name + TMP_SUFFIX)
@@ -104,6 +105,7 @@ def write_shard(out_dir: Path, shard: ShardPlan, rows: list[dict[str, Any]], ded
         "units": len(shard.units),
         "samples": len(ok),
         "rejected": dict(sorted(Counter(r["reason"] for r in rows if r["status"] != "ok").items())),
+        "label_disagreements": sum(1 for m in metas if m["label_check"] == "disagree"),
         "bytes": tar_path.stat().st_size,
         "format_version": FORMAT_VERSION,
     }

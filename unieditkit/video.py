@@ -5,6 +5,7 @@ only estimate it, and seeking (``CAP_PROP_POS_FRAMES``) can land on the wrong fr
 So :func:`frame_count` checks that the last announced frame really decodes and otherwise counts frames one by
 one, and :func:`read_frame` checks the position after a seek and falls back to decoding from the start.
 Failures are :class:`~unieditkit.imageio.ImageReadError` so that the build records them like a bad image.
+:func:`read_frames` reads a run of frames in one decoding pass, for tracking an object from one frame to another.
 """
 
 from __future__ import annotations
@@ -90,3 +91,46 @@ def read_frame(path: str | os.PathLike, index: int) -> np.ndarray:
         if not ok or frame is None:
             raise ImageReadError("video_frame_unreadable", f"{path}#frame={index}: the video ends after {index} frames")
         return _to_rgb(frame, path, index)
+
+
+def _grab_at(cap: cv2.VideoCapture, index: int) -> bool:
+    """Seek ``cap`` to ``index`` and grab it; False when the seek did not land exactly there."""
+    cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+    return cap.grab() and int(cap.get(cv2.CAP_PROP_POS_FRAMES)) == index + 1
+
+
+def read_frames(path: str | os.PathLike, indices: list[int]) -> list[np.ndarray]:
+    """Frames ``indices`` (sorted, distinct, 0-based) as RGB arrays, decoded in one sequential pass.
+
+    Seeks once to the first index (checked like :func:`read_frame`, else decodes from the start) and then only
+    grabs forward, so reading the frames between two frames of a pair costs one pass over them, not one seek
+    per frame. Raises ``ImageReadError("video_frame_unreadable")`` when a frame does not decode.
+    """
+    if not indices:
+        return []
+    if indices != sorted(set(indices)) or indices[0] < 0:
+        raise ValueError(f"read_frames: indices must be sorted, distinct and non-negative, got {indices[:5]}")
+    wanted = set(indices)
+    with _capture(path) as seeking:
+        if _grab_at(seeking, indices[0]):
+            return _collect(path, seeking, indices[0], indices[-1], wanted)
+    with _capture(path) as cap:
+        if not cap.grab():
+            raise ImageReadError("video_frame_unreadable", f"{path}#frame=0: the video has no frames")
+        return _collect(path, cap, 0, indices[-1], wanted)
+
+
+def _collect(path: str | os.PathLike, cap: cv2.VideoCapture, position: int, last: int, wanted: set[int]) -> list[np.ndarray]:
+    """Retrieve the wanted frames from ``position`` (already grabbed) up to ``last``, grabbing forward."""
+    frames = []
+    while True:
+        if position in wanted:
+            ok, frame = cap.retrieve()
+            if not ok or frame is None:
+                raise ImageReadError("video_frame_unreadable", f"{path}#frame={position}: does not decode")
+            frames.append(_to_rgb(frame, path, position))
+        if position == last:
+            return frames
+        if not cap.grab():
+            raise ImageReadError("video_frame_unreadable", f"{path}#frame={last}: the video ends after {position + 1} frames")
+        position += 1

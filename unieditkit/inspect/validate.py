@@ -42,7 +42,7 @@ PAIR_KINDS = ("video", "multiview", "tryon", "self", "manifest")
 MASK_SOURCES = ("annotation", "sam", "grabcut")
 FOLDER_FILES = ("README.md", "build_config.json", "index.parquet", "rejected.parquet")
 SHARD_SUFFIXES = (".tar", ".parquet", "_stats.json")
-STATS_FIELDS = {"shard", "domain", "split", "units", "samples", "rejected", "bytes", "format_version"}
+STATS_FIELDS = {"shard", "domain", "split", "units", "samples", "rejected", "label_disagreements", "bytes", "format_version"}
 #: element type and length of list fields (the template's lists are empty, so they cannot say)
 LIST_ITEMS: dict[str, tuple[Any, int | None]] = {
     "bbox": (0, 4), "tgt_size": (0, 2), "ref_size": (0, 2), "labels": ({"key": "", "score": 0.0}, None),
