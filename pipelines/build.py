@@ -46,6 +46,8 @@ class BuildSummary:
     label_disagreements: int = 0
     seconds: float = 0.0
     report: SourceReport = field(default_factory=SourceReport)
+    #: fallbacks and warnings about how the samples were made (e.g. GrabCut instead of SAM, random weights)
+    notes: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         skipped = self.shards_total - self.shards_written
@@ -66,7 +68,7 @@ class BuildSummary:
         if r.unmapped_categories:
             top = ", ".join(f"'{c}' {n}" for c, n in r.unmapped_categories.most_common(10))
             out.append(f"unmapped categories ({sum(r.unmapped_categories.values())} objects; add synonyms to a taxonomy file to use them): {top}")
-        return out
+        return out + [f"note: {n}" for n in self.notes]
 
 
 def plan_fingerprint(shards: list[ShardPlan]) -> str:
@@ -131,6 +133,19 @@ def resolve_model_stages(config: BuildConfig, shards: list[ShardPlan]) -> ModelS
     return spec
 
 
+def model_notes(models: ModelSpec | None) -> list[str]:
+    """What the summary must say about the models that made the samples."""
+    if models is None:
+        return []
+    from .models.weights import fallback_note
+
+    notes = [fallback_note(models)]
+    if models.random_init:
+        notes.append("--random-weights: the model stages ran with random weights; every sample is marked random_init: true "
+                     "and is noise, not training data")
+    return [n for n in notes if n]
+
+
 def remove_partial_files(out: Path) -> None:
     """Temp files are only ever left by a killed run; they are never visible under a final name."""
     for p in out.glob(f"*{TMP_SUFFIX}"):
@@ -166,7 +181,7 @@ def _build_locked(config: BuildConfig, taxonomy: Taxonomy, sources: list[Source]
         raise UserError(f"no input for domain '{config.domain}' in {', '.join(s.describe() for s in sources)} ({report.units_total} units read, none with objects of this domain)")
     models = resolve_model_stages(config, shards)
     check_build_config(out, config, taxonomy, sources, shards, models)
-    summary = BuildSummary(config.domain, out, shards_total=len(shards), report=report)
+    summary = BuildSummary(config.domain, out, shards_total=len(shards), report=report, notes=model_notes(models))
     todo = pending(shards, out)
     if todo:
         remove_partial_files(out)

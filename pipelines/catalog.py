@@ -49,7 +49,25 @@ def rebuild_index(out_dir: Path, shards: list[dict[str, Any]]) -> pa.Table:
     return table
 
 
-def dataset_card(shards: list[dict[str, Any]], title: str = "unieditkit dataset") -> str:
+def card_notes(out_dir: Path, shards: list[dict[str, Any]]) -> list[str]:
+    """Warnings the card must carry: domains mined with random weights (from ``build_config.json``) and the
+    state of the dataset-wide near-duplicate pass (``duplicates.parquet``)."""
+    notes = []
+    try:
+        domains = json.loads((out_dir / "build_config.json").read_text())["domains"]
+    except (OSError, ValueError, KeyError):
+        domains = {}
+    random = sorted(d for d, e in domains.items() if isinstance(e, dict) and (e.get("models") or {}).get("random_init"))
+    if random:
+        notes.append(f"**Random weights**: {', '.join(random)} was mined with `--random-weights` (a plumbing test): "
+                     "its samples are noise, not training data; each one's json has `random_init: true`.")
+    from .dedupe import duplicates_note
+
+    notes.append(duplicates_note(out_dir, shards))
+    return [n for n in notes if n]
+
+
+def dataset_card(shards: list[dict[str, Any]], title: str = "unieditkit dataset", notes: list[str] | None = None) -> str:
     """README.md with ``configs:`` (one per domain present) and explicit ``features`` for HF ``datasets``."""
     domains: dict[str, Counter] = {}
     rejected: Counter = Counter()
@@ -79,6 +97,7 @@ def dataset_card(shards: list[dict[str, Any]], title: str = "unieditkit dataset"
         f"| {d} | " + " | ".join(str(c[sp]) for sp in SPLITS) + f" | {sum(c.values())} |" for d, c in domains.items()
     )
     reasons = "\n".join(f"| {r} | {n} |" for r, n in sorted(rejected.items())) or "| (none) | 0 |"
+    notes_text = "".join(f"\n{n}\n" for n in notes or [])
     return f"""---
 {header}---
 
@@ -88,6 +107,7 @@ Reference-guided image-editing pairs built with [unieditkit](https://pypi.org/pr
 version {FORMAT_VERSION}). Each sample: `ref.jpg` (reference object on grey), `ref_mask.png`, `tgt.jpg`
 (target scene = ground truth), MATS masks `mask_fine.png` / `mask_rough.png` / `mask_box.png`, and `json`
 metadata (taxonomy subcategory, pair kind, captions, scores, MATS seed). See the toolkit's `docs/FORMAT.md`.
+{notes_text}
 
 ```python
 from datasets import load_dataset
@@ -105,7 +125,7 @@ ds = load_dataset("path/to/this/folder", "{next(iter(domains), "garments")}", sp
 
 
 def write_card(out_dir: Path, shards: list[dict[str, Any]]) -> None:
-    _write_if_changed(out_dir / "README.md", dataset_card(shards).encode("utf-8"))
+    _write_if_changed(out_dir / "README.md", dataset_card(shards, notes=card_notes(out_dir, shards)).encode("utf-8"))
 
 
 def finalize(out_dir: Path) -> list[dict[str, Any]]:

@@ -57,8 +57,8 @@ def stage_chain(config: BuildConfig, models: ModelSpec | None) -> list[Stage]:
     if "detect" in names:
         from .stages.detect import DetectStage
 
-        model("detect", DetectStage, domain=config.domain, taxonomy_path=config.taxonomy_path, max_objects=m.max_objects,
-              box_threshold=m.box_threshold, text_threshold=m.text_threshold)
+        model("detect", DetectStage, domain=config.domain, taxonomy_path=config.taxonomy_path, max_objects=s.max_objects,
+              box_threshold=s.box_threshold, text_threshold=s.text_threshold)
     if "segment" in names:
         from .stages.segment import SegmentStage
 
@@ -71,9 +71,9 @@ def stage_chain(config: BuildConfig, models: ModelSpec | None) -> list[Stage]:
     if "categorize" in names:
         from .stages.categorize import CategorizeStage
 
-        model("categorize", CategorizeStage, domain=config.domain, taxonomy_path=config.taxonomy_path, top_k=m.top_k,
+        model("categorize", CategorizeStage, domain=config.domain, taxonomy_path=config.taxonomy_path, top_k=s.top_k,
               min_score=s.min_category_score)
-    chain.append(Stage("filter", FilterStage(s)))
+    chain.append(Stage("filter", FilterStage(s, random_init=bool(models and models.random_init))))
     chain.append(Stage("mats", MatsStage(s.seed)))
     return chain
 

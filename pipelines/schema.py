@@ -49,6 +49,7 @@ _META_TEMPLATE: dict[str, Any] = {
     "augment": {"flip": False, "scale": 1.0, "rotate_deg": 0.0, "perspective": 0.0, "brightness": 0.0, "contrast": 1.0, "gamma": 1.0},
     "taxonomy_version": "",
     "tool_version": unieditkit.__version__,
+    "random_init": False,
 }
 
 
@@ -105,6 +106,7 @@ def hf_features() -> "datasets.Features":  # type: ignore[name-defined]  # noqa:
         ),
         taxonomy_version=Value("string"),
         tool_version=Value("string"),
+        random_init=Value("bool"),
     )
     features: dict[str, Any] = {m: Image() for m in MEMBERS}
     features["json"] = meta

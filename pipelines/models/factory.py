@@ -12,8 +12,8 @@ from .caption import CocaCaptioner
 from .categorize import ClipCategorizer
 from .detect import GroundingDinoDetector
 from .random_init import TINY_DINO_OVERRIDES, random_text_encoder_dir
-from .segment import GrabCutSegmenter, SamSegmenter
-from .weights import ModelSpec, dino_checkpoint, dino_config, sam_checkpoint, segmenter_choice
+from .segment import TINY_SAM2_OVERRIDES, GrabCutSegmenter, Sam2Segmenter, SamSegmenter
+from .weights import ModelSpec, dino_checkpoint, dino_config, sam2_checkpoint, sam_checkpoint, segmenter_choice
 
 
 def build_detector(spec: ModelSpec, device: str = "cpu", **options: Any) -> GroundingDinoDetector:
@@ -26,10 +26,15 @@ def build_detector(spec: ModelSpec, device: str = "cpu", **options: Any) -> Grou
                                  **options)
 
 
-def build_segmenter(spec: ModelSpec, device: str = "cpu") -> SamSegmenter | GrabCutSegmenter:
-    """SAM when ``spec`` selects it (``segmenter_choice``), else GrabCut; read ``.name`` for ``mask_source``."""
-    if segmenter_choice(spec) == "grabcut":
+def build_segmenter(spec: ModelSpec, device: str = "cpu") -> SamSegmenter | Sam2Segmenter | GrabCutSegmenter:
+    """The segmenter ``spec`` selects (``segmenter_choice``); read ``.name`` for ``mask_source``."""
+    choice = segmenter_choice(spec)
+    if choice == "grabcut":
         return GrabCutSegmenter()
+    if choice == "sam2":
+        if spec.random_init:
+            return Sam2Segmenter(spec.sam2_config, None, device, TINY_SAM2_OVERRIDES)
+        return Sam2Segmenter(spec.sam2_config, sam2_checkpoint(spec), device)
     if spec.random_init:
         return SamSegmenter("tiny", None, device)
     return SamSegmenter(spec.sam_model_type, sam_checkpoint(spec), device)

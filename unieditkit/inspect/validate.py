@@ -14,7 +14,10 @@ is not one sample's), exiting 1 when there is any, 0 when the folder is clean:
 * json: exactly the fields of ``pipelines.schema.empty_meta()``, none null, each of the template's type, and
   consistent with the pixels (sizes, areas), the shard (domain, split) and the taxonomy;
 * tables: each sidecar's rows match its tar (same keys, same values as the json says), ``index.parquet`` and
-  ``rejected.parquet`` are exactly the union of the sidecars, ``_stats.json`` counts match.
+  ``rejected.parquet`` are exactly the union of the sidecars, ``_stats.json`` counts match;
+  ``duplicates.parquet`` (optional, ``unieditkit dedupe``) covers the current shards and lists written keys;
+* provenance: samples made by model stages with random weights (``random_init: true``) are reported, one
+  problem per shard: the format is fine, but such a folder must never be mistaken for training data.
 """
 
 from __future__ import annotations
@@ -39,8 +42,10 @@ from .reader import KEY_RE, SAMPLE_FILES, SHARD_RE, Sample, open_image, tar_entr
 #: the build writes every file as NAME.tmp and renames it (``pipelines.writer``, not imported: it pulls in torch)
 TMP_SUFFIX = ".tmp"
 PAIR_KINDS = ("video", "multiview", "tryon", "self", "manifest")
-MASK_SOURCES = ("annotation", "sam", "grabcut")
+MASK_SOURCES = ("annotation", "sam", "sam2", "grabcut")
 FOLDER_FILES = ("README.md", "build_config.json", "index.parquet", "rejected.parquet")
+#: folder files that only some builds have
+OPTIONAL_FILES = ("duplicates.parquet",)
 SHARD_SUFFIXES = (".tar", ".parquet", "_stats.json")
 STATS_FIELDS = {"shard", "domain", "split", "units", "samples", "rejected", "label_disagreements", "bytes", "format_version"}
 #: element type and length of list fields (the template's lists are empty, so they cannot say)
@@ -70,6 +75,7 @@ class ShardResult:
     keys: list[str] = field(default_factory=list)
     ok_rows: list[dict[str, Any]] = field(default_factory=list)
     rejected_rows: list[dict[str, Any]] = field(default_factory=list)
+    random_init: int = 0
 
 
 # ---- json ---------------------------------------------------------------------------------------------------
@@ -246,6 +252,10 @@ def check_shard(out_dir: Path, name: str, taxonomy: Any | None = None) -> ShardR
     if tar.is_file():
         metas = _check_tar(tar, name, taxonomy, problem)
         res.keys = list(metas)
+        res.random_init = sum(1 for m in metas.values() if m is not None and m["random_init"])
+        if res.random_init:
+            problem(NO_KEY, f"{res.random_init} samples made by model stages with random weights (random_init: true): "
+                            "plumbing-test output, not training data; rebuild with real weights")
     rows = _sidecar(sidecar, res, name) if sidecar.is_file() else None
     if rows is not None:
         res.ok_rows = [r for r in rows if r["status"] == "ok"]
@@ -373,7 +383,7 @@ def shard_names(out_dir: Path) -> tuple[list[str], list[Problem]]:
         if p.name.endswith(TMP_SUFFIX):
             problems.append(Problem(p.name, NO_KEY, "left-over temporary file of an interrupted build; re-run the build to finish it"))
             continue
-        if p.name in FOLDER_FILES or not p.is_file():
+        if p.name in FOLDER_FILES or p.name in OPTIONAL_FILES or not p.is_file():
             continue
         stem = next((p.name[: -len(s)] for s in SHARD_SUFFIXES if p.name.endswith(s)), None)
         if stem is None:
@@ -418,6 +428,34 @@ def _compare_table(out_dir: Path, file: str, want: list[dict[str, Any]], problem
         problems.append(Problem(r["shard"], r["key"], f"sidecar row missing from {file} or different there"))
 
 
+def _check_duplicates(out_dir: Path, written: set[str], problems: list[Problem]) -> None:
+    """``duplicates.parquet``, when present: it covers the done shards, names written samples, one keep per cluster."""
+    if not (out_dir / "duplicates.parquet").is_file():
+        return
+    from pipelines.dedupe import DUPLICATES, coverage, read_info
+
+    from .reader import shard_stats
+
+    try:
+        info = read_info(out_dir)
+    except UserError as exc:
+        problems.append(Problem(DUPLICATES, NO_KEY, str(exc).split(": ", 1)[-1]))
+        return
+    if info is None:
+        return
+    if info.get("shards") != coverage(shard_stats(out_dir)):
+        problems.append(Problem(DUPLICATES, NO_KEY, f"stale: computed for other shards; re-run `unieditkit dedupe {out_dir}`"))
+        return
+    rows = pq.read_table(out_dir / DUPLICATES).to_pylist()
+    keeps = Counter(r["cluster"] for r in rows if r["keep"])
+    for r in rows:
+        if r["key"] not in written:
+            problems.append(Problem(r["shard"], r["key"], f"{DUPLICATES} names a sample that is not written"))
+    for cluster in sorted({r["cluster"] for r in rows}):
+        if keeps[cluster] != 1:
+            problems.append(Problem(DUPLICATES, cluster, f"cluster has {keeps[cluster]} members with keep: true, expected 1"))
+
+
 def validate(out_dir: Path, jobs: int = 1) -> tuple[list[Problem], dict[str, int]]:
     """All problems of ``out_dir`` sorted by shard and key (check order kept within a sample), and counts."""
     names, problems = shard_names(out_dir)
@@ -446,5 +484,6 @@ def validate(out_dir: Path, jobs: int = 1) -> tuple[list[Problem], dict[str, int
     for file, rows in (("index.parquet", ok_rows), ("rejected.parquet", rejected_rows)):
         if (out_dir / file).is_file():
             _compare_table(out_dir, file, rows, problems)
+    _check_duplicates(out_dir, {r["key"] for r in ok_rows}, problems)
     problems.sort(key=lambda p: (p.shard, p.key))
     return problems, {"shards": len(names), "samples": len(seen)}
