@@ -9,7 +9,7 @@ also neighbours whose image embeddings of that crop have a cosine similarity of 
 
 Shards are never rewritten (their done markers record what they hold); instead ``duplicates.parquet`` lists
 each sample that has a near-duplicate: ``key``, ``shard``, ``cluster`` (the smallest key of its cluster, so ids
-are stable), ``keep`` (true for exactly that one member) and ``method``. Training skips the rows with
+are stable), ``keep`` (true for exactly that one member) and ``method``. A training loader skips the rows with
 ``keep == false``. The file records which shards it covered, so the card, ``validate`` and training can tell
 when a later build made it stale.
 
@@ -224,7 +224,7 @@ def duplicates_note(out_dir: Path, shards: list[dict[str, Any]]) -> str:
     clip = f", CLIP {info['clip']}" if info["clip"] else ""
     return (f"**Near-duplicates**: {table.num_rows} samples fall in {len(set(table['cluster'].to_pylist()))} clusters "
             f"across shards (perceptual hash within {info['hamming']} bits{clip}); `{DUPLICATES}` marks one per "
-            f"cluster `keep: true`; training skips the other {skipped}.")
+            f"cluster `keep: true`, the one to train on; the other {skipped} are near-duplicates to skip.")
 
 
 # ---- `unieditkit dedupe OUT` ------------------------------------------------------------------------------------
@@ -257,5 +257,5 @@ def run(args: argparse.Namespace) -> int:
     pretrained = None if args.random_weights else args.clip_pretrained
     rows = dedupe(out, args.hamming, args.clip_model, pretrained, args.clip_threshold)
     skipped = sum(not r["keep"] for r in rows)
-    print(f"{out / DUPLICATES}: {len(rows)} samples in {len({r['cluster'] for r in rows})} clusters; training skips {skipped}")
+    print(f"{out / DUPLICATES}: {len(rows)} samples in {len({r['cluster'] for r in rows})} clusters; {skipped} to skip in training (keep: false)")
     return 0
