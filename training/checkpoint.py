@@ -183,6 +183,27 @@ def find_checkpoint(run_dir: pathlib.Path, resume: str) -> pathlib.Path | None:
     return path
 
 
+def _read(path: pathlib.Path) -> dict:
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - a truncated or foreign file: say which and what to do
+        raise UserError(f"{path}: not a readable checkpoint ({type(err).__name__}); resume from an older step_*.pt") from None
+    if not isinstance(ck, dict) or ck.get("format") != FORMAT:
+        raise UserError(f"{path}: not a unieditkit training checkpoint (format {FORMAT}); pass a step_*.pt of a run")
+    return ck
+
+
+def _set_weights(path: pathlib.Path, model: nn.Module, weights: dict) -> None:
+    expected = set(get_model_state_dict(model, options=_options(ignore_frozen_params=True)))
+    missing = sorted(expected - set(weights))
+    if missing:
+        raise UserError(
+            f"{path}: has no '{missing[0]}' ({len(missing)} trainable tensors missing); use the config the "
+            "run was started with (RUN/config.yaml)"
+        )
+    set_model_state_dict(model, weights, options=_options(strict=False))
+
+
 def load_checkpoint(
     path: pathlib.Path,
     model: nn.Module,
@@ -193,22 +214,10 @@ def load_checkpoint(
 ) -> tuple[int, str | None]:
     """Restore everything ``save_checkpoint`` wrote; returns the step to continue from and, after an allowed
     world-size change, the note to record."""
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - a truncated or foreign file: say which and what to do
-        raise UserError(f"{path}: not a readable checkpoint ({type(err).__name__}); resume from an older step_*.pt") from None
-    if not isinstance(ck, dict) or ck.get("format") != FORMAT:
-        raise UserError(f"{path}: not a unieditkit training checkpoint (format {FORMAT}); pass a step_*.pt of a run")
+    ck = _read(path)
     note = check_world_size(path, int(ck["world_size"]), info.world_size, allow_world_size_change)
-    expected = set(get_model_state_dict(model, options=_options(ignore_frozen_params=True)))
-    missing = sorted(expected - set(ck["model"]))
-    if missing:
-        raise UserError(
-            f"{path}: has no '{missing[0]}' ({len(missing)} trainable tensors missing); resume with the config the "
-            "run was started with (RUN/config.yaml)"
-        )
     try:
-        set_model_state_dict(model, ck["model"], options=_options(strict=False))
+        _set_weights(path, model, ck["model"])
         set_optimizer_state_dict(model, optimizer, ck["optimizer"], options=_options())
     except (RuntimeError, KeyError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -217,6 +226,17 @@ def load_checkpoint(
     if note is None:
         set_rng_state(ck["rng"][info.rank])
     return int(ck["step"]), note
+
+
+def load_weights(path: pathlib.Path, model: nn.Module) -> int:
+    """The trained tensors of a checkpoint into an unwrapped model (``unieditkit edit``); returns the step."""
+    ck = _read(path)
+    try:
+        _set_weights(path, model, ck["model"])
+    except (RuntimeError, KeyError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"{path}: does not fit the run's model ({first}); pass the run folder it belongs to") from None
+    return int(ck["step"])
 
 
 def _atomic_save(payload: dict, path: pathlib.Path) -> None:

@@ -38,6 +38,9 @@ OVERRIDES = {
     "--batch-size": ("train.batch_size", int),
     "--save-every": ("train.save_every", int),
     "--preview-every": ("train.preview_every", int),
+    "--backbone": ("model.backbone", str),
+    "--pretrained": ("model.pretrained", str),
+    "--cache": ("data.cache", str),
 }
 SWITCHES = ("--overwrite", "--allow-world-size-change")
 
@@ -53,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--batch-size": "samples per step and process",
         "--save-every": "checkpoint every N steps (and at the end)",
         "--preview-every": "preview image every N steps",
+        "--backbone": "builtin (small DiT, trains on a CPU) or flux-fill (FLUX.1-Fill with MoT experts)",
+        "--pretrained": "FLUX.1-Fill-dev snapshot folder for --backbone flux-fill",
+        "--cache": "folder to keep VAE latents and text embeddings in (flux-fill), computed once per sample",
     }
     for flag, (key, kind) in OVERRIDES.items():
         parser.add_argument(flag, type=kind, help=f"{helps[flag]} (overrides {key})")

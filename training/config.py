@@ -27,6 +27,12 @@ DIT_MOT_PATTERNS = [
 
 @dataclass
 class ModelConfig:
+    backbone: Literal["builtin", "flux-fill"] = "builtin"
+    pretrained: str = ""
+    backbone_dtype: Literal["bf16", "fp32"] = "bf16"
+    guidance: float = 30.0
+    max_sequence_length: int = 512
+    prompt_template: str = "a photo of {name}"
     image_size: int = 64
     patch_size: int = 4
     dim: int = 128
@@ -38,7 +44,7 @@ class ModelConfig:
     alpha: float = 16.0
     top_k: int = 2
     prior_scale: float = 2.0
-    mot_patterns: list[str] = field(default_factory=lambda: list(DIT_MOT_PATTERNS))
+    mot_patterns: list[str] = field(default_factory=list)
     taxonomy: str = ""
     train_backbone: Literal["auto", True, False] = "auto"
     init_checkpoint: str = ""
@@ -53,6 +59,7 @@ class DataConfig:
     num_workers: int = 2
     batches_per_epoch: int = 0
     shuffle_buffer: int = 64
+    cache: str = ""
 
 
 @dataclass
@@ -82,6 +89,7 @@ class TrainConfig:
     max_steps: int = 10000
     stop_after: int = 0
     batch_size: int = 8
+    grad_accum: int = 1
     seed: int = 0
     precision: Literal["fp32", "bf16"] = "fp32"
     strategy: Literal["ddp", "fsdp"] = "ddp"
@@ -148,7 +156,7 @@ def backbone_trains(m: ModelConfig) -> bool:
     pretrained weights; the built-in editor started from scratch has none, and a frozen random backbone learns
     nothing, so there auto trains it (``training.train`` announces which it chose)."""
     if m.train_backbone == "auto":
-        return not m.init_checkpoint
+        return m.backbone == "builtin" and not m.init_checkpoint
     return bool(m.train_backbone)
 
 
@@ -164,7 +172,8 @@ def validate(cfg: Config, where: str = "config") -> None:
         "model.depth": m.depth, "model.heads": m.heads, "train.max_steps": t.max_steps,
         "train.batch_size": t.batch_size, "train.log_every": t.log_every, "train.save_every": t.save_every,
         "train.keep_last": t.keep_last, "train.preview_every": t.preview_every,
-        "train.preview_steps": t.preview_steps,
+        "train.preview_steps": t.preview_steps, "train.grad_accum": t.grad_accum,
+        "model.max_sequence_length": m.max_sequence_length,
     }
     for key, value in positive.items():
         if value < 1:
@@ -175,7 +184,9 @@ def validate(cfg: Config, where: str = "config") -> None:
         raise UserError(f"{where}: model.dim ({m.dim}) must be a multiple of model.heads ({m.heads})")
     if m.num_experts < 0 or (m.num_experts and not 1 <= m.top_k <= m.num_experts):
         raise UserError(f"{where}: model.top_k must be in 1..model.num_experts (0 experts = backbone only)")
-    if m.train_backbone is False and not m.init_checkpoint:
+    if m.backbone == "flux-fill":
+        _validate_flux(m, where)
+    elif m.train_backbone is False and not m.init_checkpoint:
         raise UserError(
             f"{where}: model.train_backbone is false but model.init_checkpoint is empty: a frozen random backbone "
             "cannot learn; set model.init_checkpoint to a trained backbone or train_backbone: true (or auto)"
@@ -191,6 +202,26 @@ def validate(cfg: Config, where: str = "config") -> None:
             raise UserError(f"{where}: curriculum.{stage} probabilities must be >= 0 and not all zero")
     if cfg.data.num_workers < 0:
         raise UserError(f"{where}: data.num_workers must be >= 0")
+
+
+def _validate_flux(m: ModelConfig, where: str) -> None:
+    """The FLUX.1-Fill backbone: a snapshot to load, images its VAE and 2x2 packing can take, a prompt template."""
+    if not m.pretrained:
+        raise UserError(
+            f"{where}: model.backbone is flux-fill but model.pretrained is empty; pass --pretrained DIR, a "
+            "FLUX.1-Fill-dev snapshot (huggingface-cli download black-forest-labs/FLUX.1-Fill-dev --local-dir DIR)"
+        )
+    if m.image_size % 16:
+        raise UserError(f"{where}: model.image_size ({m.image_size}) must be a multiple of 16 for FLUX.1-Fill "
+                        "(8x VAE, then 2x2 latent patches)")
+    if m.init_checkpoint:
+        raise UserError(f"{where}: model.init_checkpoint is for the built-in editor; FLUX.1-Fill loads its backbone "
+                        "from model.pretrained")
+    if m.train_backbone is True:
+        raise UserError(f"{where}: model.train_backbone: true is not offered for flux-fill (11.9B parameters); the "
+                        "backbone stays frozen and the LoRA experts and router train (use auto or false)")
+    if "{name}" not in m.prompt_template:
+        raise UserError(f"{where}: model.prompt_template must contain {{name}} (the subcategory's display name)")
 
 
 def _build(cls: type, data: Any, where: str, prefix: str) -> Any:

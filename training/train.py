@@ -19,15 +19,15 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from training.anchors import Anchors
+from training.backends import Backend, make_backend
 from training.checkpoint import clear_run_dir, find_checkpoint, guard_run_dir, load_checkpoint, save_checkpoint
 from training.cli import add_arguments, overrides_from
 from training.config import Config, OptimConfig, backbone_trains, load_config, save_config
 from training.curriculum import Curriculum
 from training.data import BatchSource, find_shards
-from training.distributed import DistInfo, barrier, init_distributed, mean_across_ranks, shutdown, sum_across_ranks, wrap_model
-from training.editor import Editor, load_backbone
-from training.flow import flow_loss, sample
+from training.distributed import (
+    DistInfo, barrier, gradient_sync, init_distributed, mean_across_ranks, shutdown, sum_across_ranks, wrap_model,
+)
 from training.runlog import RunLog, preview_grid
 from training.seeding import stable_seed
 from unieditkit.errors import UserError
@@ -96,18 +96,14 @@ def run(cfg: Config, resume: str | None = None, *, overwrite: bool = False,
         shutdown()
 
 
-def _build(cfg: Config, info: DistInfo) -> tuple[torch.nn.Module, Editor, torch.optim.Optimizer, Any]:
-    torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
-    editor = Editor(cfg.model, Anchors.from_taxonomy(cfg.model.taxonomy))
-    if cfg.model.init_checkpoint:
-        load_backbone(editor, cfg.model.init_checkpoint)
-    editor.to(info.device)
-    model = wrap_model(editor, cfg.train.strategy, info)
+def _build(cfg: Config, info: DistInfo) -> tuple[torch.nn.Module, Backend, torch.optim.Optimizer, Any]:
+    backend = make_backend(cfg, info.device)  # seeded: identical initial weights on every rank
+    model = wrap_model(backend.module, cfg.train.strategy, info)
     params = [p for p in model.parameters() if p.requires_grad]
     o = cfg.optim
     optimizer = torch.optim.AdamW(params, lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(o, cfg.train.max_steps))
-    return model, editor, optimizer, scheduler
+    return model, backend, optimizer, scheduler
 
 
 def _train(cfg: Config, info: DistInfo, resume: str | None, overwrite: bool, allow_world_size_change: bool) -> int:
@@ -116,7 +112,7 @@ def _train(cfg: Config, info: DistInfo, resume: str | None, overwrite: bool, all
     guard_run_dir(run_dir, resume, overwrite)
     shards = find_shards(cfg.data.root, cfg.data.split, cfg.data.domains)
     notes = [set_threads(cfg.data.num_workers)]
-    model, editor, optimizer, scheduler = _build(cfg, info)
+    model, backend, optimizer, scheduler = _build(cfg, info)
     torch.manual_seed(stable_seed(t.seed, info.rank))  # a resumed run restores the saved states instead
     step = 0
     ckpt = find_checkpoint(run_dir, resume) if resume else None
@@ -140,9 +136,11 @@ def _train(cfg: Config, info: DistInfo, resume: str | None, overwrite: bool, all
     log = RunLog(run_dir, info.is_main, t.tensorboard, step)
     for note in notes:
         log.note(step, note)
+    accum = t.grad_accum  # the data stream counts micro-batches: optimizer step s reads s*accum ... s*accum+accum-1
     source = BatchSource(
-        shards, editor.anchors, Curriculum(cfg.curriculum, t.max_steps),
-        image_size=cfg.model.image_size, batch_size=t.batch_size, seed=t.seed, epoch_batches=cfg.epoch_batches(),
+        shards, backend.anchors, Curriculum(cfg.curriculum, t.max_steps * accum),
+        image_size=cfg.model.image_size, batch_size=t.batch_size, seed=t.seed,
+        epoch_batches=cfg.epoch_batches() * accum,
         rank=info.rank, world_size=info.world_size, num_workers=cfg.data.num_workers,
         shuffle_buffer=cfg.data.shuffle_buffer, rough_source=cfg.curriculum.rough_source,
         pin_memory=info.device.type == "cuda",
@@ -154,32 +152,35 @@ def _train(cfg: Config, info: DistInfo, resume: str | None, overwrite: bool, all
     )
     bar = tqdm(total=stop, initial=step, disable=not (info.is_main and t.progress), dynamic_ncols=True)
     window = {"loss": 0.0, "flow": 0.0, "balance": 0.0, "n": 0, "skipped": 0, "since": time.perf_counter()}
-    batches = source.batches(step)
+    batches = source.batches(step * accum)
     try:
         while step < stop:
-            batch = next(batches)
-            assert batch["step"] == step, (batch["step"], step)
-            batch = {k: v.to(info.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
-            generator = torch.Generator().manual_seed(stable_seed(t.seed, info.rank, step, 7))
             model.train()
-            with autocast:
-                parts = flow_loss(model, batch, generator, t.t_sampling, cfg.optim.balance_coef)
             optimizer.zero_grad(set_to_none=True)
-            parts.total.backward()
+            for micro in range(step * accum, (step + 1) * accum):
+                batch = next(batches)
+                assert batch["step"] == micro, (batch["step"], micro)
+                batch = {k: v.to(info.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+                generator = torch.Generator().manual_seed(stable_seed(t.seed, info.rank, micro, 7))
+                with gradient_sync(model, micro == (step + 1) * accum - 1):
+                    with autocast:
+                        parts = backend.loss(model, backend.prepare(batch), generator, t.t_sampling,
+                                             cfg.optim.balance_coef)
+                    (parts.total / accum).backward()
+                window["loss"] += parts.total.item() / accum
+                window["flow"] += parts.flow.item() / accum
+                window["balance"] += parts.balance.item() / accum
+                window["skipped"] += batch["skipped"]
             if cfg.optim.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
             optimizer.step()
             scheduler.step()
             step += 1
-            window["loss"] += parts.total.item()
-            window["flow"] += parts.flow.item()
-            window["balance"] += parts.balance.item()
             window["n"] += 1
-            window["skipped"] += batch["skipped"]
             if step % t.log_every == 0 or step == stop:
-                _log(log, bar, window, step, parts, batch, info, t.batch_size, scheduler.get_last_lr()[0])
+                _log(log, bar, window, step, parts, batch, info, t.batch_size * accum, scheduler.get_last_lr()[0])
             if step % t.preview_every == 0:
-                _preview(log, editor, batch, step, cfg, info)
+                _preview(log, backend, batch, step, cfg, info)
             if step % t.save_every == 0 or step == stop:
                 save_checkpoint(run_dir, step, model, optimizer, scheduler, info, t.keep_last)
             bar.update(1)
@@ -215,14 +216,13 @@ def _log(log: RunLog, bar: tqdm, window: dict, step: int, parts, batch: dict, in
     window.update(loss=0.0, flow=0.0, balance=0.0, n=0, skipped=0, since=time.perf_counter())
 
 
-def _preview(log: RunLog, editor: Editor, batch: dict, step: int, cfg: Config, info: DistInfo) -> None:
-    """Collective (FSDP gathers weights in forward), so every rank samples; rank 0 saves."""
+def _preview(log: RunLog, backend: Backend, batch: dict, step: int, cfg: Config, info: DistInfo) -> None:
+    """Collective (FSDP gathers weights in forward), so every rank samples; rank 0 saves. Known target pixels
+    are pasted back, as ``unieditkit edit`` does."""
     n = cfg.train.preview_samples
-    small = {k: v[:n] if torch.is_tensor(v) else v for k, v in batch.items()}
+    small = {k: v[:n] if torch.is_tensor(v) or isinstance(v, list) else v for k, v in batch.items()}
     generator = torch.Generator().manual_seed(stable_seed(cfg.train.seed, step, 11))
-    editor.eval()
-    prediction = sample(editor, small, cfg.train.preview_steps, generator)
-    editor.train()
+    prediction = backend.sample(small, cfg.train.preview_steps, generator)
     if info.is_main:
         log.image(step, preview_grid(small, prediction, n))
 

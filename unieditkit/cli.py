@@ -15,7 +15,7 @@ from unieditkit import __version__
 from unieditkit.errors import UserError
 
 COMMAND_MODULES = ("pipelines.cli", "pipelines.decontaminate", "pipelines.dedupe", "taxonomy.cli", "training.cli",
-                   "unieditkit.evaluate", "unieditkit.inspect.cli")
+                   "training.edit", "unieditkit.evaluate", "unieditkit.inspect.cli")
 
 
 def make_parser() -> argparse.ArgumentParser:
