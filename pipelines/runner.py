@@ -1,6 +1,6 @@
 """Run the stage chain on Ray and feed the shard collector, surviving crashing workers.
 
-The chain, in the order a row flows: [detect → segment] → pair → [caption → categorize] → filter → mats
+The chain, in the order a row flows: [detect → segment → embed] → pair → [caption → categorize] → filter → mats
 (model stages in brackets run only when the build needs them). CPU stages are plain callables, so Ray Data
 fuses adjacent ones into one task per batch; model stages are actor pools that load their model once.
 
@@ -63,6 +63,11 @@ def stage_chain(config: BuildConfig, models: ModelSpec | None) -> list[Stage]:
         from .stages.segment import SegmentStage
 
         model("segment", SegmentStage)
+    if "detect" in names and "categorize" in names:  # CLIP is loaded anyway: mined pairs are matched on its features
+        from .stages.embed import EmbedStage
+
+        res = m.resources_for("categorize")
+        chain.append(Stage("embed", EmbedStage, {"spec": models, "device": "cuda" if res.num_gpus > 0 else "cpu"}, res))
     chain.append(Stage("pair", PairStage(config.domain, s, config.taxonomy_path)))
     if "caption" in names:
         from .stages.caption import CaptionStage

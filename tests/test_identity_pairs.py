@@ -211,3 +211,34 @@ def _hue_shift_deg(before: np.ndarray, after: np.ndarray) -> float:
     ok = (h0[..., 1] > 0.2) & (h0[..., 2] > 0.2) & (h1[..., 1] > 0.2) & (h1[..., 2] > 0.2)
     d = np.abs(h0[..., 0] - h1[..., 0])[ok]
     return float(np.minimum(d, 360 - d).mean())
+
+
+def test_clip_embeddings_decide_appearance_when_present() -> None:
+    tx = load_taxonomy()
+    ref, tgt = np.full((100, 90, 3), 90, np.uint8), np.full((100, 90, 3), 90, np.uint8)
+    # one colour, no box overlap: the descriptor and the boxes cannot tell r0 from r1, the embeddings can
+    ref_objects = [_obj("r0", "dog", (10, 10, 30, 40), ref, (200, 120, 40)), _obj("r1", "dog", (50, 10, 70, 40), ref, (200, 120, 40))]
+    tgt_objects = [_obj("t0", "dog", (10, 55, 30, 85), tgt, (200, 120, 40)), _obj("t1", "dog", (50, 55, 70, 85), tgt, (200, 120, 40))]
+    ref_objects[0]["embedding"], ref_objects[1]["embedding"] = [1.0, 0.0], [0.0, 1.0]
+    tgt_objects[0]["embedding"], tgt_objects[1]["embedding"] = [0.0, 1.0], [1.0, 0.0]
+    out = match_objects(tgt, tgt_objects, ref, ref_objects, tx, 0.3)
+    assert [o["ref_object_id"] for o in out] == ["r1", "r0"]
+
+
+@pytest.mark.slow
+def test_embed_stage_puts_unit_clip_features_on_objects(tmp_path: Path) -> None:
+    from pipelines.models.weights import ModelSpec
+    from pipelines.stages.embed import EmbedStage
+
+    video = write_swap_video(tmp_path / "swap.avi")
+    (unit,) = parse_source(f"video:{video}?pairs_per_video=1&min_gap_frac=0.6&max_gap_frac=0.95").units()
+    a, b = frames_of(unit)
+    table = pa.Table.from_pylist([unit_row(unit, detections(b, "shirt")[0], detections(a, "shirt")[0])])
+    stage = EmbedStage(ModelSpec(random_init=True))
+    first, again = stage(table).to_pylist()[0], stage(table).to_pylist()[0]
+    assert first == again
+    for column in ("objects", "ref_objects"):
+        for obj in json.loads(first[column]):
+            assert len(obj["embedding"]) == 512 and abs(np.linalg.norm(obj["embedding"]) - 1) < 1e-3
+    rows = PairStage("garments", OutputSettings(split_ratios=(1.0, 0.0, 0.0)))(pa.Table.from_pylist([first])).to_pylist()
+    assert [r["status"] for r in rows] == ["ok", "ok"]

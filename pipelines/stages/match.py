@@ -17,10 +17,12 @@ object. Three rules keep identities apart:
   the tracker (video, see ``track.py``), or its own box (views, nearby frames). Pairs scoring below the
   ``min_match_similarity`` setting are not made.
 
-The appearance descriptor (``colour_texture_descriptor``) is a 16x8 hue-saturation histogram and an 8-bin
+Appearance is the cosine of CLIP image embeddings when the build loads CLIP (``embed.py`` puts them on every
+object as ``embedding``), else of a descriptor that needs no weights. The descriptor
+(``colour_texture_descriptor``) is a 16x8 hue-saturation histogram and an 8-bin
 gradient-orientation histogram (magnitude-weighted), both inside the object mask, each square-rooted (the
 Hellinger mapping, so cosine ranks like the Bhattacharyya coefficient) and weighted 2:1 before unit
-normalisation. It needs no weights, sees colour and texture, and ignores the background around the object.
+normalisation: it sees colour and texture and ignores the background around the object.
 """
 
 from __future__ import annotations
@@ -124,8 +126,12 @@ def match_objects(
         obj["match_detail"] = "no object in the reference image has a mask"
     if not tgt_masks or not ref_masks:
         return tgt_objects
-    tgt_desc = np.stack([describe(tgt, m) for _, m in tgt_masks])
-    ref_desc = np.stack([describe(ref, m) for _, m in ref_masks])
+    if all("embedding" in tgt_objects[i] for i, _ in tgt_masks) and all("embedding" in ref_objects[j] for j, _ in ref_masks):
+        tgt_desc = np.asarray([tgt_objects[i]["embedding"] for i, _ in tgt_masks], dtype=np.float64)
+        ref_desc = np.asarray([ref_objects[j]["embedding"] for j, _ in ref_masks], dtype=np.float64)
+    else:
+        tgt_desc = np.stack([describe(tgt, m) for _, m in tgt_masks])
+        ref_desc = np.stack([describe(ref, m) for _, m in ref_masks])
     appearance = np.clip(tgt_desc @ ref_desc.T, 0.0, 1.0)
     scores = np.zeros(appearance.shape)
     for a, (i, _) in enumerate(tgt_masks):
