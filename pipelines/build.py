@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from taxonomy import Taxonomy, load_taxonomy
 from unieditkit.errors import UserError
+from unieditkit.format import BUILD_CONFIG_FILE, find_done_shards
 
 from .catalog import finalize
 from .config import MODEL_STAGES, BuildConfig
@@ -27,12 +28,13 @@ from .lock import build_lock
 from .plan import ShardPlan, SourceReport, make_plan, pending
 from .sources import Source, default_sources, parse_source
 from .runner import run_stages
-from .writer import TMP_SUFFIX, ShardCollector, write_bytes_atomic
+from .distributor import ShardDistributor
+from .writer import TMP_SUFFIX, write_bytes_atomic
 
 if TYPE_CHECKING:
     from .models.weights import ModelSpec
 
-BUILD_CONFIG = "build_config.json"
+BUILD_CONFIG = BUILD_CONFIG_FILE
 
 
 @dataclass
@@ -166,7 +168,7 @@ def build(config: BuildConfig) -> BuildSummary:
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
             remove_partial_files(out)
-            done = len(list(out.glob("*_stats.json")))
+            done = len(find_done_shards(out))
             raise UserError(
                 f"disk full while writing into {out} ({exc.filename or 'a shard'}): the {done} complete shards are kept; "
                 "free some space and re-run the same command to finish"
@@ -192,6 +194,6 @@ def _build_locked(config: BuildConfig, taxonomy: Taxonomy, sources: list[Source]
             summary.rejected.update(stats["rejected"])
             summary.label_disagreements += stats["label_disagreements"]
 
-        run_stages(todo, config, ShardCollector(out, todo, on_done, config.settings.dedupe_hamming), models)
+        run_stages(todo, config, ShardDistributor(out, todo, on_done, config.settings.dedupe_hamming), models)
     finalize(out)
     return summary

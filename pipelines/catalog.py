@@ -17,14 +17,17 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
-from .config import SPLITS
-from .schema import FORMAT_VERSION, hf_features
-from .writer import index_schema, write_bytes_atomic
+from unieditkit.format import (
+    BUILD_CONFIG_FILE, CARD_FILE, FORMAT_VERSION, INDEX_FILE, REJECTED_FILE, SIDECAR_SUFFIX, SPLITS, find_done_shards,
+    hf_features, index_schema, read_marker, split_glob,
+)
+
+from .writer import write_bytes_atomic
 
 
 def done_shards(out_dir: Path) -> list[dict[str, Any]]:
     """Stats of every complete shard, sorted by name."""
-    return [json.loads(p.read_text()) for p in sorted(out_dir.glob("*_stats.json"))]
+    return [read_marker(out_dir, name) for name in find_done_shards(out_dir)]
 
 
 def _write_if_changed(path: Path, data: bytes) -> bool:
@@ -41,11 +44,11 @@ def _parquet_bytes(table: pa.Table) -> bytes:
 
 
 def rebuild_index(out_dir: Path, shards: list[dict[str, Any]]) -> pa.Table:
-    tables = [pq.read_table(out_dir / f"{s['shard']}.parquet", schema=index_schema()) for s in shards]
+    tables = [pq.read_table(out_dir / f"{s['shard']}{SIDECAR_SUFFIX}", schema=index_schema()) for s in shards]
     table = pa.concat_tables(tables) if tables else index_schema().empty_table()
     ok = pc.equal(table["status"], "ok")
-    _write_if_changed(out_dir / "index.parquet", _parquet_bytes(table.filter(ok)))
-    _write_if_changed(out_dir / "rejected.parquet", _parquet_bytes(table.filter(pc.invert(ok))))
+    _write_if_changed(out_dir / INDEX_FILE, _parquet_bytes(table.filter(ok)))
+    _write_if_changed(out_dir / REJECTED_FILE, _parquet_bytes(table.filter(pc.invert(ok))))
     return table
 
 
@@ -54,7 +57,7 @@ def card_notes(out_dir: Path, shards: list[dict[str, Any]]) -> list[str]:
     state of the dataset-wide near-duplicate pass (``duplicates.parquet``)."""
     notes = []
     try:
-        domains = json.loads((out_dir / "build_config.json").read_text())["domains"]
+        domains = json.loads((out_dir / BUILD_CONFIG_FILE).read_text())["domains"]
     except (OSError, ValueError, KeyError):
         domains = {}
     random = sorted(d for d, e in domains.items() if isinstance(e, dict) and (e.get("models") or {}).get("random_init"))
@@ -80,7 +83,7 @@ def dataset_card(shards: list[dict[str, Any]], title: str = "unieditkit dataset"
     feature_yaml = datasets.DatasetInfo(features=features)._to_yaml_dict()["features"]
     configs, infos = [], []
     for domain, counts in domains.items():
-        files = [{"split": sp, "path": f"{domain}-{sp}-*.tar"} for sp in SPLITS if any(s["domain"] == domain and s["split"] == sp for s in shards)]
+        files = [{"split": sp, "path": split_glob(domain, sp)} for sp in SPLITS if any(s["domain"] == domain and s["split"] == sp for s in shards)]
         configs.append({"config_name": domain, "data_files": files})
         infos.append({"config_name": domain, "features": feature_yaml})
     header = yaml.safe_dump(
@@ -125,7 +128,7 @@ ds = load_dataset("path/to/this/folder", "{next(iter(domains), "garments")}", sp
 
 
 def write_card(out_dir: Path, shards: list[dict[str, Any]]) -> None:
-    _write_if_changed(out_dir / "README.md", dataset_card(shards, notes=card_notes(out_dir, shards)).encode("utf-8"))
+    _write_if_changed(out_dir / CARD_FILE, dataset_card(shards, notes=card_notes(out_dir, shards)).encode("utf-8"))
 
 
 def finalize(out_dir: Path) -> list[dict[str, Any]]:

@@ -21,9 +21,6 @@ from unieditkit.errors import UserError
 if TYPE_CHECKING:
     from .models.weights import ModelSpec
 
-SPLITS = ("train", "val", "test")
-
-
 @dataclass(frozen=True)
 class OutputSettings:
     seed: int = 0

@@ -22,7 +22,6 @@ for tens of thousands of samples on a CPU, a GPU job at 500K.
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -33,12 +32,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from unieditkit.errors import UserError
+from unieditkit.format import DUPLICATES_FILE, duplicates_coverage, duplicates_info, duplicates_metadata
 
 from .config import OutputSettings
 from .stages.pair import phash
 
-DUPLICATES = "duplicates.parquet"
-_META_KEY = b"unieditkit"
 _BLOCK = 1024
 
 
@@ -165,10 +163,6 @@ def clip_embeddings(items: list[Item], model_name: str, pretrained: str | None, 
     return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
 
 
-def coverage(shards: list[dict[str, Any]]) -> dict[str, int]:
-    return {s["shard"]: int(s["samples"]) for s in shards}
-
-
 def dedupe(out_dir: Path, max_hamming: int, clip_model: str = "", clip_pretrained: str | None = None,
            clip_threshold: float = 0.95) -> list[dict[str, Any]]:
     """Find the clusters of the folder's written samples, write ``duplicates.parquet`` and refresh the card."""
@@ -189,41 +183,29 @@ def dedupe(out_dir: Path, max_hamming: int, clip_model: str = "", clip_pretraine
     shard_of = {it.key: it.shard for it in items}
     for r in rows:
         r["shard"] = shard_of[r["key"]]
-    info = {"shards": coverage(shards), "hamming": max_hamming,
+    info = {"shards": duplicates_coverage(shards), "hamming": max_hamming,
             "clip": f"{clip_model} {clip_pretrained or 'random'} >= {clip_threshold}" if clip_model else ""}
-    table = pa.Table.from_pylist(rows, schema=duplicates_schema()).replace_schema_metadata({_META_KEY: json.dumps(info, sort_keys=True)})
+    table = pa.Table.from_pylist(rows, schema=duplicates_schema()).replace_schema_metadata(duplicates_metadata(info))
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
-    write_bytes_atomic(out_dir / DUPLICATES, sink.getvalue().to_pybytes())
+    write_bytes_atomic(out_dir / DUPLICATES_FILE, sink.getvalue().to_pybytes())
     write_card(out_dir, shards)
     return rows
 
 
-def read_info(out_dir: Path) -> dict[str, Any] | None:
-    """What ``duplicates.parquet`` covered (``None`` when there is none); unreadable is a one-line error."""
-    path = out_dir / DUPLICATES
-    if not path.is_file():
-        return None
-    try:
-        meta = pq.read_schema(path).metadata or {}
-        return json.loads(meta[_META_KEY])
-    except Exception as exc:  # pyarrow and json raise several types for a damaged file
-        raise UserError(f"{path}: unreadable ({type(exc).__name__}); re-run `unieditkit dedupe {out_dir}`") from None
-
-
 def duplicates_note(out_dir: Path, shards: list[dict[str, Any]]) -> str:
     """The card's line about ``duplicates.parquet``: what it found, or that it is stale ("" when absent)."""
-    info = read_info(out_dir)
+    info = duplicates_info(out_dir)
     if info is None:
         return ""
-    if info["shards"] != coverage(shards):
-        return (f"**Near-duplicates**: `{DUPLICATES}` was computed before the last build changed the shards; "
+    if info["shards"] != duplicates_coverage(shards):
+        return (f"**Near-duplicates**: `{DUPLICATES_FILE}` was computed before the last build changed the shards; "
                 f"re-run `unieditkit dedupe` on this folder.")
-    table = pq.read_table(out_dir / DUPLICATES, columns=["cluster", "keep"])
+    table = pq.read_table(out_dir / DUPLICATES_FILE, columns=["cluster", "keep"])
     skipped = table.num_rows - sum(table["keep"].to_pylist())
     clip = f", CLIP {info['clip']}" if info["clip"] else ""
     return (f"**Near-duplicates**: {table.num_rows} samples fall in {len(set(table['cluster'].to_pylist()))} clusters "
-            f"across shards (perceptual hash within {info['hamming']} bits{clip}); `{DUPLICATES}` marks one per "
+            f"across shards (perceptual hash within {info['hamming']} bits{clip}); `{DUPLICATES_FILE}` marks one per "
             f"cluster `keep: true`, the one to train on; the other {skipped} are near-duplicates to skip.")
 
 
@@ -257,5 +239,5 @@ def run(args: argparse.Namespace) -> int:
     pretrained = None if args.random_weights else args.clip_pretrained
     rows = dedupe(out, args.hamming, args.clip_model, pretrained, args.clip_threshold)
     skipped = sum(not r["keep"] for r in rows)
-    print(f"{out / DUPLICATES}: {len(rows)} samples in {len({r['cluster'] for r in rows})} clusters; {skipped} to skip in training (keep: false)")
+    print(f"{out / DUPLICATES_FILE}: {len(rows)} samples in {len({r['cluster'] for r in rows})} clusters; {skipped} to skip in training (keep: false)")
     return 0

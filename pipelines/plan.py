@@ -17,7 +17,9 @@ from typing import Iterable
 from taxonomy import Taxonomy
 from unieditkit.errors import UserError
 
-from .config import SPLITS, OutputSettings
+from unieditkit.format import SPLITS, marker_name, shard_name
+
+from .config import OutputSettings
 from .sources import Source, WorkUnit
 
 
@@ -32,10 +34,6 @@ def split_of(group_id: str, ratios: tuple[float, float, float]) -> str:
     return next(name for name, ratio in reversed(list(zip(SPLITS, ratios))) if ratio > 0)
 
 
-def shard_name(domain: str, split: str, index: int) -> str:
-    return f"{domain}-{split}-{index:06d}"
-
-
 @dataclass
 class ShardPlan:
     name: str
@@ -44,7 +42,7 @@ class ShardPlan:
     units: list[WorkUnit]
 
     def stats_path(self, out_dir: Path) -> Path:
-        return out_dir / f"{self.name}_stats.json"
+        return out_dir / marker_name(self.name)
 
 
 @dataclass

@@ -1,8 +1,9 @@
-"""Run the stage chain on Ray and feed the shard collector, surviving crashing workers.
+"""Run the stage chain on Ray and hand its output blocks to the shard distributor, surviving crashing workers.
 
-The chain, in the order a row flows: [detect → segment → embed] → pair → [caption → categorize] → filter → mats
-(model stages in brackets run only when the build needs them). CPU stages are plain callables, so Ray Data
-fuses adjacent ones into one task per batch; model stages are actor pools that load their model once.
+The chain (built by ``stages/registry.py``), in the order a row flows: [detect → segment → embed] → pair →
+[caption → categorize] → filter → mats (model stages in brackets run only when the build needs them). CPU stages
+are plain callables, so Ray Data fuses adjacent ones into one task per batch; model stages are actor pools that
+load their model once.
 
 Failures: a worker that dies (a native crash, OOM kill) is retried by Ray a few times. A batch that still
 fails is dropped by Ray Data instead of failing the build (``max_errored_blocks``); afterwards every unit that
@@ -14,73 +15,23 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from .config import BuildConfig, StageResources
+from unieditkit.format import row_schema
+
+from .config import BuildConfig
 from .plan import ShardPlan
-from .stages.filter import FilterStage
-from .stages.mats import MatsStage
-from .stages.pair import PairStage, complete_row, rejected, unit_key
-from .writer import ShardCollector
+from .stages.base import Stage
+from .stages.pair import complete_row, rejected, unit_key
+from .stages.registry import build_chain
+from .distributor import ShardDistributor
 
 if TYPE_CHECKING:
     from .models.weights import ModelSpec
 
 TASK_RETRIES = 2  # Ray's default for Ray Data is to retry a crashing worker forever
-
-
-@dataclass
-class Stage:
-    """One step of the chain: a ready callable (CPU stage), or a class + kwargs built once per actor."""
-
-    name: str
-    fn: Any
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    resources: StageResources | None = None
-
-    def instantiate(self) -> Any:
-        return self.fn if self.resources is None else self.fn(**self.kwargs)
-
-
-def stage_chain(config: BuildConfig, models: ModelSpec | None) -> list[Stage]:
-    s, m = config.settings, config.model_stages
-    names = models.stages if models else ()
-    chain: list[Stage] = []
-
-    def model(name: str, cls: type, **kwargs: Any) -> None:
-        res = m.resources_for(name)
-        chain.append(Stage(name, cls, {"spec": models, "device": "cuda" if res.num_gpus > 0 else "cpu", **kwargs}, res))
-
-    if "detect" in names:
-        from .stages.detect import DetectStage
-
-        model("detect", DetectStage, domain=config.domain, taxonomy_path=config.taxonomy_path, max_objects=s.max_objects,
-              box_threshold=s.box_threshold, text_threshold=s.text_threshold)
-    if "segment" in names:
-        from .stages.segment import SegmentStage
-
-        model("segment", SegmentStage)
-    if "detect" in names and "categorize" in names:  # CLIP is loaded anyway: mined pairs are matched on its features
-        from .stages.embed import EmbedStage
-
-        res = m.resources_for("categorize")
-        chain.append(Stage("embed", EmbedStage, {"spec": models, "device": "cuda" if res.num_gpus > 0 else "cpu"}, res))
-    chain.append(Stage("pair", PairStage(config.domain, s, config.taxonomy_path)))
-    if "caption" in names:
-        from .stages.caption import CaptionStage
-
-        model("caption", CaptionStage)
-    if "categorize" in names:
-        from .stages.categorize import CategorizeStage
-
-        model("categorize", CategorizeStage, domain=config.domain, taxonomy_path=config.taxonomy_path, top_k=s.top_k,
-              min_score=s.min_category_score)
-    chain.append(Stage("filter", FilterStage(s, random_init=bool(models and models.random_init))))
-    chain.append(Stage("mats", MatsStage(s.seed)))
-    return chain
 
 
 def unit_rows(shards: list[ShardPlan]) -> list[dict[str, Any]]:
@@ -156,20 +107,21 @@ def _dataset(rows: list[dict[str, Any]], chain: list[Stage], batch_size: int) ->
     return ds
 
 
-def _run_alone(row: dict[str, Any], chain: list[Stage]) -> list[dict[str, Any]]:
+def _run_alone(row: dict[str, Any], chain: list[Stage]) -> pa.Table:
     table = pa.Table.from_pylist([row])
     for st in chain:
         table = st.instantiate()(table)
-    return table.to_pylist()
+    return table
 
 
-def _quarantine(row: dict[str, Any], domain: str, error: BaseException) -> list[dict[str, Any]]:
+def _quarantine(row: dict[str, Any], domain: str, error: BaseException) -> pa.Table:
     detail = f"{type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error).strip() else ''}"[:500]
-    return [complete_row(row, rejected(unit_key(domain, row["unit_id"]), "quarantined", detail), 1)]
+    return pa.Table.from_pylist([complete_row(row, rejected(unit_key(domain, row["unit_id"]), "quarantined", detail), 1)], schema=row_schema())
 
 
-def rerun_missing(rows: list[dict[str, Any]], chain: list[Stage], config: BuildConfig, collector: ShardCollector) -> None:
-    """Each unit in its own task; what still fails is quarantined, so every shard gets written."""
+def rerun_missing(rows: list[dict[str, Any]], chain: list[Stage], config: BuildConfig, distributor: ShardDistributor) -> None:
+    """Each unit in its own task; what still fails is quarantined, so every shard gets written. The re-run's
+    output stays in the object store like any other block; only a quarantine row (no pixels) is made here."""
     import ray
 
     gpus = max((st.resources.num_gpus for st in chain if st.resources is not None), default=0.0)
@@ -177,27 +129,33 @@ def rerun_missing(rows: list[dict[str, Any]], chain: list[Stage], config: BuildC
     futures = [(row, task.remote(row, chain)) for row in rows]
     for row, future in futures:
         try:
-            result = ray.get(future)
+            distributor.reset_unit(row["unit_id"])
+            distributor.add_block(future)
         except Exception as exc:  # a crashed worker or an error inside a stage: both end in quarantine
-            result = _quarantine(row, config.domain, exc)
-        collector.reset_unit(row["unit_id"])
-        for r in result:
-            collector.add(r)
+            distributor.reset_unit(row["unit_id"])
+            distributor.add_block(ray.put(_quarantine(row, config.domain, exc)))
+        distributor.poll()
 
 
-def run_stages(todo: list[ShardPlan], config: BuildConfig, collector: ShardCollector, models: ModelSpec | None) -> None:
+def run_stages(todo: list[ShardPlan], config: BuildConfig, distributor: ShardDistributor, models: ModelSpec | None) -> None:
     from tqdm import tqdm
 
     start_ray(config)
     rows = unit_rows(todo)
-    chain = stage_chain(config, models)
-    with tqdm(total=len(rows), unit="unit", desc=f"build {config.domain}", disable=not config.progress) as bar:
-        for row in _dataset(rows, chain, config.batch_size).iter_rows():
-            if collector.add(row):
-                bar.update(1)
-        missing = collector.missing_units()
-        if missing:
-            rerun_missing([r for r in rows if r["unit_id"] in missing], chain, config, collector)
-            bar.update(len(missing))
-    if collector.incomplete:
-        raise RuntimeError(f"pipeline ended with incomplete shards: {collector.incomplete[:5]}")
+    chain = build_chain(config, models)
+    try:
+        with tqdm(total=len(rows), unit="unit", desc=f"build {config.domain}", disable=not config.progress) as bar:
+            for bundle in _dataset(rows, chain, config.batch_size).iter_internal_ref_bundles():
+                for ref in bundle.block_refs:
+                    bar.update(distributor.add_block(ref))
+                distributor.poll()
+            missing = distributor.missing_units()
+            if missing:
+                rerun_missing([r for r in rows if r["unit_id"] in missing], chain, config, distributor)
+                bar.update(len(missing))
+            distributor.finish()
+    except BaseException:
+        distributor.drain()
+        raise
+    if distributor.incomplete:
+        raise RuntimeError(f"pipeline ended with incomplete shards: {distributor.incomplete[:5]}")

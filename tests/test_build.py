@@ -15,7 +15,7 @@ from PIL import Image
 
 from pipelines.build import build
 from pipelines.config import BuildConfig, OutputSettings
-from pipelines.schema import MEMBERS
+from unieditkit.format import MEMBERS
 from unieditkit.cli import main
 from unieditkit.errors import UserError
 from unieditkit.mats import bbox, rough_mask

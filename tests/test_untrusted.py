@@ -49,7 +49,7 @@ def test_training_reader_ignores_hostile_members(built_dataset: Path, tmp_path: 
 
     import webdataset as wds
 
-    from pipelines.schema import MEMBERS
+    from unieditkit.format import MEMBERS
 
     marker = tmp_path / "pwned"
     good = next(iter(wds.WebDataset(str(sorted(built_dataset.glob("*.tar"))[0]), shardshuffle=False)))

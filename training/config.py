@@ -16,8 +16,7 @@ from typing import Any, Literal
 import yaml
 
 from unieditkit.errors import UserError
-
-MASK_VARIANTS = ("fine", "rough", "box")
+from unieditkit.format import MASK_VARIANTS
 
 DIT_MOT_PATTERNS = [
     r"blocks\.\d+\.attn\.(q|k|v|o)",

@@ -32,14 +32,13 @@ import webdataset as wds
 from PIL import Image
 
 from training.anchors import Anchors
-from training.config import MASK_VARIANTS
 from training.curriculum import Curriculum
 from training.seeding import stable_seed
 from unieditkit.errors import UserError
+from unieditkit.format import GREY, MASK_VARIANTS
 
 log = logging.getLogger(__name__)
 
-GREY = 127
 MAX_BAD_IN_A_ROW = 1000
 _WARN_FIRST = 5
 

@@ -26,8 +26,8 @@ import numpy as np
 from PIL import Image
 
 from unieditkit.errors import MissingModelError, UserError
+from unieditkit.format import MASK_VARIANTS, TAR_SUFFIX, find_done_shards
 
-VARIANTS = ("fine", "rough", "box")
 DINO_ARCH = "vit_small_patch14_dinov2"
 DINO_HINT = (
     "download DINOv2 ViT-S/14 weights (e.g. `huggingface-cli download timm/vit_small_patch14_dinov2.lvd142m "
@@ -47,7 +47,7 @@ def held_out(data: Path, split: str, domain: str) -> Iterator[HeldOut]:
     """Samples of ``split`` (all domains, or one) read straight from the tars, in key order."""
     import webdataset as wds
 
-    tars = sorted(data.glob(f"{domain or '*'}-{split}-*.tar"))
+    tars = [data / f"{name}{TAR_SUFFIX}" for name in find_done_shards(data, split, [domain] if domain else [])]
     if not tars:
         raise UserError(f"{data}: no {split} shards{' of ' + domain if domain else ''}; build them first or pick another --split")
     samples = wds.WebDataset([str(t) for t in tars], shardshuffle=False, empty_check=False)
@@ -122,13 +122,13 @@ def evaluate(pred: Path, data: Path, split: str, domain: str, embedders: dict) -
     """Mean similarity per (metric, variant) plus counts; ``embedders`` maps metric name → embedder."""
     if not pred.is_dir():
         raise UserError(f"--pred {pred}: not a folder; it should hold KEY.VARIANT.png predictions")
-    sums = {m: {v: 0.0 for v in VARIANTS} for m in embedders}
-    counts = {v: 0 for v in VARIANTS}
-    missing = {v: 0 for v in VARIANTS}
+    sums = {m: {v: 0.0 for v in MASK_VARIANTS} for m in embedders}
+    counts = {v: 0 for v in MASK_VARIANTS}
+    missing = {v: 0 for v in MASK_VARIANTS}
     n = 0
     for sample in held_out(data, split, domain):
         n += 1
-        for variant in VARIANTS:
+        for variant in MASK_VARIANTS:
             path = find_prediction(pred, sample.key, variant)
             if path is None:
                 missing[variant] += 1
@@ -138,14 +138,14 @@ def evaluate(pred: Path, data: Path, split: str, domain: str, embedders: dict) -
             for metric, embed in embedders.items():
                 a, b = embed([obj, sample.ref])
                 sums[metric][variant] += float(a @ b)
-    table = {m: {v: (sums[m][v] / counts[v] if counts[v] else None) for v in VARIANTS} for m in embedders}
+    table = {m: {v: (sums[m][v] / counts[v] if counts[v] else None) for v in MASK_VARIANTS} for m in embedders}
     return {"samples": n, "evaluated": counts, "missing": missing, "metrics": table}
 
 
 def format_table(result: dict) -> str:
     metrics = list(result["metrics"])
     lines = ["| mask | n | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
-    for v in VARIANTS:
+    for v in MASK_VARIANTS:
         vals = [result["metrics"][m][v] for m in metrics]
         lines.append(f"| {v} | {result['evaluated'][v]} | " + " | ".join("—" if x is None else f"{100 * x:.2f}" for x in vals) + " |")
     if any(result["missing"].values()):

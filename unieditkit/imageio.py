@@ -116,63 +116,6 @@ def decode_mask(data: bytes) -> np.ndarray:
     return arr > 127
 
 
-def load_uri(uri: str) -> np.ndarray:
-    """Load an image reference as stored in work units: a file path, or ``VIDEO#frame=N`` for a video frame."""
-    path, sep, fragment = uri.partition("#frame=")
-    if sep:
-        from unieditkit.video import read_frame
-
-        return read_frame(path, int(fragment))
-    return load_rgb(uri)
-
-
-def load_mask_uri(uri: str) -> np.ndarray:
-    """Load a mask reference: a mask image (anything above 127 is inside), or ``PARSE.png#labels=5,6`` — the
-    pixels of a label/parsing map whose value is one of the labels (try-on datasets ship parsing maps, not
-    per-garment masks)."""
-    path, sep, labels = uri.partition("#labels=")
-    data = read_bytes(path)
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            arr = np.asarray(img if sep else img.convert("L"))
-    except Exception as exc:  # corrupt mask files fail in many ways in Pillow; all mean "unusable"
-        raise ImageReadError("undecodable", f"{path}: {type(exc).__name__}: {exc}") from None
-    if not sep:
-        return arr > 127
-    if arr.ndim == 3:
-        arr = arr[..., 0]
-    try:
-        wanted = [int(v) for v in labels.split(",")]
-    except ValueError:
-        raise ImageReadError("bad_mask_uri", f"{uri}: labels must be integers, e.g. #labels=5,6") from None
-    return np.isin(arr, wanted)
-
-
-def load_uri(uri: str) -> np.ndarray:
-    """Any input image reference → RGB uint8 HxWx3 (see :mod:`unieditkit.uri` for the URI forms).
-
-    ``PATH`` is :func:`load_rgb`; ``VIDEO#frame=N`` is frame N of a video; ``DATASET#split=S&column=C&row=N``
-    is a row of a Hugging Face dataset (``hf://OWNER/NAME`` or a local dataset path).
-    """
-    from .uri import int_param, split_uri
-
-    base, params = split_uri(uri)
-    try:
-        if not params:
-            return load_rgb(uri)
-        if set(params) == {"frame"}:
-            from .video import read_frame
-
-            return read_frame(base, int_param(uri, params, "frame"))
-        if set(params) == {"split", "column", "row"}:
-            from .hfdata import read_row_image
-
-            return read_row_image(base, params["split"], params["column"], int_param(uri, params, "row"))
-    except ValueError as exc:
-        raise ImageReadError("bad_uri", str(exc)) from None
-    raise ImageReadError("bad_uri", f"{uri}: not an image reference (PATH, VIDEO#frame=N or DATASET#split=S&column=C&row=N)")
-
-
 def load_label_map(path: str | os.PathLike) -> np.ndarray:
     """A parsing / instance-id PNG as its integer labels (palette indices or grey values), HxW."""
     data = read_bytes(path)

@@ -13,7 +13,8 @@ from typing import Any
 import pyarrow as pa
 
 from taxonomy import load_taxonomy
-from unieditkit.imageio import ImageReadError, load_uri
+from unieditkit.imageio import ImageReadError
+from unieditkit.media import load_uri
 
 from ..models.detect import PromptMap
 from ..models.factory import build_detector

@@ -21,12 +21,13 @@ import pyarrow as pa
 import torch
 
 from unieditkit import rle
-from unieditkit.imageio import ImageReadError, load_uri
+from unieditkit.format import GREY
+from unieditkit.imageio import ImageReadError
+from unieditkit.media import load_uri
 
 from ..models.factory import build_categorizer
 from ..models.weights import ModelSpec
 
-GREY = 127
 DECIMALS = 5
 
 

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 import pyarrow as pa
 
+from unieditkit.format import mask_column
 from unieditkit.imageio import decode_mask, decode_rgb
 
 from ..config import OutputSettings
@@ -65,7 +66,7 @@ class FilterStage:
         aspect = max((x1 - x0) / (y1 - y0), (y1 - y0) / (x1 - x0))
         if aspect > s.max_aspect:
             return "extreme_aspect", f"box aspect {aspect:.1f} > {s.max_aspect}"
-        fine = decode_mask(row["mask_fine_png"])
+        fine = decode_mask(row[mask_column("fine")])
         main = largest_component_fraction(fine)
         if main < s.min_main_component:
             return "fragmented_mask", f"largest mask component is {main:.2f} of the mask < {s.min_main_component}"

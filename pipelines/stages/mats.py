@@ -12,9 +12,9 @@ from typing import Any
 import pyarrow as pa
 
 from unieditkit.imageio import decode_mask, encode_mask
+from unieditkit.format import mask_column, row_schema
 from unieditkit.mats import MatsParams, mask_variants, sample_seed
 
-from ..schema import row_schema
 
 
 class MatsStage:
@@ -30,7 +30,7 @@ class MatsStage:
         return pa.Table.from_pylist(rows, schema=row_schema())
 
     def add_variants(self, row: dict[str, Any]) -> None:
-        fine = decode_mask(row["mask_fine_png"])
+        fine = decode_mask(row[mask_column("fine")])
         v = mask_variants(fine, sample_seed(row["key"], self.seed), self.params)
         meta = json.loads(row["meta"])
         meta["mats"] = {
@@ -42,4 +42,4 @@ class MatsStage:
             "rough_area": round(float(v.rough.mean()), 6),
             "box_area": round(float(v.box.mean()), 6),
         }
-        row.update(meta=json.dumps(meta, sort_keys=True), mask_rough_png=encode_mask(v.rough), mask_box_png=encode_mask(v.box))
+        row.update({"meta": json.dumps(meta, sort_keys=True), mask_column("rough"): encode_mask(v.rough), mask_column("box"): encode_mask(v.box)})

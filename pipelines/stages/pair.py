@@ -26,17 +26,17 @@ import pyarrow as pa
 from taxonomy import Taxonomy, load_taxonomy
 from unieditkit import rle
 from unieditkit.faults import maybe_crash
-from unieditkit.imageio import ImageReadError, encode_jpeg, encode_mask, load_mask_uri, load_uri
+from unieditkit.format import BYTES_COLUMNS, GREY, ROW_COLUMNS, empty_meta, mask_column, row_schema
+from unieditkit.imageio import ImageReadError, encode_jpeg, encode_mask, load_mask_uri
+from unieditkit.media import load_uri
 from unieditkit.mats import bbox, sample_seed
 from unieditkit.uri import split_uri
 from unieditkit.video import read_frames
 
 from ..config import OutputSettings
-from ..schema import BYTES_COLUMNS, ROW_COLUMNS, empty_meta, row_schema
 from .match import match_objects
 from .track import step_indices, track_boxes
 
-GREY = 127
 log = logging.getLogger(__name__)
 
 
@@ -342,5 +342,5 @@ class PairStage:
             "ref_mask_png": encode_mask(ref_mask),
             "tgt_jpg": target.jpeg,
             "phash": f"{phash(target.grey[box[1] : box[3], box[0] : box[2]]):016x}",
-            "mask_fine_png": encode_mask(fine),
+            mask_column("fine"): encode_mask(fine),
         }

@@ -14,7 +14,8 @@ import numpy as np
 import pyarrow as pa
 
 from unieditkit import rle
-from unieditkit.imageio import ImageReadError, load_uri
+from unieditkit.imageio import ImageReadError
+from unieditkit.media import load_uri
 
 from ..models.factory import build_segmenter
 from ..models.weights import ModelSpec

@@ -13,7 +13,8 @@ from PIL import Image as PILImage
 from pipelines.sources import parse_source
 from unieditkit import hfdata
 from unieditkit.errors import UserError
-from unieditkit.imageio import ImageReadError, load_uri
+from unieditkit.imageio import ImageReadError
+from unieditkit.media import load_uri
 
 
 def _png(value: int) -> bytes:

@@ -16,7 +16,8 @@ from pipelines.sources import parse_source
 from pipelines.sources.multiview import target_views
 from pipelines.sources.video import choose_pairs
 from unieditkit.errors import UserError
-from unieditkit.imageio import ImageReadError, load_mask_uri, load_uri
+from unieditkit.imageio import ImageReadError, load_mask_uri
+from unieditkit.media import load_uri
 from unieditkit.uri import split_uri
 
 

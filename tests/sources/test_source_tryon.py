@@ -11,7 +11,8 @@ from sourcedata import write_image, write_label_map
 from pipelines.sources import parse_source
 from taxonomy import load_taxonomy
 from unieditkit.errors import UserError
-from unieditkit.imageio import ImageReadError, load_mask_uri, load_uri
+from unieditkit.imageio import ImageReadError, load_mask_uri
+from unieditkit.media import load_uri
 
 W, H = 48, 64
 

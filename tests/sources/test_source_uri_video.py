@@ -10,7 +10,8 @@ import pytest
 from sourcedata import frame_index_of, write_image, write_label_map, write_video
 
 from unieditkit import video
-from unieditkit.imageio import ImageReadError, load_mask_uri, load_rgb, load_uri
+from unieditkit.imageio import ImageReadError, load_mask_uri, load_rgb
+from unieditkit.media import load_uri
 from unieditkit.uri import split_uri, with_fragment
 
 

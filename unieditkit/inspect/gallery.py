@@ -20,15 +20,15 @@ from typing import Any
 
 from PIL import Image
 
-from pipelines.schema import MEMBERS
 from unieditkit.errors import UserError
+from unieditkit.format import MASK_MEMBERS, MASK_VARIANTS, MEMBERS, mask_member
 
 from . import draw
 from .reader import Sample, index_rows, load_samples
 
 THUMB_H = 120
 FILTERS = ("domain", "subcategory", "pair_kind", "split")
-OVERLAYS = ("fine", "rough", "box")
+OVERLAYS = MASK_VARIANTS
 
 
 def pick_rows(out_dir: Path, per_subcategory: int) -> list[dict[str, Any]]:
@@ -50,7 +50,7 @@ def pick_rows(out_dir: Path, per_subcategory: int) -> list[dict[str, Any]]:
 def thumbnail(sample: Sample) -> Image.Image:
     """Reference and target side by side, the fine mask outlined on the target."""
     tgt = sample.rgb("tgt.jpg")
-    tgt = draw.overlay(draw.fit(tgt, 10_000, THUMB_H), sample.mask("mask_fine.png"), draw.MASK_COLOURS["fine"], tint=0.0)
+    tgt = draw.overlay(draw.fit(tgt, 10_000, THUMB_H), sample.mask(mask_member("fine")), draw.MASK_COLOURS["fine"], tint=0.0)
     ref = draw.fit(sample.rgb("ref.jpg"), 10_000, THUMB_H)
     out = Image.new("RGB", (ref.width + 4 + tgt.width, THUMB_H), draw.BACKGROUND)
     out.paste(ref, (0, 0))
@@ -64,9 +64,9 @@ def write_sample_files(sample: Sample, gallery: Path) -> None:
     for member in MEMBERS:
         (full / member).write_bytes(sample.files[member])
     tgt = sample.rgb("tgt.jpg")
-    fine = sample.mask("mask_fine.png")
+    fine = sample.mask(mask_member("fine"))
     for variant in OVERLAYS:
-        mask = sample.mask(f"mask_{variant}.png")
+        mask = sample.mask(mask_member(variant))
         extra = () if variant == "fine" else ((fine, draw.MASK_COLOURS["fine"]),)
         draw.overlay(tgt, mask, draw.MASK_COLOURS[variant], extra).save(full / f"{variant}.jpg", quality=88)
     thumbnail(sample).save(gallery / "thumbs" / f"{sample.key}.jpg", quality=85)
@@ -80,7 +80,7 @@ def card_data(sample: Sample) -> dict[str, Any]:
 def page(cards: list[dict[str, Any]], title: str) -> str:
     # "<" escaped inside the inline JSON, so no string in the data can close the <script> element
     data = json.dumps(cards, ensure_ascii=False, sort_keys=True).replace("<", "\\u003c")
-    return _TEMPLATE.replace("__TITLE__", _html_escape(title)).replace("__DATA__", data)
+    return _TEMPLATE.replace("__TITLE__", _html_escape(title)).replace("__RAW__", json.dumps(list(MASK_MEMBERS))).replace("__DATA__", data)
 
 
 def _html_escape(s: str) -> str:
@@ -150,7 +150,7 @@ button { background: #3c3c44; color: #eee; border: 1px solid #666; padding: 3px 
 const SAMPLES = JSON.parse(document.getElementById("data").textContent);
 const FIELDS = ["domain", "subcategory", "pair_kind", "split"];
 const FIGURES = [["ref.jpg", "reference"], ["tgt.jpg", "target"], ["fine.jpg", "fine mask"], ["rough.jpg", "rough mask"], ["box.jpg", "box mask"]];
-const RAW = ["ref_mask.png", "mask_fine.png", "mask_rough.png", "mask_box.png"];
+const RAW = __RAW__;
 const params = new URLSearchParams(location.search);
 const cards = document.getElementById("cards");
 const byKey = new Map();

@@ -13,6 +13,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from unieditkit.errors import UserError
+from unieditkit.format import MASK_VARIANTS, mask_member
 
 from . import draw
 from .reader import Sample, index_rows, load_samples
@@ -56,9 +57,7 @@ def row_lines(sample: Sample) -> list[str]:
 def panels(sample: Sample) -> list[Image.Image]:
     """The five images of a row, each fitted into one cell."""
     tgt = draw.fit(sample.rgb("tgt.jpg"), CELL_W, CELL_H)
-    fine = sample.mask("mask_fine.png")
-    rough = sample.mask("mask_rough.png")
-    box = sample.mask("mask_box.png")
+    fine, rough, box = (sample.mask(mask_member(v)) for v in MASK_VARIANTS)
     green = draw.MASK_COLOURS["fine"]
     return [
         draw.fit(sample.rgb("ref.jpg"), CELL_W, CELL_H),

@@ -24,14 +24,11 @@ import numpy as np
 import pyarrow.parquet as pq
 from PIL import Image
 
-from pipelines.schema import MEMBERS
 from unieditkit.errors import UserError
+from unieditkit.format import INDEX_FILE, SAMPLE_FILES, TAR_SUFFIX, find_done_shards, marker_name
 from unieditkit.imageio import MAX_PIXELS
 
-#: every file a sample has in a tar, by member suffix
-SAMPLE_FILES = (*MEMBERS, "json")
 KEY_RE = re.compile(r"^[a-z0-9_-]+$")
-SHARD_RE = re.compile(r"^(?P<domain>[a-z0-9_]+)-(?P<split>train|val|test)-(?P<number>\d{6})$")
 #: larger members are not read into memory (a real sample member is a few hundred kB at most)
 MAX_MEMBER_BYTES = 256 << 20
 _SUFFIXES = sorted(SAMPLE_FILES, key=len, reverse=True)
@@ -129,7 +126,7 @@ def tar_entries(path: Path) -> Iterator[TarEntry]:
 
 def iter_samples(path: Path, keys: set[str] | None = None) -> Iterator[Sample]:
     """Samples of one shard in stored order (members of a key are contiguous in a well-formed shard)."""
-    shard = path.name.removesuffix(".tar")
+    shard = path.name.removesuffix(TAR_SUFFIX)
     current: Sample | None = None
     for entry in tar_entries(path):
         if entry.data is None or (keys is not None and entry.key not in keys):
@@ -160,7 +157,7 @@ def check_out_dir(out_dir: Path) -> Path:
 
 def index_rows(out_dir: Path, domain: str = "", split: str = "") -> list[dict[str, Any]]:
     """Rows of ``index.parquet`` (written samples), optionally of one domain/split, sorted by key."""
-    rows = read_table(check_out_dir(out_dir) / "index.parquet")
+    rows = read_table(check_out_dir(out_dir) / INDEX_FILE)
     rows = [r for r in rows if (not domain or r["domain"] == domain) and (not split or r["split"] == split)]
     return sorted(rows, key=lambda r: r["key"])
 
@@ -175,7 +172,7 @@ def load_samples(out_dir: Path, rows: Iterable[dict[str, Any]]) -> list[Sample]:
         wanted.setdefault(r["shard"], set()).add(r["key"])
     found: dict[str, Sample] = {}
     for shard, keys in sorted(wanted.items()):
-        path = out_dir / f"{shard}.tar"
+        path = out_dir / f"{shard}{TAR_SUFFIX}"
         if not path.is_file():
             raise UserError(f"{path}: listed in index.parquet but missing; re-run the build")
         found.update((s.key, s) for s in iter_samples(path, keys))
@@ -188,7 +185,7 @@ def load_samples(out_dir: Path, rows: Iterable[dict[str, Any]]) -> list[Sample]:
 def shard_stats(out_dir: Path) -> list[dict[str, Any]]:
     """The ``_stats.json`` of every done shard, sorted by shard name."""
     stats = []
-    for p in sorted(out_dir.glob("*_stats.json")):
+    for p in (out_dir / marker_name(name) for name in find_done_shards(out_dir)):
         try:
             stats.append(json.loads(p.read_text()))
         except (OSError, ValueError) as exc:

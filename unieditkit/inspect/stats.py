@@ -17,13 +17,13 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from pipelines.config import SPLITS
+from unieditkit.format import INDEX_FILE, MASK_VARIANTS, REJECTED_FILE, SPLITS
 
 from . import draw
 from .reader import check_out_dir, read_table, shard_stats
 
 BINS = 20
-AREAS = ("fine", "rough", "box")
+AREAS = MASK_VARIANTS
 
 
 def histogram(values: list[float], bins: int = BINS) -> list[int]:
@@ -44,8 +44,8 @@ def _summary(values: list[float]) -> dict[str, float]:
 def compute(out_dir: Path) -> dict[str, Any]:
     """All counts and distributions of a build folder, as plain JSON-able data."""
     check_out_dir(out_dir)
-    rows = read_table(out_dir / "index.parquet")
-    rejected = read_table(out_dir / "rejected.parquet")
+    rows = read_table(out_dir / INDEX_FILE)
+    rejected = read_table(out_dir / REJECTED_FILE)
     shards = shard_stats(out_dir)
     by_domain: dict[str, Counter] = {}
     for r in rows:

@@ -11,7 +11,7 @@ is not one sample's), exiting 1 when there is any, 0 when the folder is clean:
   regular files only; keys are ``[a-z0-9_-]`` (no dots) and unique across all shards;
 * pixels: images decode; masks are 8-bit L with only 0/255, of the target's size (``ref_mask``: the
   reference's); fine is not empty, rough ⊇ fine, box = filled bounding box of fine = json ``bbox``;
-* json: exactly the fields of ``pipelines.schema.empty_meta()``, none null, each of the template's type, and
+* json: exactly the fields of ``unieditkit.format.empty_meta()``, none null, each of the template's type, and
   consistent with the pixels (sizes, areas), the shard (domain, split) and the taxonomy;
 * tables: each sidecar's rows match its tar (same keys, same values as the json says), ``index.parquet`` and
   ``rejected.parquet`` are exactly the union of the sidecars, ``_stats.json`` counts match;
@@ -33,20 +33,22 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from pipelines.config import SPLITS
-from pipelines.schema import FORMAT_VERSION, INDEX_COLUMNS, MASK_MEMBERS, MEMBERS, empty_meta, index_record
 from unieditkit.errors import TaxonomyError, UserError
+from unieditkit.format import (
+    BUILD_CONFIG_FILE, CARD_FILE, DUPLICATES_FILE, FORMAT_VERSION, INDEX_COLUMNS, INDEX_FILE, MASK_MEMBERS, MASK_VARIANTS, MEMBERS,
+    REJECTED_FILE, SAMPLE_FILES, SHARD_RE, SHARD_SUFFIXES, SPLITS, duplicates_coverage, duplicates_info, empty_meta, index_record,
+    marker_name, mask_member,
+)
 
-from .reader import KEY_RE, SAMPLE_FILES, SHARD_RE, Sample, open_image, tar_entries
+from .reader import KEY_RE, Sample, open_image, tar_entries
 
 #: the build writes every file as NAME.tmp and renames it (``pipelines.writer``, not imported: it pulls in torch)
 TMP_SUFFIX = ".tmp"
 PAIR_KINDS = ("video", "multiview", "tryon", "self", "manifest")
 MASK_SOURCES = ("annotation", "sam", "sam2", "grabcut")
-FOLDER_FILES = ("README.md", "build_config.json", "index.parquet", "rejected.parquet")
+FOLDER_FILES = (CARD_FILE, BUILD_CONFIG_FILE, INDEX_FILE, REJECTED_FILE)
 #: folder files that only some builds have
-OPTIONAL_FILES = ("duplicates.parquet",)
-SHARD_SUFFIXES = (".tar", ".parquet", "_stats.json")
+OPTIONAL_FILES = (DUPLICATES_FILE,)
 STATS_FIELDS = {"shard", "domain", "split", "units", "samples", "rejected", "label_disagreements", "bytes", "format_version"}
 #: element type and length of list fields (the template's lists are empty, so they cannot say)
 LIST_ITEMS: dict[str, tuple[Any, int | None]] = {
@@ -183,7 +185,7 @@ def check_pixels(sample: Sample, meta: dict[str, Any] | None) -> list[str]:
         for member, f in (("tgt.jpg", "tgt_size"), ("ref.jpg", "ref_size")):
             if member in images and list(images[member].size) != meta[f]:
                 problems.append(f"json {f} is {meta[f]}, {member} is {list(images[member].size)}")
-    fine, rough, box = (masks.get(f"mask_{v}.png") for v in ("fine", "rough", "box"))
+    fine, rough, box = (masks.get(mask_member(v)) for v in MASK_VARIANTS)
     if fine is None:
         return problems
     if not fine.any():
@@ -430,30 +432,28 @@ def _compare_table(out_dir: Path, file: str, want: list[dict[str, Any]], problem
 
 def _check_duplicates(out_dir: Path, written: set[str], problems: list[Problem]) -> None:
     """``duplicates.parquet``, when present: it covers the done shards, names written samples, one keep per cluster."""
-    if not (out_dir / "duplicates.parquet").is_file():
+    if not (out_dir / DUPLICATES_FILE).is_file():
         return
-    from pipelines.dedupe import DUPLICATES, coverage, read_info
-
     from .reader import shard_stats
 
     try:
-        info = read_info(out_dir)
+        info = duplicates_info(out_dir)
     except UserError as exc:
-        problems.append(Problem(DUPLICATES, NO_KEY, str(exc).split(": ", 1)[-1]))
+        problems.append(Problem(DUPLICATES_FILE, NO_KEY, str(exc).split(": ", 1)[-1]))
         return
     if info is None:
         return
-    if info.get("shards") != coverage(shard_stats(out_dir)):
-        problems.append(Problem(DUPLICATES, NO_KEY, f"stale: computed for other shards; re-run `unieditkit dedupe {out_dir}`"))
+    if info.get("shards") != duplicates_coverage(shard_stats(out_dir)):
+        problems.append(Problem(DUPLICATES_FILE, NO_KEY, f"stale: computed for other shards; re-run `unieditkit dedupe {out_dir}`"))
         return
-    rows = pq.read_table(out_dir / DUPLICATES).to_pylist()
+    rows = pq.read_table(out_dir / DUPLICATES_FILE).to_pylist()
     keeps = Counter(r["cluster"] for r in rows if r["keep"])
     for r in rows:
         if r["key"] not in written:
-            problems.append(Problem(r["shard"], r["key"], f"{DUPLICATES} names a sample that is not written"))
+            problems.append(Problem(r["shard"], r["key"], f"{DUPLICATES_FILE} names a sample that is not written"))
     for cluster in sorted({r["cluster"] for r in rows}):
         if keeps[cluster] != 1:
-            problems.append(Problem(DUPLICATES, cluster, f"cluster has {keeps[cluster]} members with keep: true, expected 1"))
+            problems.append(Problem(DUPLICATES_FILE, cluster, f"cluster has {keeps[cluster]} members with keep: true, expected 1"))
 
 
 def validate(out_dir: Path, jobs: int = 1) -> tuple[list[Problem], dict[str, int]]:
@@ -478,10 +478,10 @@ def validate(out_dir: Path, jobs: int = 1) -> tuple[list[Problem], dict[str, int
             if key in seen:
                 problems.append(Problem(name, key, f"key also in {seen[key]} (keys must be unique across shards)"))
             seen.setdefault(key, name)
-        if (out_dir / f"{name}_stats.json").is_file():  # only done shards are in the folder tables
+        if (out_dir / marker_name(name)).is_file():  # only done shards are in the folder tables
             ok_rows += res.ok_rows
             rejected_rows += res.rejected_rows
-    for file, rows in (("index.parquet", ok_rows), ("rejected.parquet", rejected_rows)):
+    for file, rows in ((INDEX_FILE, ok_rows), (REJECTED_FILE, rejected_rows)):
         if (out_dir / file).is_file():
             _compare_table(out_dir, file, rows, problems)
     _check_duplicates(out_dir, {r["key"] for r in ok_rows}, problems)

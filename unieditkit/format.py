@@ -1,0 +1,295 @@
+"""The one definition of the dataset format: what a sample, a shard and a pipeline row contain, and what
+the files of a built folder are called.
+
+The writer, the catalog, the dataset card's ``features``, ``inspect``/``validate``, ``evaluate`` and training's
+data loader all read from here, so a field, a mask variant or a file name added in one place cannot silently be
+missing in another. This module sits on the ground floor (it imports nothing of the project but the version).
+JSON fields are never null: "not measured" is ``-1.0`` for scores, ``""`` for strings and ``[]`` for lists (HF
+``datasets`` would otherwise type a field as null from the first rows and fail later).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+from . import __version__
+
+if TYPE_CHECKING:
+    import datasets
+    import pyarrow as pa
+
+FORMAT_VERSION = 1
+SPLITS = ("train", "val", "test")
+
+#: the grey (0-255, all channels) behind a cut-out reference and in letterbox padding
+GREY = 127
+
+#: the MATS mask variants from tight to loose; each is stored as ``mask_{variant}.png``
+MASK_VARIANTS = ("fine", "rough", "box")
+
+
+def mask_member(variant: str) -> str:
+    """Tar member of a MATS mask variant (``fine`` → ``mask_fine.png``)."""
+    return f"mask_{variant}.png"
+
+
+MASK_MEMBERS = ("ref_mask.png", *(mask_member(v) for v in MASK_VARIANTS))
+MEMBERS = ("ref.jpg", "ref_mask.png", "tgt.jpg", *(mask_member(v) for v in MASK_VARIANTS))
+#: every file a sample has in a tar, by member suffix
+SAMPLE_FILES = (*MEMBERS, "json")
+
+
+def column(member: str) -> str:
+    """Arrow column holding a member's bytes between pipeline stages ("." is not allowed in column names)."""
+    return member.replace(".", "_")
+
+
+def mask_column(variant: str) -> str:
+    """Arrow column of a MATS mask variant's PNG bytes (``fine`` → ``mask_fine_png``)."""
+    return column(mask_member(variant))
+
+
+BYTES_COLUMNS = tuple(column(m) for m in MEMBERS)
+ROW_COLUMNS = ("key", "shard", "unit_id", "unit_rows", "status", "reason", "detail", "meta", "phash") + BYTES_COLUMNS
+
+NOT_MEASURED = -1.0
+
+_META_TEMPLATE: dict[str, Any] = {
+    "key": "",
+    "format_version": FORMAT_VERSION,
+    "domain": "",
+    "subcategory": "",
+    "subcategory_id": -1,
+    "subcategory_name": "",
+    "rigid": False,
+    "pair_kind": "",
+    "split": "",
+    "source": {"kind": "", "uri": "", "ref_uri": "", "unit_id": "", "group_id": "", "object_id": "", "ref_object_id": ""},
+    "bbox": [],
+    "tgt_size": [],
+    "ref_size": [],
+    "captions": {"ref": "", "tgt": ""},
+    "labels": [],
+    "label_source": "",
+    "label_check": "unchecked",
+    "scores": {"detector": NOT_MEASURED, "categorize": NOT_MEASURED, "match": NOT_MEASURED, "sharpness": NOT_MEASURED, "fine_area": NOT_MEASURED},
+    "mask_source": "",
+    "pair_method": "",
+    "mats": {"seed": 0, "dilate_px": 0, "noise_amp_px": 0.0, "noise_scale": 0.0, "octaves": 0, "rough_area": 0.0, "box_area": 0.0},
+    "augment": {"flip": False, "scale": 1.0, "rotate_deg": 0.0, "perspective": 0.0, "brightness": 0.0, "contrast": 1.0, "gamma": 1.0},
+    "taxonomy_version": "",
+    "tool_version": __version__,
+    "random_init": False,
+}
+
+
+def empty_meta() -> dict[str, Any]:
+    """A fresh metadata dict with every field present at its "not measured" value."""
+    return copy.deepcopy(_META_TEMPLATE)
+
+
+def hf_features() -> datasets.Features:
+    """Explicit Hugging Face features for one config (no inference from the first rows)."""
+    from datasets import Features, Image, List, Value
+
+    def s(**fields: Any) -> dict[str, Any]:
+        return fields
+
+    meta = s(
+        key=Value("string"),
+        format_version=Value("int32"),
+        domain=Value("string"),
+        subcategory=Value("string"),
+        subcategory_id=Value("int32"),
+        subcategory_name=Value("string"),
+        rigid=Value("bool"),
+        pair_kind=Value("string"),
+        split=Value("string"),
+        source=s(**{k: Value("string") for k in _META_TEMPLATE["source"]}),
+        bbox=List(Value("int32")),
+        tgt_size=List(Value("int32")),
+        ref_size=List(Value("int32")),
+        captions=s(ref=Value("string"), tgt=Value("string")),
+        labels=List(s(key=Value("string"), score=Value("float32"))),
+        label_source=Value("string"),
+        label_check=Value("string"),
+        scores=s(**{k: Value("float32") for k in _META_TEMPLATE["scores"]}),
+        mask_source=Value("string"),
+        pair_method=Value("string"),
+        mats=s(
+            seed=Value("int64"),
+            dilate_px=Value("int32"),
+            noise_amp_px=Value("float32"),
+            noise_scale=Value("float32"),
+            octaves=Value("int32"),
+            rough_area=Value("float32"),
+            box_area=Value("float32"),
+        ),
+        augment=s(
+            flip=Value("bool"),
+            scale=Value("float32"),
+            rotate_deg=Value("float32"),
+            perspective=Value("float32"),
+            brightness=Value("float32"),
+            contrast=Value("float32"),
+            gamma=Value("float32"),
+        ),
+        taxonomy_version=Value("string"),
+        tool_version=Value("string"),
+        random_init=Value("bool"),
+    )
+    features: dict[str, Any] = {m: Image() for m in MEMBERS}
+    features["json"] = meta
+    features["__key__"] = Value("string")
+    features["__url__"] = Value("string")
+    return Features(features)
+
+
+INDEX_COLUMNS = (
+    "key", "shard", "status", "reason", "detail", "domain", "split", "subcategory", "subcategory_id", "pair_kind",
+    "tgt_width", "tgt_height", "ref_width", "ref_height", "fine_area", "rough_area", "box_area",
+    "detector_score", "categorize_score", "sharpness", "source_uri", "group_id",
+)  # fmt: skip
+
+
+def index_record(meta: dict[str, Any], shard: str) -> dict[str, Any]:
+    """Flatten one sample's metadata into an index row (same columns for every row)."""
+    return {
+        "key": meta["key"],
+        "shard": shard,
+        "status": "ok",
+        "reason": "",
+        "detail": "",
+        "domain": meta["domain"],
+        "split": meta["split"],
+        "subcategory": meta["subcategory"],
+        "subcategory_id": meta["subcategory_id"],
+        "pair_kind": meta["pair_kind"],
+        "tgt_width": meta["tgt_size"][0],
+        "tgt_height": meta["tgt_size"][1],
+        "ref_width": meta["ref_size"][0],
+        "ref_height": meta["ref_size"][1],
+        "fine_area": meta["scores"]["fine_area"],
+        "rough_area": meta["mats"]["rough_area"],
+        "box_area": meta["mats"]["box_area"],
+        "detector_score": meta["scores"]["detector"],
+        "categorize_score": meta["scores"]["categorize"],
+        "sharpness": meta["scores"]["sharpness"],
+        "source_uri": meta["source"]["uri"],
+        "group_id": meta["source"]["group_id"],
+    }
+
+
+def row_schema() -> pa.Schema:
+    """Arrow schema of rows between stages: bytes stay ``binary`` (numpy would strip trailing NULs)."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [(c, pa.binary() if c in BYTES_COLUMNS else pa.int32() if c == "unit_rows" else pa.string()) for c in ROW_COLUMNS]
+    )
+
+
+_INT_COLUMNS = ("subcategory_id", "tgt_width", "tgt_height", "ref_width", "ref_height")
+_FLOAT_COLUMNS = ("fine_area", "rough_area", "box_area", "detector_score", "categorize_score", "sharpness")
+
+
+def index_schema() -> pa.Schema:
+    """Arrow schema of a shard's sidecar and of ``index.parquet`` / ``rejected.parquet``."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [(c, pa.int32() if c in _INT_COLUMNS else pa.float32() if c in _FLOAT_COLUMNS else pa.string()) for c in INDEX_COLUMNS]
+    )
+
+
+def rejected_record(key: str, shard: str, domain: str, split: str, reason: str, detail: str) -> dict[str, Any]:
+    """The index row of a rejected unit or sample: every measurement at its "not measured" value."""
+    rec: dict[str, Any] = {c: "" for c in INDEX_COLUMNS}
+    rec.update({c: -1 for c in _INT_COLUMNS})
+    rec.update({c: NOT_MEASURED for c in _FLOAT_COLUMNS})
+    rec.update(key=key, shard=shard, status="rejected", reason=reason, detail=detail, domain=domain, split=split)
+    return rec
+
+
+# ---- files of a built folder ---------------------------------------------------------------------------------
+
+TAR_SUFFIX = ".tar"
+SIDECAR_SUFFIX = ".parquet"
+#: written last, after the tar and the sidecar: a shard is done when its marker exists
+DONE_MARKER_SUFFIX = "_stats.json"
+SHARD_SUFFIXES = (TAR_SUFFIX, SIDECAR_SUFFIX, DONE_MARKER_SUFFIX)
+SHARD_RE = re.compile(r"^(?P<domain>[a-z0-9_]+)-(?P<split>train|val|test)-(?P<number>\d{6})$")
+INDEX_FILE = "index.parquet"
+REJECTED_FILE = "rejected.parquet"
+CARD_FILE = "README.md"
+BUILD_CONFIG_FILE = "build_config.json"
+DUPLICATES_FILE = "duplicates.parquet"
+_DUPLICATES_META_KEY = b"unieditkit"
+
+
+def shard_name(domain: str, split: str, index: int) -> str:
+    """``DOMAIN-SPLIT-NNNNNN``: sorts by domain, split and position, and globs per split for ``datasets``."""
+    return f"{domain}-{split}-{index:06d}"
+
+
+def parse_shard_name(name: str) -> tuple[str, str, int] | None:
+    """``(domain, split, index)`` of a shard name (without suffix), or None when it is not one."""
+    m = SHARD_RE.match(name)
+    return (m["domain"], m["split"], int(m["number"])) if m else None
+
+
+def split_glob(domain: str, split: str) -> str:
+    """The ``data_files`` pattern of one config's split in the dataset card."""
+    return f"{domain}-{split}-*{TAR_SUFFIX}"
+
+
+def marker_name(shard: str) -> str:
+    return shard + DONE_MARKER_SUFFIX
+
+
+def find_done_shards(folder: str | Path, split: str | None = None, domains: Iterable[str] = ()) -> list[str]:
+    """Names of the done shards in a local folder (those with their marker), sorted; optionally one split and
+    some domains only. A tar without its marker is an unfinished write and never counts."""
+    wanted = set(domains)
+    names = []
+    for p in sorted(Path(folder).glob(f"*{DONE_MARKER_SUFFIX}")):
+        parsed = parse_shard_name(p.name[: -len(DONE_MARKER_SUFFIX)])
+        if parsed is None or (split and parsed[1] != split) or (wanted and parsed[0] not in wanted):
+            continue
+        names.append(p.name[: -len(DONE_MARKER_SUFFIX)])
+    return names
+
+
+def read_marker(folder: str | Path, shard: str) -> dict[str, Any]:
+    return json.loads((Path(folder) / marker_name(shard)).read_text())
+
+
+def duplicates_coverage(shards: list[dict[str, Any]]) -> dict[str, int]:
+    """What ``duplicates.parquet`` records it covered: samples per done shard (stale when the shards change)."""
+    return {s["shard"]: int(s["samples"]) for s in shards}
+
+
+def duplicates_info(folder: str | Path) -> dict[str, Any] | None:
+    """The coverage and settings stored in ``duplicates.parquet`` (``None`` when there is none); unreadable is a
+    one-line error."""
+    import pyarrow.parquet as pq
+
+    from .errors import UserError
+
+    path = Path(folder) / DUPLICATES_FILE
+    if not path.is_file():
+        return None
+    try:
+        meta = pq.read_schema(path).metadata or {}
+        return json.loads(meta[_DUPLICATES_META_KEY])
+    except Exception as exc:  # pyarrow and json raise several types for a damaged file
+        raise UserError(f"{path}: unreadable ({type(exc).__name__}); re-run `unieditkit dedupe {folder}`") from None
+
+
+def duplicates_metadata(info: dict[str, Any]) -> dict[bytes, str]:
+    """Schema metadata that stores ``info`` in ``duplicates.parquet``."""
+    return {_DUPLICATES_META_KEY: json.dumps(info, sort_keys=True)}
