@@ -53,8 +53,9 @@ def rebuild_index(out_dir: Path, shards: list[dict[str, Any]]) -> pa.Table:
 
 
 def card_notes(out_dir: Path, shards: list[dict[str, Any]]) -> list[str]:
-    """Warnings the card must carry: domains mined with random weights (from ``build_config.json``) and the
-    state of the dataset-wide near-duplicate pass (``duplicates.parquet``)."""
+    """What the card must carry beyond the counts: domains mined with random weights and each domain's MATS
+    rough-mask parameters (from ``build_config.json``), and the state of the dataset-wide near-duplicate pass
+    (``duplicates.parquet``)."""
     notes = []
     try:
         domains = json.loads((out_dir / BUILD_CONFIG_FILE).read_text())["domains"]
@@ -64,6 +65,11 @@ def card_notes(out_dir: Path, shards: list[dict[str, Any]]) -> list[str]:
     if random:
         notes.append(f"**Random weights**: {', '.join(random)} was mined with `--random-weights` (a plumbing test): "
                      "its samples are noise, not training data; each one's json has `random_init: true`.")
+    for domain, entry in sorted(domains.items()):
+        mats = (entry.get("settings") or {}).get("mats") if isinstance(entry, dict) else None
+        if mats:
+            notes.append(f"**MATS** ({domain}): rough masks drawn with `{json.dumps(mats, sort_keys=True)}` and each sample's "
+                         "`mats.seed`; `unieditkit.format.recorded_mats_params(folder, domain)` returns these parameters.")
     from .dedupe import duplicates_note
 
     notes.append(duplicates_note(out_dir, shards))

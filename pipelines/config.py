@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from unieditkit.errors import UserError
+from unieditkit.format import mats_params_json
+from unieditkit.mats import MatsParams
 
 if TYPE_CHECKING:
     from .models.weights import ModelSpec
@@ -45,6 +47,9 @@ class OutputSettings:
     top_k: int = 3
     against: tuple[str, ...] = ()
     eval_overlap_hamming: int = 6
+    #: how rough the MATS rough masks are (``unieditkit.mats.MatsParams``); training's ``rough_source: regenerate``
+    #: reads them back from ``build_config.json`` (``unieditkit.format.recorded_mats_params``)
+    mats: MatsParams = field(default_factory=MatsParams)
 
     def __post_init__(self) -> None:
         if len(self.split_ratios) != 3 or any(r < 0 for r in self.split_ratios) or abs(sum(self.split_ratios) - 1) > 1e-6:
@@ -68,6 +73,7 @@ class OutputSettings:
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["split_ratios"] = list(self.split_ratios)
+        d["mats"] = mats_params_json(self.mats)
         # the folders' contents, not only their names: a resumed build against a changed eval set would mix
         d["against"] = [folder_fingerprint(f) for f in self.against]
         return d
@@ -208,7 +214,9 @@ def _settings(path: str, settings: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in settings.items():
         default = getattr(defaults, key)
-        if isinstance(default, tuple):
+        if key == "mats":
+            value = _mats_params(path, value)
+        elif isinstance(default, tuple):
             if not isinstance(value, list):
                 raise UserError(f"{path}: settings.{key}: expected a list, e.g. {key}: [{', '.join(map(str, default)) or '...'}]")
             value = tuple(value)
@@ -221,6 +229,34 @@ def _settings(path: str, settings: Any) -> dict[str, Any]:
             value = float(value) if isinstance(default, float) else value
         out[key] = value
     return out
+
+
+def _mats_params(path: str, values: Any) -> MatsParams:
+    """``settings: {mats: {dilate_frac: [0.05, 0.3], octaves: 3}}``: any ``MatsParams`` field, the rest default."""
+    names = [f.name for f in fields(MatsParams)]
+    if not isinstance(values, dict):
+        raise UserError(f"{path}: settings.mats: expected a mapping of {', '.join(names)}, e.g. mats: {{dilate_frac: [0.05, 0.3]}}")
+    unknown = sorted(set(map(str, values)) - set(names))
+    if unknown:
+        raise UserError(f"{path}: settings.mats.{unknown[0]}: unknown MATS parameter; use {', '.join(names)}")
+    defaults = MatsParams()
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        default = getattr(defaults, key)
+        if isinstance(default, tuple):
+            if not isinstance(value, list) or len(value) != len(default):
+                raise UserError(f"{path}: settings.mats.{key}: expected [low, high], e.g. {key}: {list(default)}")
+            for item in value:
+                _check_type(path, f"settings.mats.{key}[]", item, default[0])
+            value = tuple(float(v) for v in value)
+        else:
+            _check_type(path, f"settings.mats.{key}", value, default)
+            value = float(value) if isinstance(default, float) else value
+        out[key] = value
+    try:
+        return MatsParams(**out)
+    except UserError as exc:
+        raise UserError(f"{path}: settings.mats: {exc}") from None
 
 
 def _check_type(path: str, where: str, value: Any, default: Any) -> None:

@@ -268,6 +268,34 @@ def read_marker(folder: str | Path, shard: str) -> dict[str, Any]:
     return json.loads((Path(folder) / marker_name(shard)).read_text())
 
 
+def mats_params_json(params: Any) -> dict[str, Any]:
+    """``MatsParams`` as recorded in ``build_config.json`` (ranges as lists, so the record compares equal to its
+    JSON round trip)."""
+    from dataclasses import asdict
+
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(params).items()}
+
+
+def recorded_mats_params(folder: str | Path, domain: str) -> Any:
+    """The ``MatsParams`` a folder's ``domain`` was built with, read from its ``build_config.json``: what
+    training's ``rough_source: regenerate`` must use to redraw the stored rough masks bit for bit. A folder built
+    before MATS parameters were recorded used the defaults."""
+    from .errors import UserError
+    from .mats import MatsParams
+
+    path = Path(folder) / BUILD_CONFIG_FILE
+    try:
+        domains = json.loads(path.read_text())["domains"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise UserError(f"{path}: cannot read the build settings ({type(exc).__name__}); pass the output folder of `unieditkit build`") from None
+    if domain not in domains:
+        raise UserError(f"{path}: no domain '{domain}' (built: {', '.join(sorted(domains)) or 'none'}); pick one of those")
+    recorded = domains[domain].get("settings", {}).get("mats")
+    if recorded is None:
+        return MatsParams()
+    return MatsParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()})
+
+
 def duplicates_coverage(shards: list[dict[str, Any]]) -> dict[str, int]:
     """What ``duplicates.parquet`` records it covered: samples per done shard (stale when the shards change)."""
     return {s["shard"]: int(s["samples"]) for s in shards}

@@ -115,4 +115,4 @@ def _filter(config: BuildConfig, models: ModelSpec | None) -> Stage:
 def _mats(config: BuildConfig, models: ModelSpec | None) -> Stage:
     from .mats import MatsStage
 
-    return Stage("mats", MatsStage(config.settings.seed))
+    return Stage("mats", MatsStage(config.settings.seed, config.settings.mats))
