@@ -241,3 +241,12 @@ def test_two_process_flux_run_resumes_bit_exactly_then_edit_and_eval_run(
     assert main(["eval", "--pred", str(pred), "--data", str(data), "--random-weights", "--no-dino",
                  "--json", str(scores)]) == 0
     assert json.loads(scores.read_text())["evaluated"] == {"fine": 2, "rough": 2, "box": 2}
+
+
+def test_fsdp_shards_every_flux_block(tiny_flux, tiny_flux_config, two_domain_shards, tmp_path):
+    from training.backends import make_backend
+    from training.distributed import shard_units
+
+    backend = make_backend(_cfg(tiny_flux_config, tiny_flux, two_domain_shards, tmp_path), torch.device("cpu"))
+    t = backend.module.transformer
+    assert shard_units(backend.module) == [*t.transformer_blocks, *t.single_transformer_blocks]
