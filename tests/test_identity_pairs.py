@@ -25,6 +25,7 @@ from pipelines.stages.pair import PairStage
 from pipelines.stages.track import step_indices, track_boxes
 from taxonomy import load_taxonomy
 from unieditkit import rle
+from unieditkit.imageio import ImageReadError
 from unieditkit.uri import split_uri
 from unieditkit.video import read_frames, shots
 
@@ -114,8 +115,10 @@ def test_look_alikes_that_swap_places_are_paired_with_themselves(tmp_path: Path)
         a, b = frames_of(unit)
         ref_objects, ref_identity = detections(a, "t_shirt")  # the detector names the same things differently
         objects, identity = detections(b, "shirt")  # in the two frames: siblings in the taxonomy
-        rows = stage(pa.Table.from_pylist([unit_row(unit, objects, ref_objects)])).to_pylist()
+        table = pa.Table.from_pylist([unit_row(unit, objects, ref_objects)])
+        rows = stage(table).to_pylist()
         assert [r["status"] for r in rows] == ["ok", "ok"], [r["detail"] for r in rows]
+        assert stage(table).to_pylist() == rows, "same unit, same rows (bytes included)"
         for r in rows:
             meta = json.loads(r["meta"])
             src = meta["source"]
@@ -126,6 +129,20 @@ def test_look_alikes_that_swap_places_are_paired_with_themselves(tmp_path: Path)
     (ref_objects, ref_identity), (objects, identity) = detections(0, "t_shirt"), detections(N - 1, "shirt")
     naive = match_objects(*read_frames(video, [N - 1]), objects, *read_frames(video, [0]), ref_objects, load_taxonomy(), 0.0)
     assert all(ref_identity[o["ref_object_id"]] != identity[o["object_id"]] for o in naive)
+
+
+def test_read_frames_matches_read_frame(tmp_path: Path) -> None:
+    from unieditkit.video import read_frame
+
+    video = write_swap_video(tmp_path / "swap.avi")
+    wanted = [3, 4, 9, 20, 39]
+    for got, index in zip(read_frames(video, wanted), wanted):
+        assert np.array_equal(got, read_frame(video, index))
+    with pytest.raises(ValueError, match="sorted, distinct"):
+        read_frames(video, [4, 3])
+    with pytest.raises(ImageReadError) as err:
+        read_frames(video, [38, N + 5])
+    assert err.value.reason == "video_frame_unreadable"
 
 
 def test_tracker_follows_each_look_alike(tmp_path: Path) -> None:
