@@ -72,6 +72,9 @@ def test_box_only_coco_keeps_every_human_subcategory(tmp_path: Path, ray_local, 
     stats = [json.loads(p.read_text()) for p in out.glob("*_stats.json")]
     assert sum(s["label_disagreements"] for s in stats) == disagreements
     assert (f"label of {disagreements} samples" in printed) == (disagreements > 0), printed
+    main(["validate", str(out)])  # the new fields pass the format check; only the random weights are a problem
+    problems = capsys.readouterr().out.strip().splitlines()
+    assert all("random_init" in p for p in problems), problems
 
 
 def test_detector_labels_follow_clip_and_human_labels_never_do() -> None:

@@ -25,6 +25,7 @@ from pipelines.stages.pair import PairStage
 from pipelines.stages.track import step_indices, track_boxes
 from taxonomy import load_taxonomy
 from unieditkit import rle
+from unieditkit.imageio import ImageReadError
 from unieditkit.uri import split_uri
 from unieditkit.video import read_frames, shots
 
@@ -38,8 +39,11 @@ def centres(frame: int) -> dict[str, tuple[float, float]]:
     return {"A": (30 + 100 * t, 48 - lift), "B": (130 - 100 * t, 48 + lift)}
 
 
-def _sprite() -> np.ndarray:
-    """One look for both objects: a red disc with a white bar and a dark dot (texture for the tracker)."""
+def _sprite(look: str) -> np.ndarray:
+    """One look for both objects: the cat's face from a real photo, or a drawn red disc with a white bar and a
+    dark dot (texture for the tracker)."""
+    if look == "photo":
+        return cv2.resize(skimage.data.chelsea()[40:200, 150:310], (2 * R + 1, 2 * R + 1), interpolation=cv2.INTER_AREA)
     s = np.zeros((2 * R + 1, 2 * R + 1, 3), np.uint8)
     cv2.circle(s, (R, R), R, (200, 30, 40), -1)
     cv2.rectangle(s, (R - 7, R - 2), (R + 7, R + 2), (250, 250, 250), -1)
@@ -53,10 +57,14 @@ def _disc(centre: tuple[float, float]) -> np.ndarray:
     return m.astype(bool)
 
 
-def write_swap_video(path: Path) -> Path:
-    rng = np.random.default_rng(3)
-    background = cv2.resize(rng.integers(70, 150, (12, 20, 3), dtype=np.uint8), (W, H), interpolation=cv2.INTER_CUBIC)
-    sprite, sprite_mask = _sprite(), _disc((R, R))[: 2 * R + 1, : 2 * R + 1]
+def write_swap_video(path: Path, look: str = "drawn") -> Path:
+    """Two identical objects (``look``) that swap places, over a still background (a real photo for ``photo``)."""
+    if look == "photo":
+        background = cv2.resize(skimage.data.coffee(), (W, H), interpolation=cv2.INTER_AREA)
+    else:
+        rng = np.random.default_rng(3)
+        background = cv2.resize(rng.integers(70, 150, (12, 20, 3), dtype=np.uint8), (W, H), interpolation=cv2.INTER_CUBIC)
+    sprite, sprite_mask = _sprite(look), _disc((R, R))[: 2 * R + 1, : 2 * R + 1]
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (W, H))
     for f in range(N):
         frame = background.copy()
@@ -105,8 +113,9 @@ def frames_of(unit) -> tuple[int, int]:
     return int(split_uri(unit.ref_uri)[1]["frame"]), int(split_uri(unit.tgt_uri)[1]["frame"])
 
 
-def test_look_alikes_that_swap_places_are_paired_with_themselves(tmp_path: Path) -> None:
-    video = write_swap_video(tmp_path / "swap.avi")
+@pytest.mark.parametrize("look", ["drawn", "photo"])
+def test_look_alikes_that_swap_places_are_paired_with_themselves(tmp_path: Path, look: str) -> None:
+    video = write_swap_video(tmp_path / "swap.avi", look)
     units = list(parse_source(f"video:{video}?pairs_per_video=3&min_gap_frac=0.6&max_gap_frac=0.95").units())
     assert len(units) == 3
     stage = PairStage("garments", OutputSettings(split_ratios=(1.0, 0.0, 0.0)))
@@ -114,8 +123,10 @@ def test_look_alikes_that_swap_places_are_paired_with_themselves(tmp_path: Path)
         a, b = frames_of(unit)
         ref_objects, ref_identity = detections(a, "t_shirt")  # the detector names the same things differently
         objects, identity = detections(b, "shirt")  # in the two frames: siblings in the taxonomy
-        rows = stage(pa.Table.from_pylist([unit_row(unit, objects, ref_objects)])).to_pylist()
+        table = pa.Table.from_pylist([unit_row(unit, objects, ref_objects)])
+        rows = stage(table).to_pylist()
         assert [r["status"] for r in rows] == ["ok", "ok"], [r["detail"] for r in rows]
+        assert stage(table).to_pylist() == rows, "same unit, same rows (bytes included)"
         for r in rows:
             meta = json.loads(r["meta"])
             src = meta["source"]
@@ -126,6 +137,20 @@ def test_look_alikes_that_swap_places_are_paired_with_themselves(tmp_path: Path)
     (ref_objects, ref_identity), (objects, identity) = detections(0, "t_shirt"), detections(N - 1, "shirt")
     naive = match_objects(*read_frames(video, [N - 1]), objects, *read_frames(video, [0]), ref_objects, load_taxonomy(), 0.0)
     assert all(ref_identity[o["ref_object_id"]] != identity[o["object_id"]] for o in naive)
+
+
+def test_read_frames_matches_read_frame(tmp_path: Path) -> None:
+    from unieditkit.video import read_frame
+
+    video = write_swap_video(tmp_path / "swap.avi")
+    wanted = [3, 4, 9, 20, 39]
+    for got, index in zip(read_frames(video, wanted), wanted):
+        assert np.array_equal(got, read_frame(video, index))
+    with pytest.raises(ValueError, match="sorted, distinct"):
+        read_frames(video, [4, 3])
+    with pytest.raises(ImageReadError) as err:
+        read_frames(video, [38, N + 5])
+    assert err.value.reason == "video_frame_unreadable"
 
 
 def test_tracker_follows_each_look_alike(tmp_path: Path) -> None:

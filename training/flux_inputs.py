@@ -163,9 +163,6 @@ class FluxFillInputs:
         img = self.vae.decode(lat, return_dict=False)[0].float().clamp(-1, 1).cpu()
         return img[..., fb.width // 2:]
 
-    def sequence_length(self, fb: FluxBatch) -> int:
-        return int(fb.x0.shape[1])
-
     def scheduler(self) -> Any:
         """A fresh FLUX flow-matching scheduler from the snapshot (it keeps a step index, so one per sampling)."""
         return _diffusers().FlowMatchEulerDiscreteScheduler.from_config(self.scheduler_config)

@@ -45,7 +45,10 @@ from .reader import KEY_RE, Sample, open_image, tar_entries
 #: the build writes every file as NAME.tmp and renames it (``pipelines.writer``, not imported: it pulls in torch)
 TMP_SUFFIX = ".tmp"
 PAIR_KINDS = ("video", "multiview", "tryon", "self", "manifest")
-MASK_SOURCES = ("annotation", "sam", "sam2", "grabcut")
+PAIR_METHODS = ("self", "annotation", "track", "appearance")
+LABEL_SOURCES = ("annotation", "detector", "clip")
+LABEL_CHECKS = ("agree", "disagree", "unchecked")
+MASK_SOURCES = ("annotation", "sam", "mobile_sam", "sam2", "grabcut")
 FOLDER_FILES = (CARD_FILE, BUILD_CONFIG_FILE, INDEX_FILE, REJECTED_FILE)
 #: folder files that only some builds have
 OPTIONAL_FILES = (DUPLICATES_FILE,)
@@ -129,7 +132,8 @@ def check_meta_values(meta: dict[str, Any], key: str, shard: str, taxonomy: Any 
     if m:
         expected.update(domain=m["domain"], split=m["split"])
     problems += [f"json {f} is {meta[f]!r}, expected {v!r}" for f, v in expected.items() if meta[f] != v]
-    for f, allowed in (("split", SPLITS), ("pair_kind", PAIR_KINDS), ("mask_source", MASK_SOURCES)):
+    for f, allowed in (("split", SPLITS), ("pair_kind", PAIR_KINDS), ("mask_source", MASK_SOURCES), ("pair_method", PAIR_METHODS),
+                       ("label_source", LABEL_SOURCES), ("label_check", LABEL_CHECKS)):
         if meta[f] not in allowed:
             problems.append(f"json {f} is {meta[f]!r}, expected one of {', '.join(allowed)}")
     if taxonomy is not None:
