@@ -1,20 +1,24 @@
-"""Build throughput of the model-free stages vs a raw JPEG decode → encode → tar of the same images.
+"""Model-free build throughput against a raw floor, scaling from 1 to 2 workers, and the driver's peak memory.
 
-The raw loop is the floor any builder pays (read, decode, re-encode, write); the build additionally cuts and
-augments the reference, rasterises the mask, makes MATS variants and writes four PNG masks per sample, but
-runs on Ray with one worker per core. Both process exactly the images the build plans for the domain.
+P1: the build's images/s ÷ the raw floor's. The floor is what any builder pays for the same images and the
+same six members, in one plain process: decode the JPEG, encode the target and a 384 px reference as JPEG and
+four PNG masks (with the build's own encoders), tar them. The build additionally cuts and augments the
+reference, checks the sample and draws the MATS masks, and runs on Ray. P5: 2 workers ÷ 1 worker, and the
+driver's peak RSS (its own process, not the Ray workers) for a small and a ten times larger build: sample bytes
+never reach the driver, so it should stay flat.
 
-Usage: ``python bench/bench_build.py [--images-per-domain 64] [--size 640 480] [--workers 2]``
+Usage: ``python bench/bench_build.py [--images 2000] [--size 640 480] [--rss-units 2000 20000]``
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import io
+import json
 import logging
+import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,65 +29,122 @@ import numpy as np
 import webdataset as wds
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from unieditkit.imageio import encode_jpeg, encode_mask  # noqa: E402
 
 
-def load_generator():
-    spec = importlib.util.spec_from_file_location("make_sample_data", ROOT / "scripts" / "make_sample_data.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def make_coco(root: Path, n: int, size: tuple[int, int], seed: int = 0) -> Path:
+    """``n`` textured JPEGs with one dress polygon each (the issue's "one object each" COCO source)."""
+    w, h = size
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    images, anns = [], []
+    base = cv2.resize(rng.integers(0, 255, (h // 8, w // 8, 3), dtype=np.uint8), (w, h), interpolation=cv2.INTER_CUBIC)
+    for i in range(n):
+        img = np.roll(base, (i * 7) % h, axis=0) // 2 + rng.integers(0, 128, (h, w, 3), dtype=np.uint8)
+        cx, cy = rng.uniform(0.3, 0.7) * w, rng.uniform(0.3, 0.7) * h
+        rx, ry = rng.uniform(0.1, 0.25) * w, rng.uniform(0.15, 0.3) * h
+        poly = [cx - rx, cy - ry, cx + rx, cy - ry * 0.8, cx + rx * 0.9, cy + ry, cx - rx * 0.8, cy + ry * 0.9]
+        cv2.fillPoly(img, [np.array(poly, np.int32).reshape(-1, 2)], tuple(int(c) for c in rng.integers(0, 255, 3)))
+        name = f"img_{i:06d}.jpg"
+        cv2.imwrite(str(root / "images" / name), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        images.append({"id": i + 1, "file_name": name, "width": w, "height": h})
+        xs, ys = poly[0::2], poly[1::2]
+        anns.append({"id": i + 1, "image_id": i + 1, "category_id": 1, "segmentation": [poly], "iscrowd": 0,
+                     "bbox": [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]})
+    path = root / "instances.json"
+    path.write_text(json.dumps({"images": images, "annotations": anns, "categories": [{"id": 1, "name": "dress"}]}))
+    return path
 
 
-def raw_baseline(paths: list[str], out: Path) -> float:
+def raw_floor(coco: Path, out: Path) -> tuple[int, float]:
+    data = json.loads(coco.read_text())
+    polys = {a["image_id"]: a["segmentation"][0] for a in data["annotations"]}
     t0 = time.perf_counter()
     with open(out, "wb") as fh, wds.TarWriter(fh, encoder=False, mtime=0) as tw:
-        for i, p in enumerate(paths):
-            img = cv2.imdecode(np.fromfile(p, np.uint8), cv2.IMREAD_COLOR)
-            ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 92])
-            tw.write({"__key__": f"s{i:06d}", "jpg": buf.tobytes()})
-    return time.perf_counter() - t0
+        for im in data["images"]:
+            rgb = cv2.imdecode(np.fromfile(coco.parent / "images" / im["file_name"], np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+            mask = np.zeros(rgb.shape[:2], np.uint8)
+            cv2.fillPoly(mask, [np.array(polys[im["id"]], np.int32).reshape(-1, 2)], 1)
+            ys, xs = np.nonzero(mask)
+            crop = cv2.resize(rgb[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1], (384, 384))
+            crop_mask = cv2.resize(mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1], (384, 384), interpolation=cv2.INTER_NEAREST)
+            tw.write({"__key__": f"s{im['id']:06d}", "tgt.jpg": encode_jpeg(rgb), "ref.jpg": encode_jpeg(crop),
+                      "ref_mask.png": encode_mask(crop_mask > 0), "mask_fine.png": encode_mask(mask > 0),
+                      "mask_rough.png": encode_mask(mask > 0), "mask_box.png": encode_mask(mask > 0)})
+    return len(data["images"]), time.perf_counter() - t0
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images-per-domain", type=int, default=64)
-    parser.add_argument("--size", type=int, nargs=2, default=(640, 480))
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--domain", default="garments")
-    args = parser.parse_args()
-
+def timed_build(coco: Path, out: Path, workers: int) -> tuple[float, int]:
     import ray
 
     from pipelines.build import build
     from pipelines.config import BuildConfig, OutputSettings
-    from pipelines.plan import make_plan
-    from pipelines.sources import parse_source
-    from taxonomy import load_taxonomy
+
+    ray.init(num_cpus=workers, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    try:
+        cfg = BuildConfig(domain="garments", out_dir=str(out), sources=(f"coco:{coco}",), settings=OutputSettings(split_ratios=(1.0, 0.0, 0.0)), progress=False)
+        build(cfg)  # warm-up: worker processes and imports, then measure a fresh build
+        shutil.rmtree(out)
+        t0 = time.perf_counter()
+        summary = build(cfg)
+        return time.perf_counter() - t0, summary.samples_written
+    finally:
+        ray.shutdown()
+
+
+DRIVER = """
+import logging, resource, sys, ray
+from pipelines.build import build
+from pipelines.config import BuildConfig, OutputSettings
+ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+build(BuildConfig(domain="garments", out_dir=sys.argv[2], sources=("coco:" + sys.argv[1],), settings=OutputSettings(split_ratios=(1.0, 0.0, 0.0)), progress=False))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def driver_peak_rss_mib(coco: Path, out: Path) -> float:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", DRIVER, str(coco), str(out)], capture_output=True, text=True, env=env, check=True)
+    return int(done.stdout.strip().splitlines()[-1]) / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--size", type=int, nargs=2, default=(640, 480))
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--rss-units", type=int, nargs="*", default=[2000, 20000])
+    parser.add_argument("--rss-size", type=int, nargs=2, default=(96, 72), help="image size of the RSS builds (small: only the unit count matters)")
+    args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench_build_"))
     try:
-        coco = load_generator().generate(work / "src", args.images_per_domain, tuple(args.size))
-        settings = OutputSettings()
-        shards, report = make_plan([parse_source(f"coco:{coco}")], load_taxonomy(), args.domain, settings)
-        paths = [u.tgt_uri for s in shards for u in s.units]
-        raw = min(raw_baseline(paths, work / "raw.tar") for _ in range(3))
-        rows = [("raw decode→encode→tar, 1 process", len(paths) / raw, 1.0, "")]
-        for n in args.workers:
-            ray.init(num_cpus=n, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
-            cfg = BuildConfig(domain=args.domain, out_dir=str(work / f"out{n}"), sources=(f"coco:{coco}",), settings=settings, progress=False)
-            build(cfg)  # warm-up: worker processes and imports, then measure a fresh build
-            shutil.rmtree(work / f"out{n}")
-            t0 = time.perf_counter()
-            summary = build(cfg)
-            dt = time.perf_counter() - t0
-            ray.shutdown()
-            rows.append((f"unieditkit build, Ray {n} worker(s)", len(paths) / dt, (len(paths) / dt) / (len(paths) / raw), f"{summary.samples_written / dt:.1f} samples/s"))
-        print(f"\n{len(paths)} images of {args.size[0]}x{args.size[1]} ({report.objects_planned} {args.domain} objects); "
-              f"{platform.processor() or platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores, Python {sys.version.split()[0]}\n")
-        print("| pipeline | images/s | vs raw | |")
-        print("|---|---|---|---|")
+        coco = make_coco(work / "src", args.images, tuple(args.size))
+        n, raw = min((raw_floor(coco, work / "raw.tar") for _ in range(2)), key=lambda r: r[1])
+        rows = [("raw floor: decode, 2 JPEG + 4 PNG, tar; 1 process", n / raw, 1.0, "")]
+        speed = {}
+        for w in args.workers:
+            dt, samples = timed_build(coco, work / f"out{w}", w)
+            speed[w] = n / dt
+            rows.append((f"unieditkit build, Ray {w} worker(s)", n / dt, (n / dt) / (n / raw), f"{samples / dt:.1f} samples/s, {dt:.1f} s"))
+        rss = []
+        for units in args.rss_units:
+            src = make_coco(work / f"rss{units}", units, tuple(args.rss_size), seed=units)
+            rss.append((units, driver_peak_rss_mib(src, work / f"rssout{units}")))
+            shutil.rmtree(work / f"rss{units}")
+            shutil.rmtree(work / f"rssout{units}")
+        print(f"\n{n} images of {args.size[0]}x{args.size[1]}, one object each; {platform.processor() or platform.machine()}, "
+              f"{len(os.sched_getaffinity(0))} cores, load average {os.getloadavg()[0]:.1f}, Python {sys.version.split()[0]}\n")
+        print("| pipeline | images/s | vs raw (P1) | |")
+        print("|---|---:|---:|---|")
         for name, ips, ratio, extra in rows:
             print(f"| {name} | {ips:.1f} | {ratio:.2f}× | {extra} |")
+        if 1 in speed and 2 in speed:
+            print(f"\nP5 scaling, 2 workers ÷ 1 worker: {speed[2] / speed[1]:.2f}×")
+        for units, mib in rss:
+            print(f"driver peak RSS, {units} units of {args.rss_size[0]}x{args.rss_size[1]}: {mib:.0f} MiB")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -14,13 +14,13 @@ import hashlib
 import json
 import time
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from taxonomy import Taxonomy, load_taxonomy
 from unieditkit.errors import UserError
-from unieditkit.format import BUILD_CONFIG_FILE, find_done_shards
+from unieditkit.format import BUILD_CONFIG_FILE
 
 from .catalog import finalize
 from .config import MODEL_STAGES, BuildConfig
@@ -29,18 +29,17 @@ from .plan import ShardPlan, SourceReport, make_plan, pending
 from .sources import Source, default_sources, parse_source
 from .runner import run_stages
 from .distributor import ShardDistributor
-from .writer import TMP_SUFFIX, write_bytes_atomic
+from .storage import Folder
 
 if TYPE_CHECKING:
     from .models.weights import ModelSpec
 
-BUILD_CONFIG = BUILD_CONFIG_FILE
 
 
 @dataclass
 class BuildSummary:
     domain: str
-    out_dir: Path
+    out_dir: Folder
     shards_total: int = 0
     shards_written: int = 0
     samples_written: int = 0
@@ -84,11 +83,11 @@ def plan_fingerprint(shards: list[ShardPlan]) -> str:
 
 
 def check_build_config(
-    out: Path, config: BuildConfig, taxonomy: Taxonomy, sources: list[Source], shards: list[ShardPlan], models: ModelSpec | None
+    out: Folder, config: BuildConfig, taxonomy: Taxonomy, sources: list[Source], shards: list[ShardPlan], models: ModelSpec | None
 ) -> None:
     """Refuse to resume into a folder built from other inputs or settings, which would mix two datasets."""
-    path = out / BUILD_CONFIG
-    recorded: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {"domains": {}}
+    path = out.path(BUILD_CONFIG_FILE) if out.local else f"{out}/{BUILD_CONFIG_FILE}"
+    recorded: dict[str, Any] = json.loads(out.read_bytes(BUILD_CONFIG_FILE)) if out.exists(BUILD_CONFIG_FILE) else {"domains": {}}
     entry = {
         "settings": config.settings.to_json(),
         "models": dataclasses.asdict(models) if models else {},
@@ -105,7 +104,7 @@ def check_build_config(
         )
     if previous is None:
         recorded["domains"][config.domain] = entry
-        write_bytes_atomic(path, (json.dumps(recorded, indent=1, sort_keys=True) + "\n").encode())
+        out.write_bytes(BUILD_CONFIG_FILE, (json.dumps(recorded, indent=1, sort_keys=True) + "\n").encode())
 
 
 def resolve_model_stages(config: BuildConfig, shards: list[ShardPlan]) -> ModelSpec | None:
@@ -148,10 +147,11 @@ def model_notes(models: ModelSpec | None) -> list[str]:
     return [n for n in notes if n]
 
 
-def remove_partial_files(out: Path) -> None:
-    """Temp files are only ever left by a killed run; they are never visible under a final name."""
-    for p in out.glob(f"*{TMP_SUFFIX}"):
-        p.unlink()
+def storage_notes(out: Folder) -> list[str]:
+    """Object storage has no advisory lock: say so in every summary instead of pretending to hold one."""
+    if out.local:
+        return []
+    return [f"{out}: object storage has no build lock; run one build per output prefix at a time (README 'Scale')"]
 
 
 def build(config: BuildConfig) -> BuildSummary:
@@ -159,16 +159,16 @@ def build(config: BuildConfig) -> BuildSummary:
     taxonomy = load_taxonomy(config.taxonomy_path or None)
     taxonomy.domain(config.domain)
     sources = [parse_source(s) for s in config.sources] if config.sources else default_sources()
-    out = Path(config.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with build_lock(out):
+    out = Folder(config.out_dir)
+    out.makedirs()
+    with build_lock(out.local_path()) if out.local else nullcontext():
         try:
             summary = _build_locked(config, taxonomy, sources, out)
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
-            remove_partial_files(out)
-            done = len(find_done_shards(out))
+            out.remove_partial_files()
+            done = len(out.done_shards())
             raise UserError(
                 f"disk full while writing into {out} ({exc.filename or 'a shard'}): the {done} complete shards are kept; "
                 "free some space and re-run the same command to finish"
@@ -177,16 +177,16 @@ def build(config: BuildConfig) -> BuildSummary:
     return summary
 
 
-def _build_locked(config: BuildConfig, taxonomy: Taxonomy, sources: list[Source], out: Path) -> BuildSummary:
+def _build_locked(config: BuildConfig, taxonomy: Taxonomy, sources: list[Source], out: Folder) -> BuildSummary:
     shards, report = make_plan(sources, taxonomy, config.domain, config.settings)
     if not shards:
         raise UserError(f"no input for domain '{config.domain}' in {', '.join(s.describe() for s in sources)} ({report.units_total} units read, none with objects of this domain)")
     models = resolve_model_stages(config, shards)
     check_build_config(out, config, taxonomy, sources, shards, models)
-    summary = BuildSummary(config.domain, out, shards_total=len(shards), report=report, notes=model_notes(models))
+    summary = BuildSummary(config.domain, out, shards_total=len(shards), report=report, notes=model_notes(models) + storage_notes(out))
     todo = pending(shards, out)
     if todo:
-        remove_partial_files(out)
+        out.remove_partial_files()
 
         def on_done(stats: dict[str, Any]) -> None:
             summary.shards_written += 1

@@ -18,22 +18,23 @@ import pyarrow.parquet as pq
 import yaml
 
 from unieditkit.format import (
-    BUILD_CONFIG_FILE, CARD_FILE, FORMAT_VERSION, INDEX_FILE, REJECTED_FILE, SIDECAR_SUFFIX, SPLITS, find_done_shards,
-    hf_features, index_schema, read_marker, split_glob,
+    BUILD_CONFIG_FILE, CARD_FILE, FORMAT_VERSION, INDEX_FILE, REJECTED_FILE, SIDECAR_SUFFIX, SPLITS,
+    hf_features, index_schema, marker_name, split_glob,
 )
 
-from .writer import write_bytes_atomic
+from .storage import Folder, as_folder
 
 
-def done_shards(out_dir: Path) -> list[dict[str, Any]]:
+def done_shards(out: Folder | Path) -> list[dict[str, Any]]:
     """Stats of every complete shard, sorted by name."""
-    return [read_marker(out_dir, name) for name in find_done_shards(out_dir)]
+    folder = as_folder(out)
+    return [json.loads(folder.read_bytes(marker_name(name))) for name in folder.done_shards()]
 
 
-def _write_if_changed(path: Path, data: bytes) -> bool:
-    if path.exists() and path.read_bytes() == data:
+def _write_if_changed(folder: Folder, name: str, data: bytes) -> bool:
+    if folder.exists(name) and folder.read_bytes(name) == data:
         return False
-    write_bytes_atomic(path, data)
+    folder.write_bytes(name, data)
     return True
 
 
@@ -43,22 +44,24 @@ def _parquet_bytes(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def rebuild_index(out_dir: Path, shards: list[dict[str, Any]]) -> pa.Table:
-    tables = [pq.read_table(out_dir / f"{s['shard']}{SIDECAR_SUFFIX}", schema=index_schema()) for s in shards]
+def rebuild_index(out: Folder | Path, shards: list[dict[str, Any]]) -> pa.Table:
+    folder = as_folder(out)
+    tables = [pq.read_table(pa.BufferReader(folder.read_bytes(f"{s['shard']}{SIDECAR_SUFFIX}")), schema=index_schema()) for s in shards]
     table = pa.concat_tables(tables) if tables else index_schema().empty_table()
     ok = pc.equal(table["status"], "ok")
-    _write_if_changed(out_dir / INDEX_FILE, _parquet_bytes(table.filter(ok)))
-    _write_if_changed(out_dir / REJECTED_FILE, _parquet_bytes(table.filter(pc.invert(ok))))
+    _write_if_changed(folder, INDEX_FILE, _parquet_bytes(table.filter(ok)))
+    _write_if_changed(folder, REJECTED_FILE, _parquet_bytes(table.filter(pc.invert(ok))))
     return table
 
 
-def card_notes(out_dir: Path, shards: list[dict[str, Any]]) -> list[str]:
+def card_notes(out: Folder | Path, shards: list[dict[str, Any]]) -> list[str]:
     """What the card must carry beyond the counts: domains mined with random weights and each domain's MATS
     rough-mask parameters (from ``build_config.json``), and the state of the dataset-wide near-duplicate pass
-    (``duplicates.parquet``)."""
+    (``duplicates.parquet``, made by the local-folder command ``unieditkit dedupe``)."""
+    folder = as_folder(out)
     notes = []
     try:
-        domains = json.loads((out_dir / BUILD_CONFIG_FILE).read_text())["domains"]
+        domains = json.loads(folder.read_bytes(BUILD_CONFIG_FILE))["domains"]
     except (OSError, ValueError, KeyError):
         domains = {}
     random = sorted(d for d, e in domains.items() if isinstance(e, dict) and (e.get("models") or {}).get("random_init"))
@@ -70,9 +73,10 @@ def card_notes(out_dir: Path, shards: list[dict[str, Any]]) -> list[str]:
         if mats:
             notes.append(f"**MATS** ({domain}): rough masks drawn with `{json.dumps(mats, sort_keys=True)}` and each sample's "
                          "`mats.seed`; `unieditkit.format.recorded_mats_params(folder, domain)` returns these parameters.")
-    from .dedupe import duplicates_note
+    if folder.local:
+        from .dedupe import duplicates_note
 
-    notes.append(duplicates_note(out_dir, shards))
+        notes.append(duplicates_note(folder.local_path(), shards))
     return [n for n in notes if n]
 
 
@@ -133,12 +137,14 @@ ds = load_dataset("path/to/this/folder", "{next(iter(domains), "garments")}", sp
 """
 
 
-def write_card(out_dir: Path, shards: list[dict[str, Any]]) -> None:
-    _write_if_changed(out_dir / CARD_FILE, dataset_card(shards, notes=card_notes(out_dir, shards)).encode("utf-8"))
+def write_card(out: Folder | Path, shards: list[dict[str, Any]]) -> None:
+    folder = as_folder(out)
+    _write_if_changed(folder, CARD_FILE, dataset_card(shards, notes=card_notes(folder, shards)).encode("utf-8"))
 
 
-def finalize(out_dir: Path) -> list[dict[str, Any]]:
-    shards = done_shards(out_dir)
-    rebuild_index(out_dir, shards)
-    write_card(out_dir, shards)
+def finalize(out: Folder | Path) -> list[dict[str, Any]]:
+    folder = as_folder(out)
+    shards = done_shards(folder)
+    rebuild_index(folder, shards)
+    write_card(folder, shards)
     return shards

@@ -21,7 +21,7 @@ from .plan import ShardPlan
 from .writer import write_shard
 
 if TYPE_CHECKING:
-    from pathlib import Path
+    from .storage import Folder
 
 #: concurrently running write tasks; more only queue blocks in the object store
 MAX_WRITES_IN_FLIGHT = 8
@@ -33,7 +33,7 @@ def block_units(block: pa.Table) -> list[tuple[str, str, int]]:
 
 
 def write_from_blocks(
-    out_dir: Path, shard: ShardPlan, dedupe_hamming: int, excluded: list[list[str]], *blocks: pa.Table
+    out: Folder, shard: ShardPlan, dedupe_hamming: int, excluded: list[list[str]], *blocks: pa.Table
 ) -> dict[str, Any]:
     """Runs in a Ray task: gather one shard's rows from the blocks (``excluded[i]``: unit ids whose rows in
     ``blocks[i]`` are stale) and write the shard."""
@@ -44,7 +44,7 @@ def write_from_blocks(
             keep = pc.and_(keep, pc.invert(pc.is_in(block["unit_id"], pa.array(skip, pa.string()))))
         parts.append(block.filter(keep))
     rows = pa.concat_tables(parts).to_pylist() if parts else []
-    return write_shard(out_dir, shard, rows, dedupe_hamming)
+    return write_shard(out, shard, rows, dedupe_hamming)
 
 
 @dataclass
@@ -61,10 +61,10 @@ class ShardDistributor:
     block, ``reset_unit`` before a unit's rows are replaced by a re-run, and ``finish`` at the end.
     """
 
-    def __init__(self, out_dir: Path, shards: list[ShardPlan], on_done: Callable[[dict[str, Any]], None], dedupe_hamming: int = -1) -> None:
+    def __init__(self, out: Folder, shards: list[ShardPlan], on_done: Callable[[dict[str, Any]], None], dedupe_hamming: int = -1) -> None:
         import ray
 
-        self.out_dir = out_dir
+        self.out = out
         self.dedupe_hamming = dedupe_hamming
         self.on_done = on_done
         self.shards = {s.name: _Shard(s, {u.unit_id for u in s.units}) for s in shards}
@@ -115,7 +115,7 @@ class ShardDistributor:
 
         refs = [ref for ref, _ in state.blocks]
         excluded = [sorted(stale) for _, stale in state.blocks]
-        self.writing.append(self._write.remote(self.out_dir, state.plan, self.dedupe_hamming, excluded, *refs))
+        self.writing.append(self._write.remote(self.out, state.plan, self.dedupe_hamming, excluded, *refs))
         while len(self.writing) > MAX_WRITES_IN_FLIGHT:
             self._collect(ray.wait(self.writing, num_returns=1)[0])
 

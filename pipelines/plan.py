@@ -11,15 +11,15 @@ import dataclasses
 import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterable
 
 from taxonomy import Taxonomy
 from unieditkit.errors import UserError
 
-from unieditkit.format import SPLITS, marker_name, shard_name
+from unieditkit.format import SPLITS, shard_name
 
 from .config import OutputSettings
+from .storage import Folder
 from .sources import Source, WorkUnit
 
 
@@ -40,9 +40,6 @@ class ShardPlan:
     domain: str
     split: str
     units: list[WorkUnit]
-
-    def stats_path(self, out_dir: Path) -> Path:
-        return out_dir / marker_name(self.name)
 
 
 @dataclass
@@ -104,5 +101,6 @@ def make_plan(
     return shards, report
 
 
-def pending(shards: list[ShardPlan], out_dir: Path) -> list[ShardPlan]:
-    return [s for s in shards if not s.stats_path(out_dir).exists()]
+def pending(shards: list[ShardPlan], out: Folder) -> list[ShardPlan]:
+    done = set(out.done_shards())
+    return [s for s in shards if s.name not in done]

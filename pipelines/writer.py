@@ -1,14 +1,14 @@
 """Shard writer: turns a finished shard's rows into ``NAME.tar``, ``NAME.parquet`` and ``NAME_stats.json``.
 
-Each file is written under a temporary name and renamed, and the stats file comes last: a shard with a
-``_stats.json`` is complete, anything else is left-over work that the next run redoes. Tar members are sorted
-by key with fixed owner and mtime, so the same rows always give the same bytes.
+Each file is published whole (``storage.Folder``: renamed from a temporary name on a local disk, uploaded in one
+piece to object storage), and the stats file comes last: a shard with a ``_stats.json`` is complete, anything else
+is left-over work that the next run redoes. Tar members are sorted by key with fixed owner and mtime, so the same
+rows always give the same bytes.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -17,22 +17,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import webdataset as wds
 
+from unieditkit.format import (
+    FORMAT_VERSION, MEMBERS, SIDECAR_SUFFIX, TAR_SUFFIX, column, index_record, index_schema, marker_name, rejected_record,
+)
+
 from .plan import ShardPlan
-from unieditkit.format import FORMAT_VERSION, MEMBERS, SIDECAR_SUFFIX, TAR_SUFFIX, column, index_record, index_schema, rejected_record
-
-TMP_SUFFIX = ".tmp"
-
-
-def _publish(tmp: Path, final: Path) -> None:
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, final)
+from .storage import Folder, as_folder
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + TMP_SUFFIX)
-    tmp.write_bytes(data)
-    _publish(tmp, path)
+    """A local file published whole (temporary name, fsync, rename)."""
+    Folder(path.parent).write_bytes(path.name, data)
 
 
 def sidecar_table(rows: list[dict[str, Any]]) -> pa.Table:
@@ -61,29 +56,27 @@ def drop_near_duplicates(rows: list[dict[str, Any]], max_hamming: int) -> None:
             r.update(status="rejected", reason="near_duplicate", detail=f"near-duplicate of {twin}")
 
 
-def write_shard(out_dir: Path, shard: ShardPlan, rows: list[dict[str, Any]], dedupe_hamming: int = -1) -> dict[str, Any]:
+def write_shard(out: Folder | Path, shard: ShardPlan, rows: list[dict[str, Any]], dedupe_hamming: int = -1) -> dict[str, Any]:
     """Write one complete shard; returns its stats (also written, last, as the done marker)."""
+    folder = as_folder(out)
     drop_near_duplicates(rows, dedupe_hamming)
     ok = sorted((r for r in rows if r["status"] == "ok"), key=lambda r: r["key"])
     keys = [r["key"] for r in ok]
     if len(set(keys)) != len(keys):
         raise RuntimeError(f"{shard.name}: duplicate sample keys {sorted(k for k, n in Counter(keys).items() if n > 1)[:3]}")
-    tar_path = out_dir / f"{shard.name}{TAR_SUFFIX}"
-    tmp = tar_path.with_name(tar_path.name + TMP_SUFFIX)
-    with open(tmp, "wb") as fh, wds.TarWriter(fh, user="unieditkit", group="unieditkit", mode=0o644, encoder=False, mtime=0) as tw:
-        for r in ok:
-            sample: dict[str, Any] = {"__key__": r["key"], "json": r["meta"].encode("utf-8")}
-            sample.update({m: bytes(r[column(m)]) for m in MEMBERS})
-            tw.write(sample)
-    _publish(tmp, tar_path)
+    with folder.open_write(f"{shard.name}{TAR_SUFFIX}") as fh:
+        with wds.TarWriter(fh, user="unieditkit", group="unieditkit", mode=0o644, encoder=False, mtime=0) as tw:
+            for r in ok:
+                sample: dict[str, Any] = {"__key__": r["key"], "json": r["meta"].encode("utf-8")}
+                sample.update({m: bytes(r[column(m)]) for m in MEMBERS})
+                tw.write(sample)
+        tar_bytes = fh.tell()
 
     metas = [json.loads(r["meta"]) for r in ok]
     records = [index_record(m, shard.name) for m in metas]
     records += sorted((_rejected_record(r, shard) for r in rows if r["status"] != "ok"), key=lambda r: r["key"])
-    parquet_path = out_dir / f"{shard.name}{SIDECAR_SUFFIX}"
-    tmp = parquet_path.with_name(parquet_path.name + TMP_SUFFIX)
-    pq.write_table(sidecar_table(records), tmp)
-    _publish(tmp, parquet_path)
+    with folder.open_write(f"{shard.name}{SIDECAR_SUFFIX}") as fh:
+        pq.write_table(sidecar_table(records), fh)
 
     stats = {
         "shard": shard.name,
@@ -93,8 +86,8 @@ def write_shard(out_dir: Path, shard: ShardPlan, rows: list[dict[str, Any]], ded
         "samples": len(ok),
         "rejected": dict(sorted(Counter(r["reason"] for r in rows if r["status"] != "ok").items())),
         "label_disagreements": sum(1 for m in metas if m["label_check"] == "disagree"),
-        "bytes": tar_path.stat().st_size,
+        "bytes": tar_bytes,
         "format_version": FORMAT_VERSION,
     }
-    write_bytes_atomic(shard.stats_path(out_dir), (json.dumps(stats, indent=1, sort_keys=True) + "\n").encode())
+    folder.write_bytes(marker_name(shard.name), (json.dumps(stats, indent=1, sort_keys=True) + "\n").encode())
     return stats

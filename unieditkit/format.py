@@ -251,21 +251,22 @@ def marker_name(shard: str) -> str:
     return shard + DONE_MARKER_SUFFIX
 
 
-def find_done_shards(folder: str | Path, split: str | None = None, domains: Iterable[str] = ()) -> list[str]:
-    """Names of the done shards in a local folder (those with their marker), sorted; optionally one split and
+def done_shard_names(file_names: Iterable[str], split: str | None = None, domains: Iterable[str] = ()) -> list[str]:
+    """The done shards among a folder's file names (those with their marker), sorted; optionally one split and
     some domains only. A tar without its marker is an unfinished write and never counts."""
     wanted = set(domains)
     names = []
-    for p in sorted(Path(folder).glob(f"*{DONE_MARKER_SUFFIX}")):
-        parsed = parse_shard_name(p.name[: -len(DONE_MARKER_SUFFIX)])
+    for file in sorted(file_names):
+        parsed = parse_shard_name(file[: -len(DONE_MARKER_SUFFIX)]) if file.endswith(DONE_MARKER_SUFFIX) else None
         if parsed is None or (split and parsed[1] != split) or (wanted and parsed[0] not in wanted):
             continue
-        names.append(p.name[: -len(DONE_MARKER_SUFFIX)])
+        names.append(file[: -len(DONE_MARKER_SUFFIX)])
     return names
 
 
-def read_marker(folder: str | Path, shard: str) -> dict[str, Any]:
-    return json.loads((Path(folder) / marker_name(shard)).read_text())
+def find_done_shards(folder: str | Path, split: str | None = None, domains: Iterable[str] = ()) -> list[str]:
+    """``done_shard_names`` of a local folder."""
+    return done_shard_names((p.name for p in Path(folder).glob(f"*{DONE_MARKER_SUFFIX}")), split, domains)
 
 
 def mats_params_json(params: Any) -> dict[str, Any]:

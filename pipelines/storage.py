@@ -1,0 +1,129 @@
+"""A build's output folder on any filesystem: a local path, or ``s3://``, ``gs://``, ``hdfs://`` … through fsspec.
+
+Credentials and endpoints come from each filesystem's standard configuration (for S3: the AWS environment
+variables and config files; ``AWS_ENDPOINT_URL`` selects an S3-compatible server), on the driver and on every
+Ray worker alike: a ``Folder`` travels to the workers as its URL only.
+
+How "done" works on each kind:
+
+* local: every file is written under ``NAME.tmp``, fsynced and renamed, so a final name always holds a whole file;
+* object storage has no rename, but an object becomes visible only once its upload completed, whole. Files are
+  uploaded straight under their final names, and the shard's done marker is uploaded last: a tar or sidecar
+  without its marker is left-over work, treated as absent and overwritten by the next run.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+from unieditkit.format import DONE_MARKER_SUFFIX, done_shard_names
+
+TMP_SUFFIX = ".tmp"
+
+
+def _fsync_replace(tmp: Path, final: Path) -> None:
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, final)
+
+
+class Folder:
+    """One output folder; names are file names inside it (no sub-folders)."""
+
+    def __init__(self, url: str | os.PathLike) -> None:
+        import fsspec
+        from fsspec.implementations.local import LocalFileSystem
+
+        self.url = str(url).rstrip("/")
+        self.fs, root = fsspec.core.url_to_fs(self.url)
+        self.local = isinstance(self.fs, LocalFileSystem)
+        self.root = root.rstrip("/")
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return Folder, (self.url,)
+
+    def __str__(self) -> str:
+        return self.url
+
+    def __repr__(self) -> str:
+        return f"Folder({self.url!r})"
+
+    def path(self, name: str) -> str:
+        return f"{self.root}/{name}"
+
+    def local_path(self, name: str = "") -> Path:
+        """A local folder's file (or the folder itself), for the few things only a local disk can do (the lock)."""
+        if not self.local:
+            raise ValueError(f"{self.url} is not a local folder")
+        return Path(self.root) / name if name else Path(self.root)
+
+    def makedirs(self) -> None:
+        if self.local:
+            Path(self.root).mkdir(parents=True, exist_ok=True)
+
+    def exists(self, name: str) -> bool:
+        return bool(self.fs.exists(self.path(name)))
+
+    def read_bytes(self, name: str) -> bytes:
+        return bytes(self.fs.cat_file(self.path(name)))
+
+    def size(self, name: str) -> int:
+        return int(self.fs.size(self.path(name)))
+
+    def names(self, suffix: str = "") -> list[str]:
+        """File names in the folder ending with ``suffix``, sorted (a missing folder is empty)."""
+        if self.local:
+            root = Path(self.root)
+            return sorted(p.name for p in root.iterdir() if p.name.endswith(suffix)) if root.is_dir() else []
+        try:
+            entries = self.fs.ls(self.root, detail=False, refresh=True)
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in (e.rstrip("/").rsplit("/", 1)[-1] for e in entries) if n.endswith(suffix))
+
+    def done_shards(self) -> list[str]:
+        """Shards whose done marker exists (written last, so their files are complete)."""
+        return done_shard_names(self.names(DONE_MARKER_SUFFIX))
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        """Publish a whole file under ``name``: never visible half-written."""
+        if self.local:
+            final = Path(self.path(name))
+            tmp = final.with_name(final.name + TMP_SUFFIX)
+            tmp.write_bytes(data)
+            _fsync_replace(tmp, final)
+        else:
+            self.fs.pipe_file(self.path(name), data)
+
+    @contextmanager
+    def open_write(self, name: str) -> Iterator[IO[bytes]]:
+        """A binary file to stream into; published under ``name`` only when the block ends without an error."""
+        if self.local:
+            final = Path(self.path(name))
+            tmp = final.with_name(final.name + TMP_SUFFIX)
+            with open(tmp, "wb") as fh:
+                yield fh
+            _fsync_replace(tmp, final)
+            return
+        with tempfile.TemporaryDirectory(prefix="unieditkit-") as staging:
+            local = Path(staging) / name
+            with open(local, "wb") as fh:
+                yield fh
+            self.fs.put_file(str(local), self.path(name))
+
+    def remove(self, name: str) -> None:
+        self.fs.rm_file(self.path(name))
+
+    def remove_partial_files(self) -> None:
+        """Temp files are only ever left by a killed run on a local disk (object storage has none)."""
+        for name in self.names(TMP_SUFFIX) if self.local else ():
+            Path(self.path(name)).unlink()
+
+
+def as_folder(out: Folder | str | os.PathLike) -> Folder:
+    return out if isinstance(out, Folder) else Folder(out)
+
