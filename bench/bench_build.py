@@ -76,7 +76,7 @@ def raw_floor(coco: Path, out: Path) -> tuple[int, float]:
     return len(data["images"]), time.perf_counter() - t0
 
 
-def timed_build(coco: Path, out: Path, workers: int) -> tuple[float, int]:
+def timed_build(coco: Path, warm_up: Path, out: Path, workers: int) -> tuple[float, int]:
     import ray
 
     from pipelines.build import build
@@ -84,11 +84,13 @@ def timed_build(coco: Path, out: Path, workers: int) -> tuple[float, int]:
 
     ray.init(num_cpus=workers, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     try:
-        cfg = BuildConfig(domain="garments", out_dir=str(out), sources=(f"coco:{coco}",), settings=OutputSettings(split_ratios=(1.0, 0.0, 0.0)), progress=False)
-        build(cfg)  # warm-up: worker processes and imports, then measure a fresh build
-        shutil.rmtree(out)
+        def config(src: Path, dest: Path) -> BuildConfig:
+            return BuildConfig(domain="garments", out_dir=str(dest), sources=(f"coco:{src}",),
+                               settings=OutputSettings(split_ratios=(1.0, 0.0, 0.0)), progress=False)
+
+        build(config(warm_up, out.with_name(out.name + "-warm")))  # worker processes and imports, on a small input
         t0 = time.perf_counter()
-        summary = build(cfg)
+        summary = build(config(coco, out))
         return time.perf_counter() - t0, summary.samples_written
     finally:
         ray.shutdown()
@@ -122,11 +124,12 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_build_"))
     try:
         coco = make_coco(work / "src", args.images, tuple(args.size))
+        warm_up = make_coco(work / "warm", 64, tuple(args.size), seed=1)
         n, raw = min((raw_floor(coco, work / "raw.tar") for _ in range(2)), key=lambda r: r[1])
         rows = [("raw floor: decode, 2 JPEG + 4 PNG, tar; 1 process", n / raw, 1.0, "")]
         speed = {}
         for w in args.workers:
-            dt, samples = timed_build(coco, work / f"out{w}", w)
+            dt, samples = timed_build(coco, warm_up, work / f"out{w}", w)
             speed[w] = n / dt
             rows.append((f"unieditkit build, Ray {w} worker(s)", n / dt, (n / dt) / (n / raw), f"{samples / dt:.1f} samples/s, {dt:.1f} s"))
         rss = []

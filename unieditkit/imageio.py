@@ -74,8 +74,14 @@ def decode_rgb(data: bytes, name: str = "<bytes>") -> np.ndarray:
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:
-    """Read a file, turning OS errors into an :class:`ImageReadError` naming the path."""
+    """Read a file (a local path, or a URL of any fsspec filesystem: ``s3://…``), turning OS errors into an
+    :class:`ImageReadError` naming the path."""
     try:
+        if "://" in str(path):
+            import fsspec
+
+            with fsspec.open(str(path), "rb") as fh:
+                return fh.read()
         with open(path, "rb") as fh:
             return fh.read()
     except OSError as exc:

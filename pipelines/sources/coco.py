@@ -1,11 +1,18 @@
-"""COCO instance annotations (``instances.json`` with images beside it): one ``self`` unit per image."""
+"""COCO instance annotations (``instances.json`` with images beside it): one ``self`` unit per image.
+
+The file and its images may live on any fsspec filesystem (``coco:s3://bucket/coco/instances.json``): image paths
+stay URLs, read by the workers with their own credentials (``unieditkit.imageio.read_bytes``).
+"""
 
 from __future__ import annotations
 
 import json
+import posixpath
 from collections import defaultdict
-from pathlib import Path
+from pathlib import PurePosixPath
 from typing import Any, Iterator
+
+import fsspec
 
 from unieditkit.errors import UserError
 
@@ -24,11 +31,12 @@ class CocoSource:
     kind = "coco"
 
     def __init__(self, path: str) -> None:
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise UserError(f"coco:{path}: file not found; pass --source coco:/path/to/instances.json")
+        self.path = path
+        self.fs = fsspec.core.url_to_fs(path)[0]
+        if not self.fs.isfile(path):
+            raise UserError(f"coco:{path}: file not found; pass --source coco:/path/to/instances.json (or s3://…, gs://…)")
         try:
-            self.data = json.loads(self.path.read_text(encoding="utf-8"))
+            self.data = json.loads(self.fs.cat_file(path).decode("utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise UserError(f"coco:{path}: not a readable JSON file ({exc}); export COCO instances as JSON") from None
         self.image_root = self._image_root()
@@ -36,16 +44,17 @@ class CocoSource:
     def describe(self) -> str:
         return f"coco:{self.path}"
 
-    def _image_root(self) -> Path:
+    def _image_root(self) -> str:
         """Images may sit beside the JSON or in an ``images/`` folder next to it (the two common layouts)."""
-        images = _require(self.data, "images", str(self.path))
-        for root in (self.path.parent, self.path.parent / "images"):
-            if images and (root / images[0].get("file_name", "")).exists():
+        images = _require(self.data, "images", self.path)
+        parent = posixpath.dirname(self.path)
+        for root in (parent, posixpath.join(parent, "images")):
+            if images and self.fs.exists(posixpath.join(root, images[0].get("file_name", ""))):
                 return root
-        return self.path.parent
+        return parent
 
     def units(self) -> Iterator[WorkUnit]:
-        where = str(self.path)
+        where = self.path
         categories = {c["id"]: c["name"] for c in _require(self.data, "categories", where)}
         by_image: dict[Any, list[dict[str, Any]]] = defaultdict(list)
         for i, ann in enumerate(_require(self.data, "annotations", where)):
@@ -69,13 +78,13 @@ class CocoSource:
                         image_size=size,
                     )
                 )
-            unit_id = f"coco/{self.path.stem}/{img['file_name']}"
+            unit_id = f"coco/{PurePosixPath(self.path).stem}/{img['file_name']}"
             yield WorkUnit(
                 unit_id=unit_id,
                 group_id=unit_id,
                 source_kind=self.kind,
-                source_root=str(self.path.parent),
+                source_root=posixpath.dirname(self.path),
                 pair_kind="self",
-                tgt_uri=str(self.image_root / img["file_name"]),
+                tgt_uri=posixpath.join(self.image_root, img["file_name"]),
                 objects=tuple(objects),
             )
