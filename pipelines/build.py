@@ -45,6 +45,7 @@ class BuildSummary:
     rejected: Counter = field(default_factory=Counter)
     seconds: float = 0.0
     report: SourceReport = field(default_factory=SourceReport)
+    repaired: dict[str, str] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         skipped = self.shards_total - self.shards_written
@@ -52,6 +53,8 @@ class BuildSummary:
             f"{self.domain}: {self.samples_written} samples written in {self.shards_written} shards "
             f"({skipped} of {self.shards_total} shards already done) in {self.seconds:.1f} s → {self.out_dir}"
         ]
+        for name, why in sorted(self.repaired.items()):
+            out.append(f"rebuilt {name}: {why}")
         if self.rejected:
             out.append("rejected: " + ", ".join(f"{r} {n}" for r, n in sorted(self.rejected.items())))
         r = self.report
@@ -138,11 +141,14 @@ def build(config: BuildConfig) -> BuildSummary:
     taxonomy = load_taxonomy(config.taxonomy_path or None)
     taxonomy.domain(config.domain)
     sources = [parse_source(s) for s in config.sources] if config.sources else default_sources()
-    out = Path(config.out_dir)
+    out = output_folder(config.out_dir)
+    shards, report = make_plan(sources, taxonomy, config.domain, config.settings)
+    if not shards:
+        raise UserError(f"no input for domain '{config.domain}' in {', '.join(s.describe() for s in sources)} ({report.units_total} units read, none with objects of this domain)")
     out.mkdir(parents=True, exist_ok=True)
     with build_lock(out):
         try:
-            summary = _build_locked(config, taxonomy, sources, out)
+            summary = _build_locked(config, taxonomy, sources, out, shards, report)
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
@@ -156,14 +162,23 @@ def build(config: BuildConfig) -> BuildSummary:
     return summary
 
 
-def _build_locked(config: BuildConfig, taxonomy: Taxonomy, sources: list[Source], out: Path) -> BuildSummary:
-    shards, report = make_plan(sources, taxonomy, config.domain, config.settings)
-    if not shards:
-        raise UserError(f"no input for domain '{config.domain}' in {', '.join(s.describe() for s in sources)} ({report.units_total} units read, none with objects of this domain)")
+def output_folder(out_dir: str) -> Path:
+    """The build folder, checked before anything is planned or created, so a bad ``--out`` leaves nothing behind."""
+    if "://" in out_dir:
+        raise UserError(f"--out {out_dir}: object-storage outputs are not supported yet; build into a local or mounted folder and copy it")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out_dir}: is a file, not a folder; give a folder (new or from an earlier build)")
+    return out
+
+
+def _build_locked(
+    config: BuildConfig, taxonomy: Taxonomy, sources: list[Source], out: Path, shards: list[ShardPlan], report: SourceReport
+) -> BuildSummary:
     models = resolve_model_stages(config, shards)
     check_build_config(out, config, taxonomy, sources, shards, models)
     summary = BuildSummary(config.domain, out, shards_total=len(shards), report=report)
-    todo = pending(shards, out)
+    todo, summary.repaired = pending(shards, out)
     if todo:
         remove_partial_files(out)
 

@@ -7,6 +7,7 @@ rewritten when their content changes, so a no-op re-run leaves the folder untouc
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -49,6 +50,18 @@ def rebuild_index(out_dir: Path, shards: list[dict[str, Any]]) -> pa.Table:
     return table
 
 
+def content_fingerprint(shards: list[dict[str, Any]]) -> str:
+    """A hash of the done shards' markers, written into each config of the card.
+
+    ``datasets`` caches a non-streaming ``load_dataset(folder, config)`` under a key made from the card's
+    ``configs`` and ``dataset_info`` only (not the files; huggingface/datasets#2956), so a rebuilt folder, or
+    another folder with the same base name, would silently load the old rows. A config description that
+    changes with the shards on disk changes that key.
+    """
+    markers = json.dumps(sorted(shards, key=lambda s: s["shard"]), sort_keys=True).encode("utf-8")
+    return hashlib.sha256(markers).hexdigest()[:16]
+
+
 def dataset_card(shards: list[dict[str, Any]], title: str = "unieditkit dataset") -> str:
     """README.md with ``configs:`` (one per domain present) and explicit ``features`` for HF ``datasets``."""
     domains: dict[str, Counter] = {}
@@ -62,9 +75,17 @@ def dataset_card(shards: list[dict[str, Any]], title: str = "unieditkit dataset"
     feature_yaml = datasets.DatasetInfo(features=features)._to_yaml_dict()["features"]
     configs, infos = [], []
     for domain, counts in domains.items():
-        files = [{"split": sp, "path": f"{domain}-{sp}-*.tar"} for sp in SPLITS if any(s["domain"] == domain and s["split"] == sp for s in shards)]
-        configs.append({"config_name": domain, "data_files": files})
-        infos.append({"config_name": domain, "features": feature_yaml})
+        mine = [s for s in shards if s["domain"] == domain]
+        present = [sp for sp in SPLITS if any(s["split"] == sp for s in mine)]
+        configs.append({
+            "config_name": domain,
+            "data_files": [{"split": sp, "path": f"{domain}-{sp}-*.tar"} for sp in present],
+            "description": f"unieditkit build of {domain}, shards {content_fingerprint(mine)}",
+        })
+        splits = [{"name": sp, "num_bytes": sum(s["bytes"] for s in mine if s["split"] == sp), "num_examples": counts[sp]}
+                  for sp in present]
+        infos.append({"config_name": domain, "features": feature_yaml, "splits": splits,
+                      "download_size": sum(sp["num_bytes"] for sp in splits)})
     header = yaml.safe_dump(
         {
             "pretty_name": title,

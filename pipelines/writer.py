@@ -1,7 +1,8 @@
 """Shard writer: turns a finished shard's rows into ``NAME.tar``, ``NAME.parquet`` and ``NAME_stats.json``.
 
-Each file is written under a temporary name and renamed, and the stats file comes last: a shard with a
-``_stats.json`` is complete, anything else is left-over work that the next run redoes. Tar members are sorted
+Each file is written under a temporary name and renamed, and the stats file comes last: a shard is complete when
+its ``_stats.json`` exists *and* the tar and sidecar still have the size and SHA-256 it records (a deleted,
+truncated or replaced tar is rebuilt), anything else is left-over work that the next run redoes. Tar members are sorted
 by key with fixed owner and mtime, so the same rows always give the same bytes.
 """
 
@@ -17,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import webdataset as wds
 
-from .plan import ShardPlan
+from .plan import SHARD_FILES, ShardPlan, file_sha256
 from .schema import FORMAT_VERSION, INDEX_COLUMNS, MEMBERS, index_record
 
 TMP_SUFFIX = ".tmp"
@@ -33,6 +34,15 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + TMP_SUFFIX)
     tmp.write_bytes(data)
     _publish(tmp, path)
+
+
+def shard_files(out_dir: Path, name: str) -> dict[str, dict[str, Any]]:
+    """Size and SHA-256 of a shard's tar and sidecar, as its done marker records them."""
+    files = {}
+    for kind, suffix in SHARD_FILES.items():
+        path = out_dir / f"{name}{suffix}"
+        files[kind] = {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
+    return files
 
 
 def sidecar_table(rows: list[dict[str, Any]]) -> pa.Table:
@@ -105,6 +115,7 @@ def write_shard(out_dir: Path, shard: ShardPlan, rows: list[dict[str, Any]], ded
         "samples": len(ok),
         "rejected": dict(sorted(Counter(r["reason"] for r in rows if r["status"] != "ok").items())),
         "bytes": tar_path.stat().st_size,
+        "files": shard_files(out_dir, shard.name),
         "format_version": FORMAT_VERSION,
     }
     write_bytes_atomic(shard.stats_path(out_dir), (json.dumps(stats, indent=1, sort_keys=True) + "\n").encode())
