@@ -12,6 +12,7 @@ import dataclasses
 import errno
 import hashlib
 import json
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from taxonomy import Taxonomy, load_taxonomy
 from unieditkit.errors import UserError
+from unieditkit.faults import checkpoint
+from unieditkit.uri import split_uri
 
 from .catalog import finalize
 from .config import MODEL_STAGES, BuildConfig
@@ -43,9 +46,12 @@ class BuildSummary:
     shards_written: int = 0
     samples_written: int = 0
     rejected: Counter = field(default_factory=Counter)
+    label_disagreements: int = 0
     seconds: float = 0.0
     report: SourceReport = field(default_factory=SourceReport)
     repaired: dict[str, str] = field(default_factory=dict)
+    #: fallbacks and warnings about how the samples were made (e.g. GrabCut instead of SAM, random weights)
+    notes: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         skipped = self.shards_total - self.shards_written
@@ -57,6 +63,9 @@ class BuildSummary:
             out.append(f"rebuilt {name}: {why}")
         if self.rejected:
             out.append("rejected: " + ", ".join(f"{r} {n}" for r, n in sorted(self.rejected.items())))
+        if self.label_disagreements:
+            out.append(f"label check: the label of {self.label_disagreements} samples is not in CLIP's top-k "
+                       "(flagged 'label_check: disagree' in their JSON; human labels are kept all the same)")
         r = self.report
         if r.other_domain_objects:
             out.append("objects of other domains (build them with --domain): " + ", ".join(f"{d} {n}" for d, n in sorted(r.other_domain_objects.items())))
@@ -65,7 +74,21 @@ class BuildSummary:
         if r.unmapped_categories:
             top = ", ".join(f"'{c}' {n}" for c, n in r.unmapped_categories.most_common(10))
             out.append(f"unmapped categories ({sum(r.unmapped_categories.values())} objects; add synonyms to a taxonomy file to use them): {top}")
-        return out
+        return out + [f"note: {n}" for n in self.notes]
+
+
+def inputs_fingerprint(shards: list[ShardPlan]) -> str:
+    """Size and modification time of every input file, so an input edited in place between a killed build and
+    its resume is noticed (ids and annotations alone would not change). A stat per file, not a hash: planning
+    500K inputs must not read them all; a copy of the inputs with new mtimes therefore counts as other inputs."""
+    h = hashlib.sha256()
+    for s in shards:
+        for u in s.units:
+            for uri in (u.tgt_uri, u.ref_uri, u.ref_mask_uri, *(o.mask_uri for o in u.objects)):
+                path = split_uri(uri)[0] if uri else ""
+                st = os.stat(path) if path and os.path.isfile(path) else None
+                h.update(f"{uri}\0{st.st_size if st else -1}\0{st.st_mtime_ns if st else -1}\0".encode())
+    return h.hexdigest()
 
 
 def plan_fingerprint(shards: list[ShardPlan]) -> str:
@@ -90,6 +113,7 @@ def check_build_config(
         "sources": [s.describe() for s in sources],
         "taxonomy": f"{taxonomy.name} {taxonomy.version} {taxonomy.fingerprint()[:16]}",
         "plan": plan_fingerprint(shards),
+        "inputs": inputs_fingerprint(shards),
     }
     previous = recorded["domains"].get(config.domain)
     if previous is not None and previous != entry:
@@ -128,6 +152,19 @@ def resolve_model_stages(config: BuildConfig, shards: list[ShardPlan]) -> ModelS
 
     require_weights(spec)
     return spec
+
+
+def model_notes(models: ModelSpec | None) -> list[str]:
+    """What the summary must say about the models that made the samples."""
+    if models is None:
+        return []
+    from .models.weights import fallback_note
+
+    notes = [fallback_note(models)]
+    if models.random_init:
+        notes.append("--random-weights: the model stages ran with random weights; every sample is marked random_init: true "
+                     "and is noise, not training data")
+    return [n for n in notes if n]
 
 
 def remove_partial_files(out: Path) -> None:
@@ -177,7 +214,8 @@ def _build_locked(
 ) -> BuildSummary:
     models = resolve_model_stages(config, shards)
     check_build_config(out, config, taxonomy, sources, shards, models)
-    summary = BuildSummary(config.domain, out, shards_total=len(shards), report=report)
+    checkpoint("planned")
+    summary = BuildSummary(config.domain, out, shards_total=len(shards), report=report, notes=model_notes(models))
     todo, summary.repaired = pending(shards, out)
     if todo:
         remove_partial_files(out)
@@ -186,6 +224,7 @@ def _build_locked(
             summary.shards_written += 1
             summary.samples_written += stats["samples"]
             summary.rejected.update(stats["rejected"])
+            summary.label_disagreements += stats["label_disagreements"]
 
         run_stages(todo, config, ShardCollector(out, todo, on_done, config.settings.dedupe_hamming), models)
     finalize(out)

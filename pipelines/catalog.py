@@ -18,7 +18,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
+from unieditkit.faults import checkpoint
+
 from .config import SPLITS
+from .sources import SAMPLE_DATA
 from .schema import FORMAT_VERSION, hf_features
 from .writer import index_schema, write_bytes_atomic
 
@@ -62,7 +65,29 @@ def content_fingerprint(shards: list[dict[str, Any]]) -> str:
     return hashlib.sha256(markers).hexdigest()[:16]
 
 
-def dataset_card(shards: list[dict[str, Any]], title: str = "unieditkit dataset") -> str:
+def card_notes(out_dir: Path, shards: list[dict[str, Any]]) -> list[str]:
+    """Warnings the card must carry: domains mined with random weights (from ``build_config.json``) and the
+    state of the dataset-wide near-duplicate pass (``duplicates.parquet``)."""
+    notes = []
+    try:
+        domains = json.loads((out_dir / "build_config.json").read_text())["domains"]
+    except (OSError, ValueError, KeyError):
+        domains = {}
+    random = sorted(d for d, e in domains.items() if isinstance(e, dict) and (e.get("models") or {}).get("random_init"))
+    if random:
+        notes.append(f"**Random weights**: {', '.join(random)} was mined with `--random-weights` (a plumbing test): "
+                     "its samples are noise, not training data; each one's json has `random_init: true`.")
+    if any(source == f"coco:{SAMPLE_DATA}" for entry in domains.values() if isinstance(entry, dict) for source in entry.get("sources", [])):
+        notes.append("**Bundled sample**: built from unieditkit's bundled sample. Samples whose key contains `synthetic` "
+                     "come from generated images (textured shapes); the others from real public-domain or CC0 photographs, "
+                     "listed with their licences in the toolkit's `pipelines/sample_data/README.md`. Not training data.")
+    from .dedupe import duplicates_note
+
+    notes.append(duplicates_note(out_dir, shards))
+    return [n for n in notes if n]
+
+
+def dataset_card(shards: list[dict[str, Any]], title: str = "unieditkit dataset", notes: list[str] | None = None) -> str:
     """README.md with ``configs:`` (one per domain present) and explicit ``features`` for HF ``datasets``."""
     domains: dict[str, Counter] = {}
     rejected: Counter = Counter()
@@ -100,6 +125,7 @@ def dataset_card(shards: list[dict[str, Any]], title: str = "unieditkit dataset"
         f"| {d} | " + " | ".join(str(c[sp]) for sp in SPLITS) + f" | {sum(c.values())} |" for d, c in domains.items()
     )
     reasons = "\n".join(f"| {r} | {n} |" for r, n in sorted(rejected.items())) or "| (none) | 0 |"
+    notes_text = "".join(f"\n{n}\n" for n in notes or [])
     return f"""---
 {header}---
 
@@ -109,6 +135,7 @@ Reference-guided image-editing pairs built with [unieditkit](https://pypi.org/pr
 version {FORMAT_VERSION}). Each sample: `ref.jpg` (reference object on grey), `ref_mask.png`, `tgt.jpg`
 (target scene = ground truth), MATS masks `mask_fine.png` / `mask_rough.png` / `mask_box.png`, and `json`
 metadata (taxonomy subcategory, pair kind, captions, scores, MATS seed). See the toolkit's `docs/FORMAT.md`.
+{notes_text}
 
 ```python
 from datasets import load_dataset
@@ -126,11 +153,12 @@ ds = load_dataset("path/to/this/folder", "{next(iter(domains), "garments")}", sp
 
 
 def write_card(out_dir: Path, shards: list[dict[str, Any]]) -> None:
-    _write_if_changed(out_dir / "README.md", dataset_card(shards).encode("utf-8"))
+    _write_if_changed(out_dir / "README.md", dataset_card(shards, notes=card_notes(out_dir, shards)).encode("utf-8"))
 
 
 def finalize(out_dir: Path) -> list[dict[str, Any]]:
     shards = done_shards(out_dir)
     rebuild_index(out_dir, shards)
+    checkpoint("index-written")
     write_card(out_dir, shards)
     return shards

@@ -1,13 +1,19 @@
 """Build settings.
 
 Settings split in two: those that change the output (``OutputSettings``: seed, splits, shard size, image
-sizes, filters) are stored in the output folder and must match on a re-run, otherwise a resumed build would
-mix samples made two different ways; the rest (Ray address, parallelism) only change how fast it goes.
+sizes, thresholds and limits) are stored in the output folder and must match on a re-run, otherwise a resumed
+build would mix samples made two different ways; the rest (Ray address, parallelism) only change how fast it
+goes. Every output setting can be given in the ``--config`` YAML under ``settings:`` (``load_config_file``),
+and every key of that file is checked: a misspelt threshold that silently kept its default would make a
+dataset other than the one the user asked for.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import hashlib
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from unieditkit.errors import UserError
@@ -36,6 +42,12 @@ class OutputSettings:
     min_main_component: float = 0.6
     dedupe_hamming: int = 4
     min_match_similarity: float = 0.3
+    box_threshold: float = 0.35
+    text_threshold: float = 0.25
+    max_objects: int = 3
+    top_k: int = 3
+    against: tuple[str, ...] = ()
+    eval_overlap_hamming: int = 6
 
     def __post_init__(self) -> None:
         if len(self.split_ratios) != 3 or any(r < 0 for r in self.split_ratios) or abs(sum(self.split_ratios) - 1) > 1e-6:
@@ -44,11 +56,44 @@ class OutputSettings:
             raise UserError(f"--units-per-shard {self.units_per_shard}: must be at least 1")
         if not 0 <= self.min_area_frac < self.max_area_frac <= 1:
             raise UserError("area bounds: need 0 <= min_area_frac < max_area_frac <= 1")
+        for name in ("min_detector_score", "min_category_score", "min_main_component", "box_threshold", "text_threshold"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise UserError(f"{name} {getattr(self, name)}: must lie in [0, 1]")
+        for name in ("max_side", "ref_size", "max_objects", "top_k", "max_aspect"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} {getattr(self, name)}: must be at least 1")
+        if not -1 <= self.dedupe_hamming <= 64 or not -1 <= self.eval_overlap_hamming <= 64:
+            raise UserError("dedupe_hamming and eval_overlap_hamming: bits of a 64-bit hash, 0..64 (-1 turns the check off)")
+        for folder in self.against:
+            if not Path(folder).is_dir():
+                raise UserError(f"--against {folder}: not a folder; pass a folder of evaluation images (searched recursively)")
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["split_ratios"] = list(self.split_ratios)
+        # the folders' contents, not only their names: a resumed build against a changed eval set would mix
+        d["against"] = [folder_fingerprint(f) for f in self.against]
         return d
+
+
+#: file endings of images in an --against folder
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def image_files(folder: str | Path) -> list[Path]:
+    """The images under ``folder`` (recursively), in a fixed order."""
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def folder_fingerprint(folder: str | Path) -> str:
+    """``PATH N HASH``: the folder, its image count and a hash of their relative names and sizes (cheap: no
+    decoding), so a changed evaluation set changes the build fingerprint."""
+    root = Path(folder).resolve()
+    h = hashlib.sha256()
+    files = image_files(root)
+    for p in files:
+        h.update(f"{p.relative_to(root).as_posix()}\0{p.stat().st_size}\0".encode())
+    return f"{root} {len(files)} {h.hexdigest()[:16]}"
 
 
 MODEL_STAGES = ("detect", "segment", "caption", "categorize")
@@ -71,14 +116,11 @@ class StageResources:
 
 @dataclass(frozen=True)
 class ModelStagesConfig:
-    """Which model stages run (``stages``: "auto" = what the sources need) and how."""
+    """Which model stages run (``stages``: "auto" = what the sources need) and on what resources; their
+    thresholds change the output, so they are ``OutputSettings``."""
 
     stages: str | tuple[str, ...] = "auto"
     resources: dict[str, StageResources] = field(default_factory=dict)
-    box_threshold: float = 0.35
-    text_threshold: float = 0.25
-    max_objects: int = 3
-    top_k: int = 3
 
     def resources_for(self, stage: str) -> StageResources:
         return self.resources.get(stage, StageResources())
@@ -99,26 +141,96 @@ class BuildConfig:
     model_stages: ModelStagesConfig = field(default_factory=ModelStagesConfig)
 
 
-def load_stage_resources(path: str) -> dict[str, StageResources]:
-    """``stages: {detect: {batch_size: 8, concurrency: 2, num_gpus: 0.5}, ...}`` from a YAML file."""
+@dataclass(frozen=True)
+class ConfigFile:
+    """What a ``--config`` YAML holds: model-stage resources and output settings (thresholds, limits)."""
+
+    resources: dict[str, StageResources] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+#: top-level keys of a --config file
+CONFIG_SECTIONS = ("stages", "settings")
+
+
+def settable_keys() -> tuple[str, ...]:
+    """The ``settings:`` keys of a --config file: every output setting."""
+    return tuple(f.name for f in fields(OutputSettings))
+
+
+def load_config_file(path: str) -> ConfigFile:
+    """Read a ``--config`` YAML; any key that is not a known section, stage or setting is a one-line error."""
     import yaml
 
     try:
         with open(path, encoding="utf-8") as fh:
             data = yaml.safe_load(fh) or {}
     except (OSError, yaml.YAMLError) as exc:
-        raise UserError(f"--config {path}: cannot read YAML ({exc}); see README 'Scale' for an example") from None
-    stages = data.get("stages", {}) if isinstance(data, dict) else None
+        raise UserError(f"--config {path}: cannot read YAML ({' '.join(str(exc).split())}); see README 'Build settings' for an example") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping with {' and/or '.join(CONFIG_SECTIONS)}, e.g. settings: {{min_sharpness: 10}}")
+    unknown = sorted(set(map(str, data)) - set(CONFIG_SECTIONS))
+    if unknown:
+        raise UserError(f"{path}: {unknown[0]}: unknown key; use {', '.join(CONFIG_SECTIONS)} (thresholds go under settings:)")
+    return ConfigFile(_stage_resources(path, data.get("stages") or {}), _settings(path, data.get("settings") or {}))
+
+
+def load_stage_resources(path: str) -> dict[str, StageResources]:
+    """``stages: {detect: {batch_size: 8, concurrency: 2, num_gpus: 0.5}, ...}`` from a YAML file."""
+    return load_config_file(path).resources
+
+
+def _stage_resources(path: str, stages: Any) -> dict[str, StageResources]:
     if not isinstance(stages, dict):
         raise UserError(f"{path}: 'stages' must map stage names to settings, e.g. stages: {{detect: {{num_gpus: 1}}}}")
-    fields = set(StageResources.__dataclass_fields__)
+    names = [f.name for f in fields(StageResources)]
     out = {}
     for name, values in stages.items():
         if name not in MODEL_STAGES:
             raise UserError(f"{path}: stages.{name}: unknown stage; use {', '.join(MODEL_STAGES)}")
         values = values or {}
-        unknown = sorted(set(values) - fields)
+        if not isinstance(values, dict):
+            raise UserError(f"{path}: stages.{name}: expected a mapping of {', '.join(names)}")
+        unknown = sorted(set(values) - set(names))
         if unknown:
-            raise UserError(f"{path}: stages.{name}.{unknown[0]}: unknown setting; use {', '.join(sorted(fields))}")
+            raise UserError(f"{path}: stages.{name}.{unknown[0]}: unknown setting; use {', '.join(names)}")
+        for key, value in values.items():
+            _check_type(path, f"stages.{name}.{key}", value, getattr(StageResources, key))
         out[name] = StageResources(**values)
     return out
+
+
+def _settings(path: str, settings: Any) -> dict[str, Any]:
+    if not isinstance(settings, dict):
+        raise UserError(f"{path}: 'settings' must map setting names to values, e.g. settings: {{min_sharpness: 10}}")
+    allowed = settable_keys()
+    unknown = sorted(set(map(str, settings)) - set(allowed))
+    if unknown:
+        raise UserError(f"{path}: settings.{unknown[0]}: unknown setting; use {', '.join(allowed)}")
+    defaults = OutputSettings()
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        default = getattr(defaults, key)
+        if isinstance(default, tuple):
+            if not isinstance(value, list):
+                raise UserError(f"{path}: settings.{key}: expected a list, e.g. {key}: [{', '.join(map(str, default)) or '...'}]")
+            value = tuple(value)
+            for item in value:
+                _check_type(path, f"settings.{key}[]", item, default[0] if default else "")
+            if key == "against":  # relative to the config file, like any path in it
+                value = tuple(os.path.join(os.path.dirname(os.path.abspath(path)), os.path.expanduser(v)) for v in value)
+        else:
+            _check_type(path, f"settings.{key}", value, default)
+            value = float(value) if isinstance(default, float) else value
+        out[key] = value
+    return out
+
+
+def _check_type(path: str, where: str, value: Any, default: Any) -> None:
+    """YAML gives ``0.5`` as float and ``1`` as int; an int is fine where a float is expected, not the reverse."""
+    kind = type(default)
+    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    if kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok:
+        raise UserError(f"{path}: {where}: {value!r} is not a {kind.__name__} (default {default!r})")

@@ -20,20 +20,10 @@ from typing import Iterable
 
 from taxonomy import Taxonomy
 from unieditkit.errors import UserError
+from unieditkit.integrity import mismatch
 
 from .config import SPLITS, OutputSettings
 from .sources import Source, WorkUnit
-
-
-SHARD_FILES = {"tar": ".tar", "parquet": ".parquet"}
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def split_of(group_id: str, ratios: tuple[float, float, float]) -> str:
@@ -127,15 +117,7 @@ def shard_damage(out_dir: Path, shard: ShardPlan) -> str:
         recorded = json.loads(shard.stats_path(out_dir).read_text())["files"]
     except (OSError, ValueError, KeyError, TypeError):
         return "its _stats.json is unreadable or from an older unieditkit"
-    for kind, want in recorded.items():
-        path = out_dir / f"{shard.name}{SHARD_FILES[kind]}"
-        if not path.is_file():
-            return f"{path.name} is missing"
-        if path.stat().st_size != want["bytes"]:
-            return f"{path.name} has {path.stat().st_size} bytes, its marker says {want['bytes']}"
-        if file_sha256(path) != want["sha256"]:
-            return f"{path.name} differs from the SHA-256 in its marker"
-    return ""
+    return mismatch(out_dir, shard.name, recorded)
 
 
 def pending(shards: list[ShardPlan], out_dir: Path) -> tuple[list[ShardPlan], dict[str, str]]:

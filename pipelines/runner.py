@@ -1,6 +1,6 @@
 """Run the stage chain on Ray and feed the shard collector, surviving crashing workers.
 
-The chain, in the order a row flows: [detect → segment] → pair → [caption → categorize] → filter → mats
+The chain, in the order a row flows: [detect → segment → embed] → pair → [caption → categorize] → filter → mats
 (model stages in brackets run only when the build needs them). CPU stages are plain callables, so Ray Data
 fuses adjacent ones into one task per batch; model stages are actor pools that load their model once.
 
@@ -57,12 +57,17 @@ def stage_chain(config: BuildConfig, models: ModelSpec | None) -> list[Stage]:
     if "detect" in names:
         from .stages.detect import DetectStage
 
-        model("detect", DetectStage, domain=config.domain, taxonomy_path=config.taxonomy_path, max_objects=m.max_objects,
-              box_threshold=m.box_threshold, text_threshold=m.text_threshold)
+        model("detect", DetectStage, domain=config.domain, taxonomy_path=config.taxonomy_path, max_objects=s.max_objects,
+              box_threshold=s.box_threshold, text_threshold=s.text_threshold)
     if "segment" in names:
         from .stages.segment import SegmentStage
 
         model("segment", SegmentStage)
+    if "detect" in names and "categorize" in names:  # CLIP is loaded anyway: mined pairs are matched on its features
+        from .stages.embed import EmbedStage
+
+        res = m.resources_for("categorize")
+        chain.append(Stage("embed", EmbedStage, {"spec": models, "device": "cuda" if res.num_gpus > 0 else "cpu"}, res))
     chain.append(Stage("pair", PairStage(config.domain, s, config.taxonomy_path)))
     if "caption" in names:
         from .stages.caption import CaptionStage
@@ -71,9 +76,9 @@ def stage_chain(config: BuildConfig, models: ModelSpec | None) -> list[Stage]:
     if "categorize" in names:
         from .stages.categorize import CategorizeStage
 
-        model("categorize", CategorizeStage, domain=config.domain, taxonomy_path=config.taxonomy_path, top_k=m.top_k,
+        model("categorize", CategorizeStage, domain=config.domain, taxonomy_path=config.taxonomy_path, top_k=s.top_k,
               min_score=s.min_category_score)
-    chain.append(Stage("filter", FilterStage(s)))
+    chain.append(Stage("filter", FilterStage(s, random_init=bool(models and models.random_init))))
     chain.append(Stage("mats", MatsStage(s.seed)))
     return chain
 

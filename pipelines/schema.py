@@ -34,18 +34,22 @@ _META_TEMPLATE: dict[str, Any] = {
     "rigid": False,
     "pair_kind": "",
     "split": "",
-    "source": {"kind": "", "uri": "", "ref_uri": "", "unit_id": "", "group_id": "", "object_id": ""},
+    "source": {"kind": "", "uri": "", "ref_uri": "", "unit_id": "", "group_id": "", "object_id": "", "ref_object_id": ""},
     "bbox": [],
     "tgt_size": [],
     "ref_size": [],
     "captions": {"ref": "", "tgt": ""},
     "labels": [],
-    "scores": {"detector": NOT_MEASURED, "categorize": NOT_MEASURED, "sharpness": NOT_MEASURED, "fine_area": NOT_MEASURED},
+    "label_source": "",
+    "label_check": "unchecked",
+    "scores": {"detector": NOT_MEASURED, "categorize": NOT_MEASURED, "match": NOT_MEASURED, "sharpness": NOT_MEASURED, "fine_area": NOT_MEASURED},
     "mask_source": "",
+    "pair_method": "",
     "mats": {"seed": 0, "dilate_px": 0, "noise_amp_px": 0.0, "noise_scale": 0.0, "octaves": 0, "rough_area": 0.0, "box_area": 0.0},
-    "augment": {"flip": False, "scale": 1.0, "rotate_deg": 0.0, "perspective": 0.0, "color": 0.0},
+    "augment": {"flip": False, "scale": 1.0, "rotate_deg": 0.0, "perspective": 0.0, "brightness": 0.0, "contrast": 1.0, "gamma": 1.0},
     "taxonomy_version": "",
     "tool_version": unieditkit.__version__,
+    "random_init": False,
 }
 
 
@@ -77,8 +81,11 @@ def hf_features() -> "datasets.Features":  # type: ignore[name-defined]  # noqa:
         ref_size=List(Value("int32")),
         captions=s(ref=Value("string"), tgt=Value("string")),
         labels=List(s(key=Value("string"), score=Value("float32"))),
+        label_source=Value("string"),
+        label_check=Value("string"),
         scores=s(**{k: Value("float32") for k in _META_TEMPLATE["scores"]}),
         mask_source=Value("string"),
+        pair_method=Value("string"),
         mats=s(
             seed=Value("int64"),
             dilate_px=Value("int32"),
@@ -93,10 +100,13 @@ def hf_features() -> "datasets.Features":  # type: ignore[name-defined]  # noqa:
             scale=Value("float32"),
             rotate_deg=Value("float32"),
             perspective=Value("float32"),
-            color=Value("float32"),
+            brightness=Value("float32"),
+            contrast=Value("float32"),
+            gamma=Value("float32"),
         ),
         taxonomy_version=Value("string"),
         tool_version=Value("string"),
+        random_init=Value("bool"),
     )
     features: dict[str, Any] = {m: Image() for m in MEMBERS}
     features["json"] = meta

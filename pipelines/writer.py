@@ -18,7 +18,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import webdataset as wds
 
-from .plan import SHARD_FILES, ShardPlan, file_sha256
+from unieditkit.faults import checkpoint
+from unieditkit.integrity import file_records
+
+from .plan import ShardPlan
 from .schema import FORMAT_VERSION, INDEX_COLUMNS, MEMBERS, index_record
 
 TMP_SUFFIX = ".tmp"
@@ -34,15 +37,6 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + TMP_SUFFIX)
     tmp.write_bytes(data)
     _publish(tmp, path)
-
-
-def shard_files(out_dir: Path, name: str) -> dict[str, dict[str, Any]]:
-    """Size and SHA-256 of a shard's tar and sidecar, as its done marker records them."""
-    files = {}
-    for kind, suffix in SHARD_FILES.items():
-        path = out_dir / f"{name}{suffix}"
-        files[kind] = {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
-    return files
 
 
 def sidecar_table(rows: list[dict[str, Any]]) -> pa.Table:
@@ -99,13 +93,16 @@ def write_shard(out_dir: Path, shard: ShardPlan, rows: list[dict[str, Any]], ded
             sample.update({m: bytes(r[m.replace(".", "_")]) for m in MEMBERS})
             tw.write(sample)
     _publish(tmp, tar_path)
+    checkpoint("tar-written")
 
-    records = [index_record(json.loads(r["meta"]), shard.name) for r in ok]
+    metas = [json.loads(r["meta"]) for r in ok]
+    records = [index_record(m, shard.name) for m in metas]
     records += sorted((_rejected_record(r, shard) for r in rows if r["status"] != "ok"), key=lambda r: r["key"])
     parquet_path = out_dir / f"{shard.name}.parquet"
     tmp = parquet_path.with_name(parquet_path.name + TMP_SUFFIX)
     pq.write_table(sidecar_table(records), tmp)
     _publish(tmp, parquet_path)
+    checkpoint("sidecar-written")
 
     stats = {
         "shard": shard.name,
@@ -114,11 +111,13 @@ def write_shard(out_dir: Path, shard: ShardPlan, rows: list[dict[str, Any]], ded
         "units": len(shard.units),
         "samples": len(ok),
         "rejected": dict(sorted(Counter(r["reason"] for r in rows if r["status"] != "ok").items())),
+        "label_disagreements": sum(1 for m in metas if m["label_check"] == "disagree"),
         "bytes": tar_path.stat().st_size,
-        "files": shard_files(out_dir, shard.name),
+        "files": file_records(out_dir, shard.name),
         "format_version": FORMAT_VERSION,
     }
     write_bytes_atomic(shard.stats_path(out_dir), (json.dumps(stats, indent=1, sort_keys=True) + "\n").encode())
+    checkpoint("marker-written")
     return stats
 
 

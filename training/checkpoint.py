@@ -94,10 +94,77 @@ def save_checkpoint(
         }
         _atomic_save(payload, path)
         _atomic_write(folder / "latest", path.name)
-        for old in sorted(folder.glob("step_*.pt"))[:-keep_last]:
+        for old in list_checkpoints(run_dir)[:-keep_last]:
             old.unlink()
     barrier()
     return path
+
+
+def checkpoint_step(path: pathlib.Path) -> int:
+    """The step in a ``step_*.pt`` name; -1 for a name that does not parse (never pruned before real ones)."""
+    digits = path.name[len("step_"): -len(".pt")]
+    return int(digits) if digits.isdigit() else -1
+
+
+def list_checkpoints(run_dir: pathlib.Path) -> list[pathlib.Path]:
+    """The run's checkpoints oldest first, by step number: names of other widths must not sort by text."""
+    return sorted(checkpoint_dir(run_dir).glob("step_*.pt"), key=lambda p: (checkpoint_step(p), p.name))
+
+
+def guard_run_dir(run_dir: pathlib.Path, resume: str | None, overwrite: bool) -> None:
+    """A run folder that holds checkpoints is only continued (``--resume``) or, on request, replaced."""
+    if resume or overwrite:
+        return
+    found = list_checkpoints(run_dir)
+    if found:
+        raise UserError(
+            f"--out {run_dir}: already holds {len(found)} checkpoint(s) (newest {found[-1].name}); continue it with "
+            "--resume latest, pick a new --out, or pass --overwrite to start it again from step 0"
+        )
+
+
+def clear_run_dir(run_dir: pathlib.Path) -> list[str]:
+    """``--overwrite``: remove what an earlier run wrote (checkpoints, log, TensorBoard, previews); returns the
+    names removed so the new run can say so."""
+    import shutil
+
+    removed = []
+    for name in ("checkpoints", "tb", "previews", "log.jsonl"):
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        else:
+            continue
+        removed.append(name)
+    return removed
+
+
+def checkpoint_world_size(path: pathlib.Path) -> int | None:
+    """The world size a checkpoint was written with (memory-mapped: no tensor is read); None if unreadable."""
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - load_checkpoint reports unreadable files with their own message
+        return None
+    return ck.get("world_size") if isinstance(ck, dict) else None
+
+
+def check_world_size(path: pathlib.Path, saved: int, world_size: int, allow_change: bool) -> str | None:
+    """Refuse a world-size change (the per-rank data streams and RNG states no longer line up, so the run could
+    not continue bit-exactly), or, with ``--allow-world-size-change``, return the note the run records."""
+    if saved == world_size:
+        return None
+    if not allow_change:
+        raise UserError(
+            f"{path}: written by {saved} process(es), this run has {world_size}; bit-exact resume needs the same "
+            f"number: use --nproc {saved} (or torchrun with {saved} processes in all), or pass "
+            "--allow-world-size-change to continue approximately"
+        )
+    return (
+        f"resumed from {path.name} (written by {saved} processes) on {world_size}: continuing approximately "
+        "(new per-rank data streams and RNG states; not bit-exact)"
+    )
 
 
 def find_checkpoint(run_dir: pathlib.Path, resume: str) -> pathlib.Path | None:
@@ -116,36 +183,59 @@ def find_checkpoint(run_dir: pathlib.Path, resume: str) -> pathlib.Path | None:
     return path
 
 
-def load_checkpoint(
-    path: pathlib.Path,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    info: DistInfo,
-) -> int:
-    """Restore everything ``save_checkpoint`` wrote; returns the step to continue from."""
+def _read(path: pathlib.Path) -> dict:
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - a truncated or foreign file: say which and what to do
         raise UserError(f"{path}: not a readable checkpoint ({type(err).__name__}); resume from an older step_*.pt") from None
     if not isinstance(ck, dict) or ck.get("format") != FORMAT:
         raise UserError(f"{path}: not a unieditkit training checkpoint (format {FORMAT}); pass a step_*.pt of a run")
+    return ck
+
+
+def _set_weights(path: pathlib.Path, model: nn.Module, weights: dict) -> None:
     expected = set(get_model_state_dict(model, options=_options(ignore_frozen_params=True)))
-    missing = sorted(expected - set(ck["model"]))
+    missing = sorted(expected - set(weights))
     if missing:
         raise UserError(
-            f"{path}: has no '{missing[0]}' ({len(missing)} trainable tensors missing); resume with the config the "
+            f"{path}: has no '{missing[0]}' ({len(missing)} trainable tensors missing); use the config the "
             "run was started with (RUN/config.yaml)"
         )
+    set_model_state_dict(model, weights, options=_options(strict=False))
+
+
+def load_checkpoint(
+    path: pathlib.Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    info: DistInfo,
+    allow_world_size_change: bool = False,
+) -> tuple[int, str | None]:
+    """Restore everything ``save_checkpoint`` wrote; returns the step to continue from and, after an allowed
+    world-size change, the note to record."""
+    ck = _read(path)
+    note = check_world_size(path, int(ck["world_size"]), info.world_size, allow_world_size_change)
     try:
-        set_model_state_dict(model, ck["model"], options=_options(strict=False))
+        _set_weights(path, model, ck["model"])
         set_optimizer_state_dict(model, optimizer, ck["optimizer"], options=_options())
     except (RuntimeError, KeyError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f"{path}: does not fit this model ({first}); resume with the run's own config.yaml") from None
     scheduler.load_state_dict(ck["scheduler"])
-    if ck["world_size"] == info.world_size:
+    if note is None:
         set_rng_state(ck["rng"][info.rank])
+    return int(ck["step"]), note
+
+
+def load_weights(path: pathlib.Path, model: nn.Module) -> int:
+    """The trained tensors of a checkpoint into an unwrapped model (``unieditkit edit``); returns the step."""
+    ck = _read(path)
+    try:
+        _set_weights(path, model, ck["model"])
+    except (RuntimeError, KeyError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"{path}: does not fit the run's model ({first}); pass the run folder it belongs to") from None
     return int(ck["step"])
 
 

@@ -29,28 +29,74 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_command)
 
 
+# flag -> (dotted config key, type); each overrides that key of the config file
+OVERRIDES = {
+    "--data": ("data.root", str),
+    "--out": ("train.run_dir", str),
+    "--max-steps": ("train.max_steps", int),
+    "--lr": ("optim.lr", float),
+    "--batch-size": ("train.batch_size", int),
+    "--save-every": ("train.save_every", int),
+    "--preview-every": ("train.preview_every", int),
+    "--backbone": ("model.backbone", str),
+    "--pretrained": ("model.pretrained", str),
+    "--cache": ("data.cache", str),
+}
+SWITCHES = ("--overwrite", "--allow-world-size-change")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options ``unieditkit train`` and ``python -m training.train`` share."""
     parser.add_argument("--config", help="YAML config (default: the built-in small editor; see docs/TRAINING.md)")
-    parser.add_argument("--data", help="dataset folder written by `unieditkit build` (overrides data.root)")
-    parser.add_argument("--out", help="run folder for checkpoints, logs and previews (overrides train.run_dir)")
-    parser.add_argument("--max-steps", type=int, help="total optimizer steps (overrides train.max_steps)")
+    helps = {
+        "--data": "dataset folder written by `unieditkit build`",
+        "--out": "run folder for checkpoints, logs and previews",
+        "--max-steps": "total optimizer steps",
+        "--lr": "peak learning rate",
+        "--batch-size": "samples per step and process",
+        "--save-every": "checkpoint every N steps (and at the end)",
+        "--preview-every": "preview image every N steps",
+        "--backbone": "builtin (small DiT, trains on a CPU) or flux-fill (FLUX.1-Fill with MoT experts)",
+        "--pretrained": "FLUX.1-Fill-dev snapshot folder for --backbone flux-fill",
+        "--cache": "folder to keep VAE latents and text embeddings in (flux-fill), computed once per sample",
+    }
+    for flag, (key, kind) in OVERRIDES.items():
+        parser.add_argument(flag, type=kind, help=f"{helps[flag]} (overrides {key})")
     parser.add_argument("--resume", help="'latest' (the run folder's newest checkpoint, if any) or a step_*.pt path")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start a run folder that already has checkpoints again from step 0 (deletes them)")
+    parser.add_argument("--allow-world-size-change", action="store_true",
+                        help="resume on a different number of processes, approximately (noted in log.jsonl)")
+
+
+def overrides_from(args: argparse.Namespace) -> dict:
+    """The dotted config keys the command line sets."""
+    found = {}
+    for flag, (key, _) in OVERRIDES.items():
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None:
+            found[key] = value
+    return found
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from training.checkpoint import find_checkpoint
+    from training.checkpoint import check_world_size, checkpoint_world_size, find_checkpoint, guard_run_dir
     from training.data import find_shards
     from training.train import resolve_config, run
 
     if args.nproc < 1:
         raise UserError(f"--nproc {args.nproc}: must be at least 1")
-    cfg = resolve_config(args.config, args.data, args.out, args.max_steps, args.resume)
+    cfg = resolve_config(args.config, overrides_from(args), args.resume)
     find_shards(cfg.data.root, cfg.data.split, cfg.data.domains)
+    run_dir = pathlib.Path(cfg.train.run_dir)
+    guard_run_dir(run_dir, args.resume, args.overwrite)
     if args.resume:
-        find_checkpoint(pathlib.Path(cfg.train.run_dir), args.resume)
+        ckpt = find_checkpoint(run_dir, args.resume)
+        saved = checkpoint_world_size(ckpt) if ckpt is not None else None
+        if saved is not None:
+            check_world_size(ckpt, saved, args.nproc, args.allow_world_size_change)
     if args.nproc == 1:
-        run(cfg, args.resume)
+        run(cfg, args.resume, overwrite=args.overwrite, allow_world_size_change=args.allow_world_size_change)
         return 0
     return subprocess.call(torchrun_command(args))
 
@@ -59,8 +105,13 @@ def torchrun_command(args: argparse.Namespace) -> list[str]:
     """The torchrun invocation equivalent to ``args`` (options are forwarded unchanged)."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
            "-m", "training.train"]
-    for flag, value in (("--config", args.config), ("--data", args.data), ("--out", args.out),
-                        ("--max-steps", args.max_steps), ("--resume", args.resume)):
+    if args.config is not None:
+        cmd += ["--config", str(args.config)]
+    for flag in OVERRIDES:
+        value = getattr(args, flag[2:].replace("-", "_"))
         if value is not None:
             cmd += [flag, str(value)]
+    if args.resume is not None:
+        cmd += ["--resume", str(args.resume)]
+    cmd += [flag for flag in SWITCHES if getattr(args, flag[2:].replace("-", "_"))]
     return cmd

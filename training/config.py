@@ -27,6 +27,12 @@ DIT_MOT_PATTERNS = [
 
 @dataclass
 class ModelConfig:
+    backbone: Literal["builtin", "flux-fill"] = "builtin"
+    pretrained: str = ""
+    backbone_dtype: Literal["bf16", "fp32"] = "bf16"
+    guidance: float = 30.0
+    max_sequence_length: int = 512
+    prompt_template: str = "a photo of {name}"
     image_size: int = 64
     patch_size: int = 4
     dim: int = 128
@@ -38,9 +44,9 @@ class ModelConfig:
     alpha: float = 16.0
     top_k: int = 2
     prior_scale: float = 2.0
-    mot_patterns: list[str] = field(default_factory=lambda: list(DIT_MOT_PATTERNS))
+    mot_patterns: list[str] = field(default_factory=list)
     taxonomy: str = ""
-    train_backbone: bool = True
+    train_backbone: Literal["auto", True, False] = "auto"
     init_checkpoint: str = ""
     gradient_checkpointing: bool = False
 
@@ -53,6 +59,7 @@ class DataConfig:
     num_workers: int = 2
     batches_per_epoch: int = 0
     shuffle_buffer: int = 64
+    cache: str = ""
 
 
 @dataclass
@@ -82,6 +89,7 @@ class TrainConfig:
     max_steps: int = 10000
     stop_after: int = 0
     batch_size: int = 8
+    grad_accum: int = 1
     seed: int = 0
     precision: Literal["fp32", "bf16"] = "fp32"
     strategy: Literal["ddp", "fsdp"] = "ddp"
@@ -143,6 +151,15 @@ def load_config(path: str | pathlib.Path | None, overrides: dict[str, Any] | Non
     return cfg
 
 
+def backbone_trains(m: ModelConfig) -> bool:
+    """``model.train_backbone: auto`` is the paper's setting, a frozen backbone, whenever the backbone has
+    pretrained weights; the built-in editor started from scratch has none, and a frozen random backbone learns
+    nothing, so there auto trains it (``training.train`` announces which it chose)."""
+    if m.train_backbone == "auto":
+        return m.backbone == "builtin" and not m.init_checkpoint
+    return bool(m.train_backbone)
+
+
 def save_config(cfg: Config, path: pathlib.Path) -> None:
     path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
 
@@ -155,7 +172,8 @@ def validate(cfg: Config, where: str = "config") -> None:
         "model.depth": m.depth, "model.heads": m.heads, "train.max_steps": t.max_steps,
         "train.batch_size": t.batch_size, "train.log_every": t.log_every, "train.save_every": t.save_every,
         "train.keep_last": t.keep_last, "train.preview_every": t.preview_every,
-        "train.preview_steps": t.preview_steps,
+        "train.preview_steps": t.preview_steps, "train.grad_accum": t.grad_accum,
+        "model.max_sequence_length": m.max_sequence_length,
     }
     for key, value in positive.items():
         if value < 1:
@@ -166,10 +184,12 @@ def validate(cfg: Config, where: str = "config") -> None:
         raise UserError(f"{where}: model.dim ({m.dim}) must be a multiple of model.heads ({m.heads})")
     if m.num_experts < 0 or (m.num_experts and not 1 <= m.top_k <= m.num_experts):
         raise UserError(f"{where}: model.top_k must be in 1..model.num_experts (0 experts = backbone only)")
-    if not m.train_backbone and not m.init_checkpoint:
+    if m.backbone == "flux-fill":
+        _validate_flux(m, where)
+    elif m.train_backbone is False and not m.init_checkpoint:
         raise UserError(
             f"{where}: model.train_backbone is false but model.init_checkpoint is empty: a frozen random backbone "
-            "cannot learn; set model.init_checkpoint to a trained backbone or train_backbone: true"
+            "cannot learn; set model.init_checkpoint to a trained backbone or train_backbone: true (or auto)"
         )
     if len(c.boundaries) != 2 or not 0.0 <= c.boundaries[0] <= c.boundaries[1] <= 1.0:
         raise UserError(f"{where}: curriculum.boundaries must be [rough_start, box_start] with 0 <= a <= b <= 1")
@@ -182,6 +202,26 @@ def validate(cfg: Config, where: str = "config") -> None:
             raise UserError(f"{where}: curriculum.{stage} probabilities must be >= 0 and not all zero")
     if cfg.data.num_workers < 0:
         raise UserError(f"{where}: data.num_workers must be >= 0")
+
+
+def _validate_flux(m: ModelConfig, where: str) -> None:
+    """The FLUX.1-Fill backbone: a snapshot to load, images its VAE and 2x2 packing can take, a prompt template."""
+    if not m.pretrained:
+        raise UserError(
+            f"{where}: model.backbone is flux-fill but model.pretrained is empty; pass --pretrained DIR, a "
+            "FLUX.1-Fill-dev snapshot (huggingface-cli download black-forest-labs/FLUX.1-Fill-dev --local-dir DIR)"
+        )
+    if m.image_size % 16:
+        raise UserError(f"{where}: model.image_size ({m.image_size}) must be a multiple of 16 for FLUX.1-Fill "
+                        "(8x VAE, then 2x2 latent patches)")
+    if m.init_checkpoint:
+        raise UserError(f"{where}: model.init_checkpoint is for the built-in editor; FLUX.1-Fill loads its backbone "
+                        "from model.pretrained")
+    if m.train_backbone is True:
+        raise UserError(f"{where}: model.train_backbone: true is not offered for flux-fill (11.9B parameters); the "
+                        "backbone stays frozen and the LoRA experts and router train (use auto or false)")
+    if "{name}" not in m.prompt_template:
+        raise UserError(f"{where}: model.prompt_template must contain {{name}} (the subcategory's display name)")
 
 
 def _build(cls: type, data: Any, where: str, prefix: str) -> Any:
@@ -204,8 +244,9 @@ def _coerce(tp: Any, value: Any, where: str, key: str) -> Any:
     origin = typing.get_origin(tp)
     if origin is Literal:
         choices = typing.get_args(tp)
-        if value not in choices:
-            raise UserError(f"{where}: {key} is {value!r}; use one of {', '.join(map(str, choices))}")
+        if not any(value == c and type(value) is type(c) for c in choices):
+            names = [str(c).lower() if isinstance(c, bool) else str(c) for c in choices]
+            raise UserError(f"{where}: {key} is {value!r}; use one of {', '.join(names)}")
         return value
     if origin is list:
         if not isinstance(value, list):

@@ -128,7 +128,16 @@ def decode_sample(
         "subcategory": subcategory,
         "variant": MASK_VARIANTS.index(variant),
         "key": sample["__key__"],
+        "caption": caption(meta),
+        "name": str(meta.get("subcategory_name") or meta.get("subcategory") or ""),
     }
+
+
+def caption(meta: dict) -> str:
+    """The text a prompt-conditioned backbone gets: the reference object's caption (it names what to insert),
+    else the target scene's; empty when the build wrote none (the backbone then uses its name template)."""
+    captions = meta.get("captions") or {}
+    return str(captions.get("ref") or captions.get("tgt") or "")
 
 
 def collate(items: list[dict]) -> dict:
@@ -140,6 +149,8 @@ def collate(items: list[dict]) -> dict:
         "subcategory": torch.tensor([i["subcategory"] for i in items], dtype=torch.long),
         "variant": torch.tensor([i["variant"] for i in items], dtype=torch.long),
         "keys": [i["key"] for i in items],
+        "captions": [i["caption"] for i in items],
+        "names": [i["name"] for i in items],
     }
 
 

@@ -7,6 +7,8 @@ single process, under ``unieditkit train --nproc N`` and under a multi-node ``to
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -62,12 +64,39 @@ def wrap_model(model: nn.Module, strategy: str, info: DistInfo) -> nn.Module:
     if strategy == "fsdp":
         from torch.distributed.fsdp import fully_shard
 
-        for block in getattr(model, "blocks", []):
+        for block in shard_units(model):
             fully_shard(block)
         fully_shard(model)
         return model
     device_ids = [info.local_rank] if info.device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=device_ids)
+
+
+SHARDED_BLOCK_LISTS = ("blocks", "transformer_blocks", "single_transformer_blocks")
+
+
+def shard_units(model: nn.Module) -> list[nn.Module]:
+    """The transformer blocks FSDP shards one by one: the built-in editor's ``blocks`` and FLUX's
+    ``transformer_blocks`` and ``single_transformer_blocks`` (each gathered only while it runs)."""
+    return [block for name, module in model.named_modules()
+            if name.rsplit(".", 1)[-1] in SHARDED_BLOCK_LISTS and isinstance(module, nn.ModuleList)
+            for block in module]
+
+
+@contextmanager
+def gradient_sync(model: nn.Module, sync: bool) -> Iterator[None]:
+    """Gradient accumulation: reduce gradients across ranks only on the last micro-batch of a step."""
+    if sync or not dist.is_initialized():
+        yield
+    elif isinstance(model, DistributedDataParallel):
+        with model.no_sync():
+            yield
+    else:  # FSDP2 keeps partial gradients unsharded until the step's last backward
+        model.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            model.set_requires_gradient_sync(True)
 
 
 def unwrap(model: nn.Module) -> nn.Module:

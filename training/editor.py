@@ -29,7 +29,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from training.anchors import Anchors
-from training.config import ModelConfig
+from training.config import DIT_MOT_PATTERNS, ModelConfig, backbone_trains
 from training.mot import apply_mot, mot_layers, set_routing
 from training.routing import AnchorGuidedRouter, RouterOutput
 from unieditkit.errors import UserError
@@ -162,13 +162,15 @@ class Editor(nn.Module):
         self.router: AnchorGuidedRouter | None = None
         self.mot_names: list[str] = []
         if cfg.num_experts > 0:
-            self.mot_names = apply_mot(self, cfg.mot_patterns, cfg.num_experts, cfg.rank, cfg.alpha, freeze_base=True)
+            self.mot_names = apply_mot(
+                self, cfg.mot_patterns or DIT_MOT_PATTERNS, cfg.num_experts, cfg.rank, cfg.alpha, freeze_base=True
+            )
             self.router = AnchorGuidedRouter(
                 cfg.num_experts, cfg.top_k, anchors.num_domains, anchors.num_subcategories, d,
                 cfg.prior_scale, list(anchors.subcategory_domains),
             )
         self._mot = mot_layers(self)
-        self.set_backbone_trainable(cfg.train_backbone)
+        self.set_backbone_trainable(backbone_trains(cfg))
 
     def set_backbone_trainable(self, trainable: bool) -> None:
         """Backbone = every parameter except the LoRA experts and the router (those always train)."""

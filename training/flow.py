@@ -60,11 +60,25 @@ def flow_loss(
     return LossParts(flow + balance_coef * balance, flow, balance, out.router.expert_load())
 
 
+def noise_like(shape: torch.Size | tuple, generator: torch.Generator | list[torch.Generator]) -> torch.Tensor:
+    """Gaussian noise from one generator, or one generator per sample (then a sample's noise does not depend on
+    which batch it is in, so ``unieditkit edit`` gives the same image at any batch size)."""
+    if isinstance(generator, list):
+        return torch.cat([torch.randn((1, *shape[1:]), generator=g) for g in generator])
+    return torch.randn(shape, generator=generator)
+
+
+def paste_known(prediction: torch.Tensor, batch: dict) -> torch.Tensor:
+    """The prediction inside the mask, the given target outside it: known pixels are never regenerated."""
+    mask = batch["mask"].to(prediction.device, prediction.dtype)
+    return prediction * mask + batch["tgt"].to(prediction.device, prediction.dtype) * (1.0 - mask)
+
+
 @torch.no_grad()
-def sample(editor: Editor, batch: dict, steps: int, generator: torch.Generator) -> torch.Tensor:
-    """Euler integration from noise (t=1) to an image (t=0); used for preview images."""
+def sample(editor: Editor, batch: dict, steps: int, generator: torch.Generator | list[torch.Generator]) -> torch.Tensor:
+    """Euler integration from noise (t=1) to an image (t=0); used for previews and ``unieditkit edit``."""
     tgt, mask = batch["tgt"], batch["mask"]
-    x = torch.randn(tgt.shape, generator=generator).to(tgt.device)
+    x = noise_like(tgt.shape, generator).to(tgt.device)
     cond = masked_target(tgt, mask)
     times = torch.linspace(1.0, 0.0, steps + 1)
     for i in range(steps):

@@ -1,16 +1,17 @@
 """MoT on a diffusers ``FluxTransformer2DModel`` (FLUX.1-Fill), the backbone A2-Edit builds on.
 
-Optional: needs ``pip install 'unieditkit[flux]'`` (diffusers) and the FLUX.1-Fill-dev weights on disk; neither is
-imported or touched until one of these functions is called. What this module does:
+Optional: needs ``pip install 'unieditkit[flux]'`` (diffusers) and a FLUX.1-Fill-dev snapshot on disk (or the tiny
+random one ``scripts/make_tiny_flux.py`` writes); neither is imported or touched until one of these is called:
 
-* ``load_flux_fill_transformer(path)`` loads the transformer (one-line errors for a missing package or weights);
+* ``check_snapshot(path)`` names every missing part of a snapshot in one line, with how to get it;
+* ``load_flux_fill_transformer(path)`` loads the transformer with diffusers' own class;
 * ``FluxMoT(transformer, anchors, ...)`` freezes it, turns the image-stream attention (q/k/v/out) and FFN linears of
-  the double-stream blocks and the q/k/v and MLP linears of the single-stream blocks into ``MoTLinear``, and adds
-  an ``AnchorGuidedRouter`` fed with the mean of the reference tokens after ``x_embedder``.
+  the double-stream blocks and the q/k/v and MLP linears of the single-stream blocks into ``MoTLinear`` (fp32
+  experts beside a bf16 backbone by default), and adds an ``AnchorGuidedRouter`` fed with the mean of
+  ``x_embedder`` over the *clean* reference tokens (see ``route``).
 
 The text stream (``add_*_proj``, ``ff_context``) keeps the backbone only: experts are meant to specialise on the
-object category, which the image tokens carry. Latent encoding (VAE), text embeddings and packing are the
-diffusers FLUX.1-Fill pipeline's; this module covers the transformer.
+object category, which the image tokens carry. Latents, text embeddings and packing are in ``flux_inputs.py``.
 """
 
 from __future__ import annotations
@@ -47,6 +48,42 @@ def _diffusers() -> Any:
     return diffusers
 
 
+# what a snapshot folder must hold: (relative path, alternatives that may stand in for it)
+SNAPSHOT_PARTS = {
+    "model_index.json": (),
+    "scheduler/scheduler_config.json": (),
+    "transformer/config.json": (),
+    "vae/config.json": (),
+    "text_encoder/config.json": (),
+    "text_encoder_2/config.json": (),
+    "tokenizer/vocab.json": ("tokenizer/tokenizer.json",),
+    "tokenizer_2/tokenizer.json": ("tokenizer_2/spiece.model",),
+}
+WEIGHT_FOLDERS = ("transformer", "vae", "text_encoder", "text_encoder_2")
+GET_SNAPSHOT = (
+    "get it with `huggingface-cli download {repo} --local-dir {root}` (accept the model licence on huggingface.co "
+    "first), or write a tiny random one for tests with `python scripts/make_tiny_flux.py {root}`"
+)
+
+
+def check_snapshot(path: str | pathlib.Path) -> pathlib.Path:
+    """The snapshot folder if it has every part ``FluxFillPipeline`` loads; else one line naming what is missing."""
+    root = pathlib.Path(path)
+    how = GET_SNAPSHOT.format(repo=FLUX_FILL_REPO, root=root)
+    if not root.is_dir():
+        raise MissingModelError(f"--pretrained {root}: no such folder; {how}")
+    missing = [rel for rel, alts in SNAPSHOT_PARTS.items()
+               if not any((root / p).is_file() for p in (rel, *alts))]
+    missing += [f"{folder}/ weights (*.safetensors)" for folder in WEIGHT_FOLDERS
+                if (root / folder).is_dir() and not any((root / folder).glob("*.safetensors"))
+                and not any((root / folder).glob("*.bin"))]
+    if missing:
+        raise MissingModelError(
+            f"--pretrained {root}: not a complete FLUX.1-Fill snapshot, missing {', '.join(missing)}; {how}"
+        )
+    return root
+
+
 def load_flux_fill_transformer(path: str | pathlib.Path, dtype: torch.dtype = torch.bfloat16) -> nn.Module:
     """The FLUX.1-Fill transformer from a local folder (the repo snapshot, or its ``transformer/`` subfolder)."""
     diffusers = _diffusers()
@@ -73,11 +110,13 @@ class FluxMoT(nn.Module):
         top_k: int = 2,
         prior_scale: float = 2.0,
         patterns: list[str] | None = None,
+        expert_dtype: torch.dtype | None = torch.float32,
     ) -> None:
         super().__init__()
         transformer.requires_grad_(False)
         self.transformer = transformer
-        self.mot_names = apply_mot(transformer, patterns or FLUX_MOT_PATTERNS, num_experts, rank, alpha)
+        self.mot_names = apply_mot(transformer, patterns or FLUX_MOT_PATTERNS, num_experts, rank, alpha,
+                                   dtype=expert_dtype)
         self._mot = mot_layers(transformer)
         embedder: nn.Linear = transformer.x_embedder
         self.router = AnchorGuidedRouter(
@@ -86,7 +125,9 @@ class FluxMoT(nn.Module):
         ).to(device=embedder.weight.device)
 
     def route(self, domain: torch.Tensor, subcategory: torch.Tensor, ref_tokens: torch.Tensor) -> RouterOutput:
-        """Route from packed reference latents ``(B, N_ref, C_in)`` (the left half of the Fill diptych)."""
+        """Route from the reference half of the Fill diptych as clean tokens ``(B, N_ref, C_in)``: the reference
+        latents in the noisy-latent slot (i.e. at t = 0), then its masked-image latents and an all-zero mask, so
+        the routing of a sample never depends on the timestep or the noise."""
         features = self.transformer.x_embedder(ref_tokens).mean(dim=1)
         out = self.router(domain, subcategory, features)
         set_routing(self._mot, out.routing)

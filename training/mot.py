@@ -45,7 +45,10 @@ class MoTLinear(nn.Module):
     None``) the layer is the backbone alone.
     """
 
-    def __init__(self, base: nn.Linear, num_experts: int, rank: int, alpha: float, freeze_base: bool = True) -> None:
+    def __init__(
+        self, base: nn.Linear, num_experts: int, rank: int, alpha: float, freeze_base: bool = True,
+        dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
         if num_experts < 1 or rank < 1:
             raise UserError(f"model.num_experts ({num_experts}) and model.rank ({rank}) must be >= 1 for MoT")
@@ -54,8 +57,9 @@ class MoTLinear(nn.Module):
         self.rank = rank
         self.scale = alpha / rank
         w = base.weight
-        self.lora_A = nn.Parameter(torch.empty(num_experts, rank, base.in_features, dtype=w.dtype, device=w.device))
-        self.lora_B = nn.Parameter(torch.zeros(num_experts, rank, base.out_features, dtype=w.dtype, device=w.device))
+        dtype = dtype or w.dtype  # fp32 experts beside a bf16 backbone: the optimizer updates fp32 master weights
+        self.lora_A = nn.Parameter(torch.empty(num_experts, rank, base.in_features, dtype=dtype, device=w.device))
+        self.lora_B = nn.Parameter(torch.zeros(num_experts, rank, base.out_features, dtype=dtype, device=w.device))
         for e in range(num_experts):
             nn.init.kaiming_uniform_(self.lora_A.data[e], a=math.sqrt(5))
         if freeze_base:
@@ -80,7 +84,7 @@ class MoTLinear(nn.Module):
         if x.shape[0] != batch:
             raise RuntimeError(f"MoTLinear: input batch {x.shape[0]} but routing was set for batch {batch}")
         kr = k * self.rank
-        a = self.lora_A[idx].reshape(batch, kr, self.in_features)  # (B, k*r, in): the sample's experts, stacked
+        a = self.lora_A[idx].reshape(batch, kr, self.in_features).to(x.dtype)  # (B, k*r, in): stacked experts
         b = self.lora_B[idx].reshape(batch, kr, self.out_features)  # (B, k*r, out)
         gate = (w * self.scale).repeat_interleave(self.rank, dim=1)  # (B, k*r)
         b = b * gate[:, :, None].to(b.dtype)  # scale the small factor, not the (B, N, k*r) activations
@@ -100,6 +104,7 @@ def apply_mot(
     rank: int,
     alpha: float,
     freeze_base: bool = True,
+    dtype: torch.dtype | None = None,
 ) -> list[str]:
     """Replace every ``nn.Linear`` whose qualified name fully matches one of ``patterns`` by a ``MoTLinear``.
 
@@ -126,7 +131,7 @@ def apply_mot(
         )
     for name in chosen:
         parent, attr = _parent(model, name)
-        setattr(parent, attr, MoTLinear(getattr(parent, attr), num_experts, rank, alpha, freeze_base))
+        setattr(parent, attr, MoTLinear(getattr(parent, attr), num_experts, rank, alpha, freeze_base, dtype))
     return sorted(chosen)
 
 

@@ -1,4 +1,4 @@
-"""Run outputs on rank 0: ``log.jsonl`` (one line per logged step), TensorBoard events and preview PNGs.
+"""Run outputs on rank 0: ``log.jsonl`` (one line per logged step, plus notes), TensorBoard events and previews.
 
 On resume the JSONL log is cut back to the checkpoint's step, so every step appears once even when a run died
 between a log line and the next checkpoint.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import sys
 
 import numpy as np
 import torch
@@ -48,6 +49,15 @@ class RunLog:
                         self.tb.add_scalar(f"{key}/{i}", v, step)
                 elif isinstance(value, (int, float)):
                     self.tb.add_scalar(key, value, step)
+
+    def note(self, step: int, text: str) -> None:
+        """A choice or fallback the run made (threads, a clipped warm-up, an approximate resume): printed and kept
+        in ``log.jsonl`` as ``{"step": N, "note": "..."}`` so the record of the run says what happened."""
+        if not self.enabled:
+            return
+        print(f"unieditkit train: note: {text}", file=sys.stderr, flush=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": step, "note": text}, sort_keys=True) + "\n")
 
     def image(self, step: int, grid: np.ndarray) -> pathlib.Path | None:
         """Save an HxWx3 uint8 preview as ``previews/step_XXXXXXXX.png`` (and in TensorBoard)."""

@@ -15,7 +15,8 @@ import sys
 from unieditkit import __version__
 from unieditkit.errors import UserError
 
-COMMAND_MODULES = ("pipelines.cli", "taxonomy.cli", "training.cli", "unieditkit.evaluate", "unieditkit.inspect.cli")
+COMMAND_MODULES = ("pipelines.cli", "pipelines.decontaminate", "pipelines.dedupe", "taxonomy.cli", "training.cli",
+                   "training.edit", "unieditkit.evaluate", "unieditkit.inspect.cli")
 
 
 def make_parser() -> argparse.ArgumentParser:

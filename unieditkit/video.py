@@ -5,12 +5,18 @@ only estimate it, and seeking (``CAP_PROP_POS_FRAMES``) can land on the wrong fr
 So :func:`frame_count` checks that the last announced frame really decodes and otherwise counts frames one by
 one, and :func:`read_frame` checks the position after a seek and falls back to decoding from the start.
 Failures are :class:`~unieditkit.imageio.ImageReadError` so that the build records them like a bad image.
+:func:`read_frames` reads a run of frames in one decoding pass, for tracking an object from one frame to another.
+:func:`shots` finds the hard cuts, so that no pair is made of two frames of different shots.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import tempfile
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 import cv2
@@ -90,3 +96,101 @@ def read_frame(path: str | os.PathLike, index: int) -> np.ndarray:
         if not ok or frame is None:
             raise ImageReadError("video_frame_unreadable", f"{path}#frame={index}: the video ends after {index} frames")
         return _to_rgb(frame, path, index)
+
+
+def _grab_at(cap: cv2.VideoCapture, index: int) -> bool:
+    """Seek ``cap`` to ``index`` and grab it; False when the seek did not land exactly there."""
+    cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+    return cap.grab() and int(cap.get(cv2.CAP_PROP_POS_FRAMES)) == index + 1
+
+
+def read_frames(path: str | os.PathLike, indices: list[int]) -> list[np.ndarray]:
+    """Frames ``indices`` (sorted, distinct, 0-based) as RGB arrays, decoded in one sequential pass.
+
+    Seeks once to the first index (checked like :func:`read_frame`, else decodes from the start) and then only
+    grabs forward, so reading the frames between two frames of a pair costs one pass over them, not one seek
+    per frame. Raises ``ImageReadError("video_frame_unreadable")`` when a frame does not decode.
+    """
+    if not indices:
+        return []
+    if indices != sorted(set(indices)) or indices[0] < 0:
+        raise ValueError(f"read_frames: indices must be sorted, distinct and non-negative, got {indices[:5]}")
+    wanted = set(indices)
+    with _capture(path) as seeking:
+        if _grab_at(seeking, indices[0]):
+            return _collect(path, seeking, indices[0], indices[-1], wanted)
+    with _capture(path) as cap:
+        if not cap.grab():
+            raise ImageReadError("video_frame_unreadable", f"{path}#frame=0: the video has no frames")
+        return _collect(path, cap, 0, indices[-1], wanted)
+
+
+def _collect(path: str | os.PathLike, cap: cv2.VideoCapture, position: int, last: int, wanted: set[int]) -> list[np.ndarray]:
+    """Retrieve the wanted frames from ``position`` (already grabbed) up to ``last``, grabbing forward."""
+    frames = []
+    while True:
+        if position in wanted:
+            ok, frame = cap.retrieve()
+            if not ok or frame is None:
+                raise ImageReadError("video_frame_unreadable", f"{path}#frame={position}: does not decode")
+            frames.append(_to_rgb(frame, path, position))
+        if position == last:
+            return frames
+        if not cap.grab():
+            raise ImageReadError("video_frame_unreadable", f"{path}#frame={last}: the video ends after {position + 1} frames")
+        position += 1
+
+
+#: PySceneDetect's ContentDetector: a cut where the mean HSV change between consecutive frames exceeds the
+#: threshold (its default, 27, on a 0-255 scale), at least MIN_SHOT_FRAMES after the previous cut
+DEFAULT_CUT_THRESHOLD = 27.0
+MIN_SHOT_FRAMES = 15
+
+
+def shots(path: str | os.PathLike, n_frames: int, threshold: float = DEFAULT_CUT_THRESHOLD, cache_dir: str | os.PathLike | None = None) -> list[tuple[int, int]]:
+    """The shots of a video as ``[start, end)`` frame ranges covering ``range(n_frames)``, in order.
+
+    Cuts come from PySceneDetect's ``ContentDetector`` (``threshold``; ``0`` turns detection off: one shot).
+    A cut the detector places beyond ``n_frames`` (the frames that decode, see :func:`frame_count`) is dropped.
+    Detection decodes the whole video, so with ``cache_dir`` the result is kept there under a key of the
+    file's path, size and modification time and the detector settings; the cut list only depends on the
+    pixels, so a cached and a fresh result are the same.
+    """
+    if threshold <= 0 or n_frames <= 1:
+        return [(0, n_frames)] if n_frames > 0 else []
+    cache = _shot_cache_file(path, threshold, cache_dir) if cache_dir else None
+    if cache is not None and cache.is_file():
+        cuts = json.loads(cache.read_text())
+    else:
+        cuts = _detect_cuts(path, threshold)
+        if cache is not None:
+            _write_atomic(cache, json.dumps(cuts))
+    bounds = [0, *sorted(c for c in set(cuts) if 0 < c < n_frames), n_frames]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _detect_cuts(path: str | os.PathLike, threshold: float) -> list[int]:
+    from scenedetect import ContentDetector, detect
+    from scenedetect.video_stream import VideoOpenFailure
+
+    try:
+        scenes = detect(str(path), ContentDetector(threshold=threshold, min_scene_len=MIN_SHOT_FRAMES), start_in_scene=True)
+    except VideoOpenFailure as exc:
+        raise ImageReadError("video_unreadable", f"{path}: PySceneDetect cannot open it ({exc})") from None
+    return [int(start.frame_num) for start, _ in scenes[1:]]
+
+
+def _shot_cache_file(path: str | os.PathLike, threshold: float, cache_dir: str | os.PathLike) -> Path:
+    import scenedetect
+
+    st = os.stat(path)
+    key = json.dumps([os.path.abspath(path), st.st_size, st.st_mtime_ns, threshold, MIN_SHOT_FRAMES, scenedetect.__version__])
+    return Path(cache_dir) / f"shots-{hashlib.sha1(key.encode()).hexdigest()[:20]}.json"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(handle, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)

@@ -31,7 +31,7 @@ from unieditkit.errors import UserError
 from .base import Detection, Detector, SubcategoryLike, check_image
 from .device import resolve_device
 from .random_init import seeded
-from .weights import ModelSpec, dino_config, load_state_dict, text_encoder_dir
+from .weights import ModelSpec, dino_config, load_checked, load_state_dict, text_encoder_dir
 
 _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
@@ -184,12 +184,7 @@ class GroundingDinoDetector(Detector):
     @staticmethod
     def _load(model: torch.nn.Module, checkpoint_path: str | Path) -> None:
         state = load_state_dict(checkpoint_path, "--dino-checkpoint")
-        result = model.load_state_dict(state, strict=False)
-        # strict=False as in the reference loader (checkpoints lack some buffers), but a checkpoint that fills
-        # less than half the model belongs to another config
-        if len(result.missing_keys) > len(model.state_dict()) // 2:
-            raise UserError(f"--dino-checkpoint {checkpoint_path}: does not fit the GroundingDINO config "
-                            f"({len(result.missing_keys)} weights missing); pass the config it was trained with")
+        load_checked(model, state, "groundingdino", "--dino-checkpoint", checkpoint_path)
 
     def detect(self, image: np.ndarray, prompts: Sequence[str]) -> list[Detection]:
         return self.detect_batch([image], prompts)[0]

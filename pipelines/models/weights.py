@@ -32,7 +32,15 @@ SAM_CHECKPOINTS: dict[str, tuple[str, str]] = {
     "vit_l": ("sam_vit_l_0b3195.pth", "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_l_0b3195.pth"),
     "vit_h": ("sam_vit_h_4b8939.pth", "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth"),
 }
-SEGMENTERS = ("auto", "sam", "grabcut")
+_SAM2_RELEASES = "https://dl.fbaipublicfiles.com/segment_anything_2"
+#: SAM 2 config names shipped in the ``sam2`` package -> (official checkpoint name, download URL)
+SAM2_CHECKPOINTS: dict[str, tuple[str, str]] = {
+    **{f"sam2.1_hiera_{c}": (f"sam2.1_hiera_{n}.pt", f"{_SAM2_RELEASES}/092824/sam2.1_hiera_{n}.pt")
+       for c, n in (("t", "tiny"), ("s", "small"), ("b+", "base_plus"), ("l", "large"))},
+    **{f"sam2_hiera_{c}": (f"sam2_hiera_{n}.pt", f"{_SAM2_RELEASES}/072824/sam2_hiera_{n}.pt")
+       for c, n in (("t", "tiny"), ("s", "small"), ("b+", "base_plus"), ("l", "large"))},
+}
+SEGMENTERS = ("auto", "sam", "sam2", "grabcut")
 
 _DINO_RELEASES = "https://github.com/IDEA-Research/GroundingDINO/releases/download"
 #: GroundingDINO configs shipped in the groundingdino-py package -> (official checkpoint name, URL)
@@ -68,6 +76,8 @@ class ModelSpec:
     segmenter: str = "auto"
     sam_model_type: str = "vit_b"
     sam_checkpoint: str | None = None
+    sam2_config: str = "sam2.1_hiera_t"
+    sam2_checkpoint: str | None = None
     dino_config: str | None = None
     dino_checkpoint: str | None = None
     dino_text_encoder: str = "bert-base-uncased"
@@ -83,6 +93,8 @@ class ModelSpec:
             raise UserError(f"--segmenter {self.segmenter}: unknown; choose one of {', '.join(SEGMENTERS)}")
         if self.sam_model_type not in SAM_CHECKPOINTS:
             raise UserError(f"--sam-model {self.sam_model_type}: unknown; choose one of {', '.join(SAM_CHECKPOINTS)}")
+        if self.sam2_config not in SAM2_CHECKPOINTS:
+            raise UserError(f"--sam2-config {self.sam2_config}: unknown; choose one of {', '.join(SAM2_CHECKPOINTS)}")
         unknown = sorted(set(self.stages) - {"detect", "segment", "caption", "categorize"})
         if unknown:
             raise UserError(f"model stages {unknown}: unknown; use detect, segment, caption, categorize")
@@ -157,6 +169,34 @@ def load_state_dict(path: str | Path, flag: str) -> dict[str, torch.Tensor]:
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
 
 
+#: keys an official checkpoint may carry beyond the model we build (unexpected) or lack (missing), per model.
+#: GroundingDINO's releases hold ``label_enc.weight`` (a denoising-training embedding the inference model does
+#: not build) and BERT's ``position_ids`` (a buffer transformers >= 4.31 no longer saves); nothing else may
+#: differ, and SAM / SAM 2 checkpoints must match exactly.
+CHECKPOINT_ALLOWED: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "groundingdino": (frozenset({"label_enc.weight", "bert.embeddings.position_ids"}), frozenset()),
+    "sam": (frozenset(), frozenset()),
+    "sam2": (frozenset(), frozenset()),
+}
+
+
+def load_checked(model: "torch.nn.Module", state: dict[str, "torch.Tensor"], kind: str, flag: str, path: str | Path) -> None:
+    """Load ``state`` into ``model``, refusing any missing, unexpected or mis-shaped key beyond the documented
+    allow-list of ``kind`` (``CHECKPOINT_ALLOWED``): a half-loaded detector or segmenter still runs and makes
+    plausible-looking boxes and masks, so a damaged or foreign file must stop the build instead."""
+    unexpected_ok, missing_ok = CHECKPOINT_ALLOWED[kind]
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state) - missing_ok)
+    unexpected = sorted(set(state) - set(own) - unexpected_ok)
+    reshaped = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or reshaped:
+        parts = [f"{len(keys)} {what} (e.g. {', '.join(keys[:3])})" for what, keys in
+                 (("missing", missing), ("unexpected", unexpected), ("of another shape", reshaped)) if keys]
+        raise UserError(f"{flag} {path}: does not fit the model: keys {'; '.join(parts)}; "
+                        "download the official file again or pass the config/model type it was made for")
+    model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+
+
 def _in_models_dir(spec: ModelSpec, name: str) -> Path | None:
     folder = spec.models_path()
     if folder is None:
@@ -174,13 +214,38 @@ def _where(spec: ModelSpec, url: str) -> str:
 
 
 def segmenter_choice(spec: ModelSpec) -> str:
-    """``"sam"`` or ``"grabcut"``: with ``segmenter="auto"``, SAM when a checkpoint is configured or found in the
-    models folder, else the classical GrabCut fallback."""
+    """``"sam"``, ``"sam2"`` or ``"grabcut"``: with ``segmenter="auto"``, SAM when its checkpoint is configured or
+    found in the models folder, else SAM 2 likewise, else the classical GrabCut fallback (announced by
+    ``fallback_note``)."""
     if spec.segmenter != "auto":
         return spec.segmenter
     if spec.random_init or spec.sam_checkpoint or _in_models_dir(spec, SAM_CHECKPOINTS[spec.sam_model_type][0]):
         return "sam"
+    if spec.sam2_checkpoint or _in_models_dir(spec, SAM2_CHECKPOINTS[spec.sam2_config][0]):
+        return "sam2"
     return "grabcut"
+
+
+def fallback_note(spec: ModelSpec) -> str:
+    """One line when the segment stage runs with GrabCut only because no SAM checkpoint was found ("" otherwise):
+    GrabCut separates colours, not objects, and a user who meant to run SAM must learn it before the build."""
+    if "segment" not in spec.stages or spec.segmenter != "auto" or segmenter_choice(spec) != "grabcut":
+        return ""
+    name, url = SAM_CHECKPOINTS[spec.sam_model_type]
+    return (f"segmentation falls back to GrabCut (mask_source: grabcut): no SAM checkpoint {name} ({_where(spec, url)}, "
+            "or pass --sam-checkpoint FILE); pass --segmenter grabcut to choose GrabCut explicitly")
+
+
+def sam2_checkpoint(spec: ModelSpec) -> Path:
+    """The SAM 2 checkpoint (``--sam2-checkpoint`` or the config's official name in the models folder)."""
+    if spec.sam2_checkpoint:
+        return Path(spec.sam2_checkpoint).expanduser()
+    name, url = SAM2_CHECKPOINTS[spec.sam2_config]
+    found = _in_models_dir(spec, name)
+    if found is None:
+        raise MissingModelError(f"SAM 2 {spec.sam2_config} checkpoint {name}: {_where(spec, url)}, "
+                                "or pass --sam2-checkpoint FILE, or use --segmenter grabcut")
+    return found
 
 
 def sam_checkpoint(spec: ModelSpec) -> Path:
@@ -335,6 +400,9 @@ def check_weights(spec: ModelSpec) -> list[str]:
     checks = []
     if "segment" in spec.stages and segmenter_choice(spec) == "sam":
         checks.append(lambda: _require_file(sam_checkpoint(spec), "--sam-checkpoint"))
+    if "segment" in spec.stages and segmenter_choice(spec) == "sam2":
+        checks.append(_sam2_importable)
+        checks.append(lambda: _require_file(sam2_checkpoint(spec), "--sam2-checkpoint"))
     if "detect" in spec.stages:
         checks.append(lambda: _require_file(dino_config(spec), "--dino-config"))
         checks.append(lambda: _require_file(dino_checkpoint(spec), "--dino-checkpoint"))
@@ -352,6 +420,14 @@ def check_weights(spec: ModelSpec) -> list[str]:
     return problems
 
 
+def _sam2_importable() -> None:
+    try:
+        import sam2  # noqa: F401
+    except ImportError:
+        raise MissingModelError("--segmenter sam2: the sam2 package is not installed; run "
+                                "SAM2_BUILD_CUDA=0 pip install --no-build-isolation sam2==1.1.0") from None
+
+
 def _require_file(path: Path, flag: str) -> None:
     if not path.is_file():
         raise MissingModelError(f"{flag} {path}: file not found")
@@ -361,5 +437,6 @@ def require_weights(spec: ModelSpec) -> None:
     """Raise one ``MissingModelError`` naming every missing item (numbered, on one line), or return."""
     problems = check_weights(spec)
     if problems:
+        note = fallback_note(spec)
         listed = "; ".join(f"({i}) {p}" for i, p in enumerate(problems, 1))
-        raise MissingModelError(f"{len(problems)} model file(s) missing, nothing was built: {listed}")
+        raise MissingModelError(f"{len(problems)} model file(s) missing, nothing was built: {listed}" + (f"; also, {note}" if note else ""))

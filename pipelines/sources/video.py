@@ -1,12 +1,19 @@
 """Video files → (reference frame, target frame) pairs of the same object, AnyDoor style.
 
 Two frames of one clip show the same object with a natural change of pose, lighting and background, which is
-exactly what a reference-guided editor must learn and what a ``self`` pair cannot teach. Frames too close
-together are near-copies, so pairs are at least ``min_gap_frac`` of the clip apart (AnyDoor: a tenth).
+exactly what a reference-guided editor must learn and what a ``self`` pair cannot teach. But only within one
+shot: across a hard cut the "same" place shows a different scene, and the object found there is another one.
+So an unannotated clip is first cut into shots (PySceneDetect's ContentDetector, ``cut_threshold``; see
+``unieditkit.video.shots``, cached between builds), and both frames of a pair lie in one shot. The frame gap
+is bounded on both sides, as fractions of the shot's length: at least ``min_gap_frac`` (nearer frames are
+near-copies; AnyDoor: a tenth) and at most ``max_gap_frac`` (farther frames lose the object, and the
+tracker that follows it from one frame to the other, ``pipelines/stages/track.py``, goes astray).
 
 Which pairs: per clip (or per annotated instance), ``pairs_per_video`` distinct pairs drawn AnyDoor-style
-(first frame uniform, second at least the gap later) from a generator seeded by the clip's relative path and
-``seed``, so the same input always gives the same pairs. All units of a clip share one group (one split).
+(a shot in proportion to its pairs, first frame uniform, second within the gap bounds) from a generator
+seeded by the clip's relative path and ``seed``, so the same input always gives the same pairs. All units of
+a clip share one group (one split). Annotated clips get the gap bounds over their annotated frames and no
+shot detection: their annotation already says which object is which in every frame.
 
 Layout, with optional video-segmentation annotation (DAVIS / YouTube-VOS style) beside a clip::
 
@@ -33,6 +40,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
@@ -42,7 +50,7 @@ import numpy as np
 from unieditkit.errors import UserError
 from unieditkit.imageio import ImageReadError, load_label_map
 from unieditkit.uri import with_fragment
-from unieditkit.video import VIDEO_EXTENSIONS, frame_count
+from unieditkit.video import DEFAULT_CUT_THRESHOLD, VIDEO_EXTENSIONS, frame_count, shots
 
 from .base import AnnotatedObject, WorkUnit
 from .config import format_spec
@@ -51,34 +59,64 @@ from .images import list_files
 log = logging.getLogger(__name__)
 
 
-def choose_pairs(n: int, min_gap_frac: float, count: int, key: str, seed: int) -> list[tuple[int, int]]:
-    """Up to ``count`` distinct index pairs ``(a, b)`` in ``range(n)`` with ``b - a >= max(1, ceil(min_gap_frac * n))``.
+def _gap_bounds(length: int, min_gap_frac: float, max_gap_frac: float) -> tuple[int, int]:
+    """Smallest and largest frame gap of a pair inside ``length`` frames (empty when ``lo > hi``)."""
+    return max(1, math.ceil(min_gap_frac * length)), min(length - 1, math.floor(max_gap_frac * length))
 
-    Deterministic in (n, min_gap_frac, count, key, seed); sorted. Empty when ``n`` is too short for the gap.
+
+def _pairs_in(length: int, lo: int, hi: int) -> int:
+    return sum(length - d for d in range(lo, hi + 1)) if hi >= lo else 0
+
+
+def choose_pairs(
+    n: int, min_gap_frac: float, count: int, key: str, seed: int, max_gap_frac: float = 1.0, shots: list[tuple[int, int]] | None = None
+) -> list[tuple[int, int]]:
+    """Up to ``count`` distinct index pairs ``(a, b)`` in ``range(n)``, both in one of ``shots`` (``[start, end)``
+    ranges; default: all of ``range(n)``), with ``ceil(min_gap_frac * L) <= b - a <= floor(max_gap_frac * L)``
+    (at least 1) for the shot's length ``L``.
+
+    Deterministic in all arguments; sorted. Empty when no shot is long enough for the gap. A shot is drawn in
+    proportion to the pairs it holds, then ``a`` uniformly, then ``b`` uniformly within the gap bounds.
     """
-    gap = max(1, math.ceil(min_gap_frac * n))
-    if n - 1 < gap:
+    spans = []
+    for start, end in shots if shots is not None else [(0, n)]:
+        lo, hi = _gap_bounds(end - start, min_gap_frac, max_gap_frac)
+        if _pairs_in(end - start, lo, hi):
+            spans.append((start, end, lo, hi))
+    if not spans:
         return []
-    available = (n - gap) * (n - gap + 1) // 2
+    available = sum(_pairs_in(e - s, lo, hi) for s, e, lo, hi in spans)
+    weights = np.array([_pairs_in(e - s, lo, hi) for s, e, lo, hi in spans], dtype=np.float64)
     rng = np.random.default_rng([seed, int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:15], 16)])
     pairs: set[tuple[int, int]] = set()
     for _ in range(50 * count):
         if len(pairs) >= min(count, available):
             break
-        a = int(rng.integers(0, n - gap))
-        pairs.add((a, int(rng.integers(a + gap, n))))
+        start, end, lo, hi = spans[int(rng.choice(len(spans), p=weights / weights.sum()))] if len(spans) > 1 else spans[0]
+        a = int(rng.integers(start, end - lo))
+        pairs.add((a, int(rng.integers(a + lo, min(a + hi, end - 1) + 1))))
     return sorted(pairs)
 
 
 class VideoSource:
     kind = "video"
-    OPTIONS: ClassVar[dict[str, type]] = {"min_gap_frac": float, "pairs_per_video": int, "seed": int}
+    OPTIONS: ClassVar[dict[str, type]] = {
+        "min_gap_frac": float, "max_gap_frac": float, "cut_threshold": float, "pairs_per_video": int, "seed": int
+    }
 
-    def __init__(self, path: str, min_gap_frac: float = 0.1, pairs_per_video: int = 2, seed: int = 0) -> None:
+    def __init__(
+        self, path: str, min_gap_frac: float = 0.1, max_gap_frac: float = 0.5, cut_threshold: float = DEFAULT_CUT_THRESHOLD,
+        pairs_per_video: int = 2, seed: int = 0,
+    ) -> None:
         self.path = Path(path)
-        self.options: dict[str, Any] = {"min_gap_frac": min_gap_frac, "pairs_per_video": pairs_per_video, "seed": seed}
+        self.options: dict[str, Any] = {"min_gap_frac": min_gap_frac, "max_gap_frac": max_gap_frac, "cut_threshold": cut_threshold,
+                                        "pairs_per_video": pairs_per_video, "seed": seed}
         if not 0.0 < min_gap_frac < 1.0:
-            raise UserError(f"{self.describe()}: min_gap_frac must be in (0, 1), e.g. 0.1 (a tenth of the clip)")
+            raise UserError(f"{self.describe()}: min_gap_frac must be in (0, 1), e.g. 0.1 (a tenth of the shot)")
+        if not min_gap_frac <= max_gap_frac <= 1.0:
+            raise UserError(f"{self.describe()}: max_gap_frac must be in [min_gap_frac, 1], e.g. 0.5 (half the shot)")
+        if cut_threshold < 0:
+            raise UserError(f"{self.describe()}: cut_threshold must be >= 0 (PySceneDetect ContentDetector, default 27; 0 = no shot detection)")
         if pairs_per_video < 1:
             raise UserError(f"{self.describe()}: pairs_per_video must be at least 1")
         if self.path.is_file():
@@ -91,7 +129,8 @@ class VideoSource:
                 raise UserError(f"video:{path}: no video files found (looked for {', '.join(sorted(VIDEO_EXTENSIONS))}, any case)")
         else:
             raise UserError(f"video:{path}: not found; pass --source video:/path/to/clips/ or a single video file")
-        self.min_gap_frac, self.pairs_per_video, self.seed = min_gap_frac, pairs_per_video, seed
+        self.min_gap_frac, self.max_gap_frac, self.cut_threshold = min_gap_frac, max_gap_frac, cut_threshold
+        self.pairs_per_video, self.seed = pairs_per_video, seed
         self.skipped: Counter[str] = Counter()
         self.skipped_mask_frames: Counter[str] = Counter()
 
@@ -124,9 +163,10 @@ class VideoSource:
             yield from self._annotated_units(video, rel, ann_dir, ann_json)
             return
         n = frame_count(video)
-        pairs = choose_pairs(n, self.min_gap_frac, self.pairs_per_video, rel, self.seed)
+        cuts = shots(video, n, self.cut_threshold, cache_dir=shot_cache_dir())
+        pairs = choose_pairs(n, self.min_gap_frac, self.pairs_per_video, rel, self.seed, self.max_gap_frac, cuts)
         if not pairs:
-            raise ImageReadError("video_too_short", f"{video} has {n} decodable frames, too few for one pair")
+            raise ImageReadError("video_too_short", f"{video} has {n} decodable frames in {len(cuts)} shots, too few for one pair")
         base = self._unit_base(rel)
         for a, b in pairs:
             yield WorkUnit(
@@ -160,7 +200,7 @@ class VideoSource:
                     seen[inst].append((frame, mask_path, box, (w, h)))
         base = self._unit_base(rel)
         for inst, frames in sorted(seen.items()):
-            for a, b in choose_pairs(len(frames), self.min_gap_frac, self.pairs_per_video, f"{rel}#obj={inst}", self.seed):
+            for a, b in choose_pairs(len(frames), self.min_gap_frac, self.pairs_per_video, f"{rel}#obj={inst}", self.seed, self.max_gap_frac):
                 fa, mask_a, _, _ = frames[a]
                 fb, mask_b, box_b, size_b = frames[b]
                 obj = AnnotatedObject(
@@ -181,6 +221,11 @@ class VideoSource:
                     objects=(obj,),
                     source_root=str(self.root),
                 )
+
+
+def shot_cache_dir() -> Path:
+    """Where shot lists are kept between builds (detection decodes every frame; the plan is made on each run)."""
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "unieditkit" / "shots"
 
 
 def read_categories(ann_json: Path, ann_dir: Path) -> dict[int, str]:

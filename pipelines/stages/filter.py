@@ -3,7 +3,13 @@
 Area and box-size bounds are applied where the mask is made (pair stage); here come the checks that need the
 finished sample: detector score floor (mined samples), blur (variance of the Laplacian), aspect ratio of the
 box and mask connectivity (a mask in many pieces is usually a bad segmentation). Near-duplicates are dropped
-by the writer, per shard, from the perceptual hash the pair stage computes while the pixels are decoded.
+by the writer, per shard, from the perceptual hash the pair stage computes while the pixels are decoded;
+across shards by ``unieditkit dedupe`` (``pipelines/dedupe.py``).
+
+With ``--against`` folders, a sample whose target or reference is a near-duplicate of an evaluation image is
+rejected first, as ``eval_overlap`` (``pipelines/decontaminate.py``): whatever else is wrong with it, that is
+the count a reader of the dataset card needs. A build whose model stages ran with random weights stamps
+``random_init: true`` on every sample it writes, so such noise can never pass for mined data.
 """
 
 from __future__ import annotations
@@ -15,9 +21,10 @@ import cv2
 import numpy as np
 import pyarrow as pa
 
-from unieditkit.imageio import decode_mask
+from unieditkit.imageio import decode_mask, decode_rgb
 
 from ..config import OutputSettings
+from ..decontaminate import EvalSet
 
 
 def largest_component_fraction(mask: np.ndarray) -> float:
@@ -29,13 +36,25 @@ def largest_component_fraction(mask: np.ndarray) -> float:
 
 
 class FilterStage:
-    def __init__(self, settings: OutputSettings) -> None:
+    """``random_init``: the build's model stages use random weights (recorded in every sample written).
+
+    The evaluation folders are hashed here, once, on the driver that builds the chain; the hashes travel
+    with the stage to the workers.
+    """
+
+    def __init__(self, settings: OutputSettings, random_init: bool = False) -> None:
         self.s = settings
+        self.random_init = random_init
+        self.eval_set = EvalSet(settings.against, settings.eval_overlap_hamming) if settings.against else None
 
     def check(self, row: dict[str, Any]) -> tuple[str, str] | None:
         """``(reason, detail)`` of the first failed check, or None."""
         meta = json.loads(row["meta"])
         s = self.s
+        if self.eval_set is not None:
+            hit = self.eval_set.overlap(decode_rgb(row["tgt_jpg"], "tgt.jpg"), decode_rgb(row["ref_jpg"], "ref.jpg"))
+            if hit is not None:
+                return "eval_overlap", str(hit)
         det = meta["scores"]["detector"]
         if det >= 0 and det < s.min_detector_score:
             return "low_detector_score", f"detector score {det:.3f} < {s.min_detector_score}"
@@ -60,4 +79,8 @@ class FilterStage:
             failed = self.check(row)
             if failed:
                 row.update(status="rejected", reason=failed[0], detail=failed[1])
+            elif self.random_init:
+                meta = json.loads(row["meta"])
+                meta["random_init"] = True
+                row["meta"] = json.dumps(meta, sort_keys=True)
         return pa.Table.from_pylist(rows, schema=batch.schema)

@@ -1,9 +1,11 @@
 """Pair stage: from a work unit with object masks to (reference, target) samples.
 
 For ``self`` pairs the reference is the object cut out of the target and then augmented (flip, scale,
-rotation, slight perspective, colour) so an editor cannot learn to copy pixels from the reference into the
-hole. For two-image pairs (``manifest``, and the video/multiview/try-on miners) the reference comes from the
-other image and is only cropped.
+rotation, slight perspective, brightness/contrast/gamma that keep the hue: the object's identity includes its
+colour) so an editor cannot learn to copy pixels from the reference into the hole. For two-image pairs
+(``manifest``, and the video/multiview/try-on miners) the reference comes from the other image and is only
+cropped; for mined two-image pairs, which reference object is the target object's instance is decided by
+``match.py`` (one-to-one), after ``track.py`` followed the objects through the frames of a video pair.
 
 Every unit yields at least one row and rows are never dropped later: a failure becomes a ``rejected`` row
 with its reason. The writer counts rows per unit to know when a shard is complete.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from typing import Any
 
@@ -25,12 +28,16 @@ from unieditkit import rle
 from unieditkit.faults import maybe_crash
 from unieditkit.imageio import ImageReadError, encode_jpeg, encode_mask, load_mask_uri, load_uri
 from unieditkit.mats import bbox, sample_seed
+from unieditkit.uri import split_uri
+from unieditkit.video import read_frames
 
 from ..config import OutputSettings
 from ..schema import BYTES_COLUMNS, ROW_COLUMNS, empty_meta, row_schema
 from .match import match_objects
+from .track import step_indices, track_boxes
 
 GREY = 127
+log = logging.getLogger(__name__)
 
 
 def unit_key(domain: str, unit_id: str) -> str:
@@ -100,13 +107,26 @@ def _square_around(box: tuple[int, int, int, int], margin: float) -> tuple[float
     return (x0 + x1) / 2.0, (y0 + y1) / 2.0, side
 
 
+def adjust_tone(image: np.ndarray, brightness: float, contrast: float, gamma: float) -> np.ndarray:
+    """Brightness, contrast and gamma that keep every pixel's hue and saturation: the tone curve is applied to
+    the HSV value (the largest channel) and all three channels are scaled by the same factor, new value / old
+    value. Scaling R, G and B by one factor leaves both hue and saturation unchanged, and since the curve never
+    exceeds 255 no channel clips; only rounding to uint8 moves the hue, by a fraction of a degree on
+    well-lit, saturated pixels. (Per-channel gains would shift the hue: a face turned green.)"""
+    rgb = image.astype(np.float32)
+    value = rgb.max(axis=2, keepdims=True)
+    curve = np.clip((value / 255.0 - 0.5) * contrast + 0.5 + brightness, 0.0, 1.0) ** gamma * 255.0
+    scale = np.where(value > 0, curve / np.maximum(value, 1e-6), 0.0)
+    return np.clip(np.rint(rgb * scale), 0, 255).astype(np.uint8)
+
+
 def make_reference(
     image: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int], size: int, rng: np.random.Generator | None
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Cut the object (``mask``, whose bbox is ``box``) onto neutral grey, square, ``size`` px; with ``rng``,
-    augment it (flip, scale, rotation and perspective as one homography, then a colour LUT)."""
+    augment it (flip, scale, rotation and perspective as one homography, then a hue-preserving tone change)."""
     cx, cy, side = _square_around(box, margin=0.15)
-    aug = {"flip": False, "scale": 1.0, "rotate_deg": 0.0, "perspective": 0.0, "color": 0.0}
+    aug = {"flip": False, "scale": 1.0, "rotate_deg": 0.0, "perspective": 0.0, "brightness": 0.0, "contrast": 1.0, "gamma": 1.0}
     src = np.float32([[cx - side / 2, cy - side / 2], [cx + side / 2, cy - side / 2], [cx + side / 2, cy + side / 2], [cx - side / 2, cy + side / 2]])
     dst = np.float32([[0, 0], [size, 0], [size, size], [0, size]])
     if rng is not None:
@@ -115,7 +135,9 @@ def make_reference(
             "scale": float(rng.uniform(0.85, 1.1)),
             "rotate_deg": float(rng.uniform(-12.0, 12.0)),
             "perspective": float(rng.uniform(0.0, 0.08)),
-            "color": float(rng.uniform(0.0, 0.2)),
+            "brightness": float(rng.uniform(-0.1, 0.1)),
+            "contrast": float(rng.uniform(0.8, 1.2)),
+            "gamma": float(np.exp(rng.uniform(np.log(0.8), np.log(1.25)))),
         }
         centre = np.float32([size / 2, size / 2])
         theta = np.deg2rad(aug["rotate_deg"])
@@ -127,11 +149,8 @@ def make_reference(
     h = cv2.getPerspectiveTransform(src, dst.astype(np.float32))
     ref = cv2.warpPerspective(image, h, (size, size), flags=cv2.INTER_LINEAR, borderValue=(GREY, GREY, GREY))
     ref_mask = cv2.warpPerspective(mask.view(np.uint8), h, (size, size), flags=cv2.INTER_NEAREST) > 0
-    if rng is not None and aug["color"] > 0:
-        gain = 1.0 + rng.uniform(-aug["color"], aug["color"], size=3)
-        bias = rng.uniform(-aug["color"], aug["color"]) * 40.0
-        lut = np.clip(np.arange(256, dtype=np.float64)[:, None] * gain + bias, 0, 255).astype(np.uint8)
-        ref = cv2.LUT(ref, lut.reshape(256, 1, 3))
+    if rng is not None:
+        ref = adjust_tone(ref, aug["brightness"], aug["contrast"], aug["gamma"])
     return np.where(ref_mask[..., None], ref, np.uint8(GREY)), ref_mask, aug
 
 
@@ -147,6 +166,42 @@ def phash(grey: np.ndarray) -> int:
     low = cv2.dct(small)[:8, :8].flatten()
     bits = low > np.median(low[1:])
     return int(np.packbits(bits).view(">u8")[0])
+
+
+def pair_method(unit: dict[str, Any]) -> str:
+    """How the reference object is found (recorded per sample as ``pair_method``): ``self`` (cut from the
+    target), ``annotation`` (the source gives its mask, or the reference image is the object), ``track``
+    (unannotated video: followed from frame to frame, then matched one-to-one), ``appearance`` (detections of
+    two images matched one-to-one on appearance and position)."""
+    if not unit["ref_uri"]:
+        return "self"
+    if not unit["needs_detection"]:
+        return "annotation"
+    return "track" if video_frames(unit) is not None else "appearance"
+
+
+def video_frames(unit: dict[str, Any]) -> tuple[str, int, int] | None:
+    """``(video, reference frame, target frame)`` when the unit pairs two frames of one video, forward in time."""
+    ref_path, ref_params = split_uri(unit["ref_uri"])
+    tgt_path, tgt_params = split_uri(unit["tgt_uri"])
+    if set(ref_params) != {"frame"} or set(tgt_params) != {"frame"} or ref_path != tgt_path:
+        return None
+    a, b = int(ref_params["frame"]), int(tgt_params["frame"])
+    return (ref_path, a, b) if 0 <= a < b else None
+
+
+def tracked_boxes(unit: dict[str, Any], ref_objects: list[dict[str, Any]]) -> list[tuple[float, float, float, float]] | None:
+    """Each reference object's box carried into the target frame by ``track.track_boxes``; None (and a warning;
+    the sample records ``pair_method: appearance``) when the frames in between do not decode."""
+    where = video_frames(unit)
+    assert where is not None
+    path, a, b = where
+    try:
+        frames = read_frames(path, step_indices(a, b))
+    except ImageReadError as exc:
+        log.warning("%s: cannot track between frames %d and %d (%s); matching on appearance only", path, a, b, exc.detail)
+        return None
+    return track_boxes(frames, [o["bbox"] for o in ref_objects])
 
 
 class Target:
@@ -199,13 +254,18 @@ class PairStage:
         objects = json.loads(unit["objects"])
         if not objects:
             return [rejected(base, "no_objects", "no object of this domain was found")]
-        if ref_full is not None and unit["needs_detection"]:
-            objects = match_objects(tgt_full, objects, ref_full, json.loads(unit["ref_objects"]), self.settings.min_match_similarity)
+        method = pair_method(unit)
+        if method in ("track", "appearance"):
+            ref_objects = json.loads(unit["ref_objects"])
+            expected = tracked_boxes(unit, ref_objects) if method == "track" else None
+            if method == "track" and expected is None:
+                method = "appearance"
+            objects = match_objects(tgt_full, objects, ref_full, ref_objects, self.taxonomy, self.settings.min_match_similarity, expected)
         tgt = Target(tgt_full, self.settings.max_side)
-        return [self.object_row(unit, obj, i, tgt, ref_full) for i, obj in enumerate(objects)]
+        return [self.object_row(unit, obj, i, tgt, ref_full, method) for i, obj in enumerate(objects)]
 
     def object_row(
-        self, unit: dict[str, Any], obj: dict[str, Any], index: int, target: "Target", ref_full: np.ndarray | None
+        self, unit: dict[str, Any], obj: dict[str, Any], index: int, target: "Target", ref_full: np.ndarray | None, method: str
     ) -> dict[str, Any]:
         s = self.settings
         key = sample_key(self.domain, unit["unit_id"], index)
@@ -215,7 +275,7 @@ class PairStage:
         except ImageReadError as exc:
             return rejected(key, exc.reason, exc.detail)
         if ref_full is not None and ref_mask_full is None:
-            return rejected(key, "no_match", "no object of the same subcategory and appearance in the reference image")
+            return rejected(key, "no_match", obj.get("match_detail", "no matching object in the reference image"))
         if fine_full is None:
             return rejected(key, "no_mask", "object has only a box; configure a segmenter (SAM or GrabCut) for box-only input")
         tgt = target.image
@@ -254,7 +314,9 @@ class PairStage:
             tgt_size=[tgt.shape[1], tgt.shape[0]],
             ref_size=[ref.shape[1], ref.shape[0]],
             labels=[{"key": sub.key, "score": float(obj.get("score", 1.0))}],
+            label_source="detector" if unit["needs_detection"] else "annotation",
             mask_source=obj.get("mask_source", "annotation"),
+            pair_method=method,
             augment=aug,
             taxonomy_version=self.taxonomy.version,
         )
@@ -265,8 +327,11 @@ class PairStage:
             unit_id=unit["unit_id"],
             group_id=unit["group_id"],
             object_id=str(obj["object_id"]),
+            ref_object_id=str(obj.get("ref_object_id", obj["object_id"])),
         )
         meta["scores"].update(fine_area=round(area, 6), sharpness=round(target.sharpness, 3))
+        if "match_score" in obj:
+            meta["scores"]["match"] = float(obj["match_score"])
         if "detector_score" in obj:
             meta["scores"]["detector"] = float(obj["detector_score"])
         return {

@@ -53,7 +53,7 @@ def test_load_sources_yaml_resolves_paths_and_options(tmp_path: Path):
     ]
     source = parse_source(specs[0])
     assert (source.min_gap_frac, source.pairs_per_video, source.seed) == (0.25, 3, 0)
-    assert source.describe() == f"video:{data / 'clips'}?min_gap_frac=0.25&pairs_per_video=3&seed=0"
+    assert source.describe() == f"video:{data / 'clips'}?cut_threshold=27.0&max_gap_frac=0.5&min_gap_frac=0.25&pairs_per_video=3&seed=0"
     assert len(list(source.units())) == 3
 
 

@@ -136,12 +136,42 @@ def shard_writer():
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
+def one_torch_thread(monkeypatch):
     """The tiny models here run in milliseconds on one thread; two intra-op threads on a machine shared with other
-    jobs spend most of their time waiting for each other (measured: 13 ms vs 340 ms per step)."""
+    jobs spend most of their time waiting for each other (measured: 13 ms vs 340 ms per step). OMP_NUM_THREADS
+    keeps the trainer's own thread budget (and torchrun's ranks) at one too."""
     import torch
 
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+TINY_FLUX_CONFIG = """
+model: {backbone: flux-fill, image_size: 32, num_experts: 4, rank: 4, top_k: 2, max_sequence_length: 48}
+data: {num_workers: 0, shuffle_buffer: 8, batches_per_epoch: 4}
+optim: {warmup_steps: 2}
+train: {batch_size: 2, save_every: 4, log_every: 1, preview_every: 4, preview_steps: 2, max_steps: 6,
+        progress: false, tensorboard: false}
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_flux(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    """A tiny random FLUX.1-Fill snapshot written by scripts/make_tiny_flux.py (the script itself, imported)."""
+    import importlib.util
+
+    script = pathlib.Path(__file__).resolve().parents[2] / "scripts" / "make_tiny_flux.py"
+    spec = importlib.util.spec_from_file_location("make_tiny_flux", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.make_tiny_flux(tmp_path_factory.mktemp("tiny_flux") / "FLUX.1-Fill-tiny")
+
+
+@pytest.fixture()
+def tiny_flux_config(tmp_path: pathlib.Path) -> pathlib.Path:
+    path = tmp_path / "flux.yaml"
+    path.write_text(TINY_FLUX_CONFIG)
+    return path

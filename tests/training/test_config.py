@@ -51,3 +51,14 @@ def test_bad_config_is_one_line_naming_the_key(tmp_path, text, message):
 def test_missing_file(tmp_path):
     with pytest.raises(UserError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_backbone_is_frozen_by_default_whenever_it_has_pretrained_weights(tmp_path):
+    from training.config import backbone_trains
+
+    assert load_config(None).model.train_backbone == "auto"
+    assert backbone_trains(load_config(None).model)  # built-in editor from scratch: nothing pretrained to keep
+    assert not backbone_trains(load_config(_write(tmp_path, "model: {init_checkpoint: b.pt}\n")).model)
+    assert backbone_trains(load_config(_write(tmp_path, "model: {train_backbone: true, init_checkpoint: b.pt}\n")).model)
+    with pytest.raises(UserError, match=r"model\.train_backbone is 'yes'; use one of auto, true, false"):
+        load_config(_write(tmp_path, "model: {train_backbone: 'yes'}\n"))

@@ -116,15 +116,16 @@ def test_unknown_subcategory_falls_back_to_the_domain_prior():
     assert out.routing.indices[:, 0].tolist() == [3, 3]
 
 
-def test_learned_gate_receives_gradient_and_can_override_the_prior():
-    router = AnchorGuidedRouter(4, 1, 2, 4, feature_dim=3, prior_scale=1.0)
+def test_learned_gate_receives_gradient_and_chooses_the_free_slot():
+    router = AnchorGuidedRouter(4, 2, 2, 4, feature_dim=3, prior_scale=1.0, subcategory_domains=[0, 0, 1, 1])
     features = torch.tensor([[1.0, 0.0, -1.0]])
     out = router(torch.tensor([0]), torch.tensor([0]), features)
+    assert out.routing.indices.tolist() == [[0, 1]]
     out.routing.weights.sum().backward()
     assert router.gate.weight.grad.abs().sum() > 0 and router.subcategory_bias.weight.grad.abs().sum() > 0
     with torch.no_grad():
         router.subcategory_bias.weight[0, 2] = 5.0
-    assert router(torch.tensor([0]), torch.tensor([0]), features).routing.indices.item() == 2
+    assert router(torch.tensor([0]), torch.tensor([0]), features).routing.indices.tolist() == [[0, 2]]
 
 
 def test_balance_loss_is_one_when_uniform_and_k_when_collapsed():

@@ -14,7 +14,10 @@ is not one sample's), exiting 1 when there is any, 0 when the folder is clean:
 * json: exactly the fields of ``pipelines.schema.empty_meta()``, none null, each of the template's type, and
   consistent with the pixels (sizes, areas), the shard (domain, split) and the taxonomy;
 * tables: each sidecar's rows match its tar (same keys, same values as the json says), ``index.parquet`` and
-  ``rejected.parquet`` are exactly the union of the sidecars, ``_stats.json`` counts match.
+  ``rejected.parquet`` are exactly the union of the sidecars, ``_stats.json`` counts match;
+  ``duplicates.parquet`` (optional, ``unieditkit dedupe``) covers the current shards and lists written keys;
+* provenance: samples made by model stages with random weights (``random_init: true``) are reported, one
+  problem per shard: the format is fine, but such a folder must never be mistaken for training data.
 """
 
 from __future__ import annotations
@@ -33,16 +36,22 @@ import pyarrow.parquet as pq
 from pipelines.config import SPLITS
 from pipelines.schema import FORMAT_VERSION, INDEX_COLUMNS, MASK_MEMBERS, MEMBERS, empty_meta, index_record
 from unieditkit.errors import TaxonomyError, UserError
+from unieditkit.integrity import mismatch
 
 from .reader import KEY_RE, SAMPLE_FILES, SHARD_RE, Sample, open_image, tar_entries
 
 #: the build writes every file as NAME.tmp and renames it (``pipelines.writer``, not imported: it pulls in torch)
 TMP_SUFFIX = ".tmp"
 PAIR_KINDS = ("video", "multiview", "tryon", "self", "manifest")
-MASK_SOURCES = ("annotation", "sam", "grabcut")
+PAIR_METHODS = ("self", "annotation", "track", "appearance")
+LABEL_SOURCES = ("annotation", "detector", "clip")
+LABEL_CHECKS = ("agree", "disagree", "unchecked")
+MASK_SOURCES = ("annotation", "sam", "sam2", "grabcut")
 FOLDER_FILES = ("README.md", "build_config.json", "index.parquet", "rejected.parquet")
+#: folder files that only some builds have
+OPTIONAL_FILES = ("duplicates.parquet",)
 SHARD_SUFFIXES = (".tar", ".parquet", "_stats.json")
-STATS_FIELDS = {"shard", "domain", "split", "units", "samples", "rejected", "bytes", "format_version"}
+STATS_FIELDS = {"shard", "domain", "split", "units", "samples", "rejected", "label_disagreements", "bytes", "files", "format_version"}
 #: element type and length of list fields (the template's lists are empty, so they cannot say)
 LIST_ITEMS: dict[str, tuple[Any, int | None]] = {
     "bbox": (0, 4), "tgt_size": (0, 2), "ref_size": (0, 2), "labels": ({"key": "", "score": 0.0}, None),
@@ -70,6 +79,7 @@ class ShardResult:
     keys: list[str] = field(default_factory=list)
     ok_rows: list[dict[str, Any]] = field(default_factory=list)
     rejected_rows: list[dict[str, Any]] = field(default_factory=list)
+    random_init: int = 0
 
 
 # ---- json ---------------------------------------------------------------------------------------------------
@@ -121,7 +131,8 @@ def check_meta_values(meta: dict[str, Any], key: str, shard: str, taxonomy: Any 
     if m:
         expected.update(domain=m["domain"], split=m["split"])
     problems += [f"json {f} is {meta[f]!r}, expected {v!r}" for f, v in expected.items() if meta[f] != v]
-    for f, allowed in (("split", SPLITS), ("pair_kind", PAIR_KINDS), ("mask_source", MASK_SOURCES)):
+    for f, allowed in (("split", SPLITS), ("pair_kind", PAIR_KINDS), ("mask_source", MASK_SOURCES), ("pair_method", PAIR_METHODS),
+                       ("label_source", LABEL_SOURCES), ("label_check", LABEL_CHECKS)):
         if meta[f] not in allowed:
             problems.append(f"json {f} is {meta[f]!r}, expected one of {', '.join(allowed)}")
     if taxonomy is not None:
@@ -246,6 +257,10 @@ def check_shard(out_dir: Path, name: str, taxonomy: Any | None = None) -> ShardR
     if tar.is_file():
         metas = _check_tar(tar, name, taxonomy, problem)
         res.keys = list(metas)
+        res.random_init = sum(1 for m in metas.values() if m is not None and m["random_init"])
+        if res.random_init:
+            problem(NO_KEY, f"{res.random_init} samples made by model stages with random weights (random_init: true): "
+                            "plumbing-test output, not training data; rebuild with real weights")
     rows = _sidecar(sidecar, res, name) if sidecar.is_file() else None
     if rows is not None:
         res.ok_rows = [r for r in rows if r["status"] == "ok"]
@@ -349,6 +364,8 @@ def _check_stats(path: Path, name: str, tar: Path, metas: dict | None, rejected_
     if not isinstance(stats, dict) or set(stats) != STATS_FIELDS:
         problem(NO_KEY, f"{path.name} has fields {sorted(stats) if isinstance(stats, dict) else type(stats).__name__}, expected {sorted(STATS_FIELDS)}")
         return
+    if damage := mismatch(path.parent, name, stats["files"]):
+        problem(NO_KEY, f"{damage}: re-run the build to rebuild this shard")
     m = SHARD_RE.match(name)
     expected: dict[str, Any] = {"shard": name, "format_version": FORMAT_VERSION}
     if m:
@@ -373,7 +390,7 @@ def shard_names(out_dir: Path) -> tuple[list[str], list[Problem]]:
         if p.name.endswith(TMP_SUFFIX):
             problems.append(Problem(p.name, NO_KEY, "left-over temporary file of an interrupted build; re-run the build to finish it"))
             continue
-        if p.name in FOLDER_FILES or not p.is_file():
+        if p.name in FOLDER_FILES or p.name in OPTIONAL_FILES or not p.is_file():
             continue
         stem = next((p.name[: -len(s)] for s in SHARD_SUFFIXES if p.name.endswith(s)), None)
         if stem is None:
@@ -418,9 +435,39 @@ def _compare_table(out_dir: Path, file: str, want: list[dict[str, Any]], problem
         problems.append(Problem(r["shard"], r["key"], f"sidecar row missing from {file} or different there"))
 
 
+def _check_duplicates(out_dir: Path, written: set[str], problems: list[Problem]) -> None:
+    """``duplicates.parquet``, when present: it covers the done shards, names written samples, one keep per cluster."""
+    if not (out_dir / "duplicates.parquet").is_file():
+        return
+    from pipelines.dedupe import DUPLICATES, coverage, read_info
+
+    from .reader import shard_stats
+
+    try:
+        info = read_info(out_dir)
+    except UserError as exc:
+        problems.append(Problem(DUPLICATES, NO_KEY, str(exc).split(": ", 1)[-1]))
+        return
+    if info is None:
+        return
+    if info.get("shards") != coverage(shard_stats(out_dir)):
+        problems.append(Problem(DUPLICATES, NO_KEY, f"stale: computed for other shards; re-run `unieditkit dedupe {out_dir}`"))
+        return
+    rows = pq.read_table(out_dir / DUPLICATES).to_pylist()
+    keeps = Counter(r["cluster"] for r in rows if r["keep"])
+    for r in rows:
+        if r["key"] not in written:
+            problems.append(Problem(r["shard"], r["key"], f"{DUPLICATES} names a sample that is not written"))
+    for cluster in sorted({r["cluster"] for r in rows}):
+        if keeps[cluster] != 1:
+            problems.append(Problem(DUPLICATES, cluster, f"cluster has {keeps[cluster]} members with keep: true, expected 1"))
+
+
 def validate(out_dir: Path, jobs: int = 1) -> tuple[list[Problem], dict[str, int]]:
     """All problems of ``out_dir`` sorted by shard and key (check order kept within a sample), and counts."""
     names, problems = shard_names(out_dir)
+    if not names and not any((out_dir / f).is_file() for f in FOLDER_FILES):
+        raise UserError(f"{out_dir}: no shards and none of {', '.join(FOLDER_FILES)}; is {out_dir} a folder written by `unieditkit build`?")
     for f in FOLDER_FILES:
         if not (out_dir / f).is_file():
             problems.append(Problem(f, NO_KEY, "missing; re-run the build (it rewrites the folder files from the done shards)"))
@@ -446,5 +493,6 @@ def validate(out_dir: Path, jobs: int = 1) -> tuple[list[Problem], dict[str, int
     for file, rows in (("index.parquet", ok_rows), ("rejected.parquet", rejected_rows)):
         if (out_dir / file).is_file():
             _compare_table(out_dir, file, rows, problems)
+    _check_duplicates(out_dir, {r["key"] for r in ok_rows}, problems)
     problems.sort(key=lambda p: (p.shard, p.key))
     return problems, {"shards": len(names), "samples": len(seen)}

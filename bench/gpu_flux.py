@@ -1,0 +1,258 @@
+"""Full-size FLUX.1-Fill MoT training step: step time, tokens/s and peak memory (random weights, bf16, one GPU).
+
+    python bench/gpu_flux.py                         # FLUX.1-Fill-dev transformer, 1024x512 diptych, checkpointing
+    python bench/gpu_flux.py --baseline --json out.json   # also one plain LoRA of rank 32, then the ratios
+    python bench/gpu_flux.py --tiny --device cpu     # the same code path on a shrunken config: a check, not a number
+
+What is timed is what a MoT fine-tuning step on FLUX.1-Fill costs the GPU: the frozen 11.9 B-parameter
+transformer in bf16 (diffusers ``FluxTransformer2DModel`` with the FLUX.1-Fill-dev config, random weights: the
+cost does not depend on the values), ``training.flux_adapter.FluxMoT`` with 8 LoRA experts of rank 16, top-2,
+in fp32 master weights, the Anchor-Guided Router, gradient checkpointing per block, bf16 autocast, a flow-matching
+MSE on the target half plus the balance loss, backward and an AdamW step over experts and router. Inputs are
+random tensors of the shapes the FLUX.1-Fill pipeline feeds: a 1024x512 (WxH) [reference | target] diptych is
+a 128x64 VAE latent, packed 2x2 into 64x32 = 2048 image tokens of 384 channels (noisy latents 64 + masked-image
+latents 64 + packed mask 256), plus 512 T5 tokens (4096 wide) and the pooled CLIP vector (768). VAE and text
+encoders are not run (a training run caches their outputs; see docs/TRAINING.md).
+
+Peak memory is ``torch.cuda.max_memory_allocated`` over the timed steps, weights included. tokens/s counts the
+joint sequence (image + text tokens) of every sample in the batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from training.anchors import Anchors  # noqa: E402
+from training.flux_adapter import FLUX_MOT_PATTERNS, FluxMoT  # noqa: E402
+from training.mot import expert_parameters  # noqa: E402
+
+FLUX_FILL_DEV = dict(  # black-forest-labs/FLUX.1-Fill-dev transformer/config.json
+    patch_size=1, in_channels=384, out_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128,
+    num_attention_heads=24, joint_attention_dim=4096, pooled_projection_dim=768, guidance_embeds=True,
+    axes_dims_rope=(16, 56, 56),
+)
+TINY = FLUX_FILL_DEV | dict(  # the Fill input layout, everything else shrunk: runs on a CPU in seconds
+    num_layers=1, num_single_layers=2, attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
+    pooled_projection_dim=32, axes_dims_rope=(4, 6, 6),
+)
+
+Step = Callable[[int], torch.Tensor]
+
+
+def build_transformer(config: dict, dtype: torch.dtype, device: torch.device, seed: int = 0) -> nn.Module:
+    """A randomly initialised FluxTransformer2DModel built directly in ``dtype`` on ``device`` (a full-size
+    one in fp32 would need 48 GB before the cast)."""
+    from diffusers import FluxTransformer2DModel
+
+    torch.manual_seed(seed)
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            model = FluxTransformer2DModel(**config)
+    finally:
+        torch.set_default_dtype(before)
+    return model.requires_grad_(False)
+
+
+def diptych_inputs(config: dict, batch: int, width: int, height: int, text_tokens: int, dtype: torch.dtype,
+                   device: torch.device, seed: int = 0) -> dict:
+    """Random inputs in the shapes FluxFillPipeline gives the transformer for a ``width`` x ``height`` diptych.
+
+    ``ref_index`` / ``tgt_index`` are the packed tokens of the left (reference) and right (target) halves.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    rows, cols = height // 16, width // 16  # VAE /8, then 2x2 packing
+    img_ids = torch.zeros(rows, cols, 3)
+    img_ids[..., 1] = torch.arange(rows)[:, None]
+    img_ids[..., 2] = torch.arange(cols)[None, :]
+    left = (torch.arange(cols) < cols // 2).expand(rows, cols).flatten()
+    n = rows * cols
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=gen).to(device=device, dtype=dtype)
+
+    return {
+        "hidden_states": rand(batch, n, config["in_channels"]),
+        "encoder_hidden_states": rand(batch, text_tokens, config["joint_attention_dim"]),
+        "pooled_projections": rand(batch, config["pooled_projection_dim"]),
+        "timestep": torch.rand(batch, generator=gen).to(device=device, dtype=dtype),
+        "guidance": torch.full((batch,), 30.0, device=device, dtype=dtype),
+        "img_ids": img_ids.reshape(n, 3).to(device=device, dtype=dtype),
+        "txt_ids": torch.zeros(text_tokens, 3, device=device, dtype=dtype),
+        "target": rand(batch, n, config["out_channels"]),
+        "ref_index": left.nonzero().flatten().to(device),
+        "tgt_index": (~left).nonzero().flatten().to(device),
+        "domain": torch.arange(batch, device=device) % 8,
+        "subcategory": torch.arange(batch, device=device) * 27 % 209,
+    }
+
+
+FLUX_KEYS = ("hidden_states", "encoder_hidden_states", "pooled_projections", "timestep", "guidance", "img_ids",
+             "txt_ids")
+
+
+def flux_loss(pred: torch.Tensor, inputs: dict) -> torch.Tensor:
+    """Flow-matching MSE on the target half only (the reference half is context, as in training)."""
+    idx = inputs["tgt_index"]
+    return F.mse_loss(pred[:, idx].float(), inputs["target"][:, idx].float())
+
+
+def mot_step(transformer: nn.Module, inputs: dict, autocast: AbstractContextManager, experts: int = 8,
+             rank: int = 16, top_k: int = 2, balance_coef: float = 0.01) -> tuple[nn.Module, torch.optim.Optimizer, Step]:
+    """Wrap ``transformer`` in FluxMoT with fp32 experts and router; returns the model, its AdamW and a step."""
+    model = FluxMoT(transformer, Anchors.from_taxonomy(), num_experts=experts, rank=rank, alpha=float(rank),
+                    top_k=top_k)
+    for p in [*expert_parameters(transformer), *model.router.parameters()]:
+        p.data = p.data.float()  # fp32 master weights; the frozen backbone stays in its own dtype
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4)
+    flux_kwargs = {k: inputs[k] for k in FLUX_KEYS}
+    ref_tokens = inputs["hidden_states"][:, inputs["ref_index"]]
+
+    def step(_: int) -> torch.Tensor:
+        with autocast:
+            (pred,), routed = model(domain=inputs["domain"], subcategory=inputs["subcategory"],
+                                    ref_tokens=ref_tokens, return_dict=False, **flux_kwargs)
+            loss = flux_loss(pred, inputs) + balance_coef * routed.balance_loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+    return model.train(), opt, step
+
+
+def lora_step(transformer: nn.Module, inputs: dict, autocast: AbstractContextManager,
+              rank: int = 32) -> tuple[nn.Module, torch.optim.Optimizer, Step]:
+    """One plain LoRA of ``rank`` on the linears MoT would route, made by peft through diffusers' ``add_adapter``
+    (the FLUX LoRA training scripts' way), fp32 adapter weights; returns the model, its AdamW and a step."""
+    from peft import LoraConfig
+
+    target = "|".join(f"(?:{p})" for p in FLUX_MOT_PATTERNS)  # peft fullmatches a string against module names
+    transformer.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=target, init_lora_weights="gaussian"))
+    params = [p for p in transformer.parameters() if p.requires_grad]
+    for p in params:
+        p.data = p.data.float()
+    opt = torch.optim.AdamW(params, lr=1e-4)
+    flux_kwargs = {k: inputs[k] for k in FLUX_KEYS}
+
+    def step(_: int) -> torch.Tensor:
+        with autocast:
+            (pred,) = transformer(return_dict=False, **flux_kwargs)
+            loss = flux_loss(pred, inputs)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+    return transformer.train(), opt, step
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_variant(name: str, args: argparse.Namespace, config: dict, device: torch.device) -> dict:
+    """Build one variant from scratch, time ``args.steps`` steps after ``args.warmup``, and free it again."""
+    dtype = torch.bfloat16
+    transformer = build_transformer(config, dtype, device)
+    backbone_params = sum(p.numel() for p in transformer.parameters())
+    if not args.no_checkpointing:
+        transformer.enable_gradient_checkpointing()
+    inputs = diptych_inputs(config, args.batch, args.width, args.height, args.text_tokens, dtype, device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16)
+    if name == "mot":
+        model, opt, step = mot_step(transformer, inputs, autocast, args.experts, args.rank, args.top_k)
+    else:
+        model, opt, step = lora_step(transformer, inputs, autocast, args.rank * args.top_k)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    losses = [float(step(i)) for i in range(args.warmup)]
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for i in range(args.steps):
+        _sync(device)
+        t0 = time.perf_counter()
+        losses.append(float(step(args.warmup + i)))
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    if not all(map(math.isfinite, losses)):
+        raise RuntimeError(f"{name}: non-finite loss {losses}")
+    image_tokens = inputs["hidden_states"].shape[1]
+    step_s = statistics.median(times)
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
+    del model, opt, step, transformer, inputs
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return {
+        "variant": name if name == "mot" else f"lora-r{args.rank * args.top_k}", "backbone_params": backbone_params,
+        "trainable_params": trainable, "image_tokens": image_tokens, "step_s_median": step_s,
+        "step_s_min": min(times), "tokens_per_s": args.batch * (image_tokens + args.text_tokens) / step_s,
+        "peak_gib": peak, "losses": losses,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    p.add_argument("--tiny", action="store_true", help="shrunken FLUX config (checks the code path on a CPU)")
+    p.add_argument("--baseline", action="store_true",
+                   help="first time one plain LoRA of rank experts-rank x top-k the same way, and report ratios")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--width", type=int, default=1024, help="diptych width in pixels (reference | target)")
+    p.add_argument("--height", type=int, default=512)
+    p.add_argument("--text-tokens", type=int, default=512, help="T5 sequence length (FLUX.1-dev: 512)")
+    p.add_argument("--experts", type=int, default=8)
+    p.add_argument("--rank", type=int, default=16)
+    p.add_argument("--top-k", type=int, default=2)
+    p.add_argument("--no-checkpointing", action="store_true", help="keep all activations (more memory)")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--json", type=Path, help="also write the results here")
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("error: no CUDA device here; run on a GPU machine, or check the code path with --tiny --device cpu",
+              file=sys.stderr)
+        return 2
+    if device.type == "cpu":
+        torch.set_num_threads(1)  # a code-path check; extra threads only contend on a shared machine
+    config = TINY if args.tiny else FLUX_FILL_DEV
+    rows = [run_variant(name, args, config, device) for name in (["lora", "mot"] if args.baseline else ["mot"])]
+    if len(rows) == 2:
+        rows[1]["time_x"] = rows[1]["step_s_median"] / rows[0]["step_s_median"]
+        if device.type == "cuda":
+            rows[1]["memory_x"] = rows[1]["peak_gib"] / rows[0]["peak_gib"]
+    result = {
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        "config": "tiny" if args.tiny else "FLUX.1-Fill-dev", "batch": args.batch,
+        "diptych": f"{args.width}x{args.height}", "text_tokens": args.text_tokens,
+        "gradient_checkpointing": not args.no_checkpointing, "experts": args.experts, "rank": args.rank,
+        "top_k": args.top_k, "steps": args.steps, "torch": torch.__version__, "rows": rows,
+    }
+    print(json.dumps(result | {"rows": [{k: v for k, v in r.items() if k != "losses"} for r in rows]}, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

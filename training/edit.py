@@ -1,0 +1,275 @@
+"""``unieditkit edit``: put the reference object into the masked region of a target image with a trained run.
+
+Single image::
+
+    unieditkit edit --checkpoint RUN_DIR [--step latest] --ref REF.jpg --image TGT.jpg --mask MASK.png
+                    [--category KEY] --out OUT.png
+
+Batch, for ``unieditkit eval``::
+
+    unieditkit edit --checkpoint RUN_DIR --data OUT_DIR --split test --variants fine,rough,box --out PRED_DIR
+
+writes ``PRED_DIR/{key}.{variant}.png`` for every sample of the split, the layout ``unieditkit eval --pred`` reads.
+
+Both backbones (the run's ``config.yaml`` says which). Inputs are prepared exactly as in training (letterboxed to
+``model.image_size``; the mask marks every pixel the object touches); the edit is mapped back to the target's
+own size and only the masked pixels are taken from it: every known pixel outside the mask is the input's. The
+sampling noise of each output is seeded by ``--seed``, the sample key and the variant, so an output does not
+depend on the batch it was computed in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import pathlib
+import sys
+from collections.abc import Iterator
+
+import numpy as np
+from PIL import Image
+
+from unieditkit.errors import UserError
+
+VARIANTS = ("fine", "rough", "box")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "edit", help="edit images with a trained run (one image, or a whole split for `unieditkit eval`)",
+        description=__doc__.split("\n\n")[0],
+    )
+    p.add_argument("--checkpoint", required=True, metavar="RUN_DIR", help="run folder written by `unieditkit train`")
+    p.add_argument("--step", default="latest", help="'latest' or a step number of RUN_DIR/checkpoints")
+    p.add_argument("--out", required=True, help="output image (single form) or folder of predictions (batch form)")
+    p.add_argument("--ref", help="reference object image (single form)")
+    p.add_argument("--image", help="target image to edit (single form)")
+    p.add_argument("--mask", help="edit region, white = replace (single form; same size as --image)")
+    p.add_argument("--category", help="subcategory key or name (`unieditkit taxonomy`); default: the run's "
+                                      "only domain")
+    p.add_argument("--prompt", default="", help="text prompt for flux-fill (default: the run's template)")
+    p.add_argument("--data", help="dataset folder written by `unieditkit build` (batch form)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--domain", default="", help="batch form: only this domain")
+    p.add_argument("--variants", default="fine,rough,box", help="mask variants to edit with (batch form)")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--steps", type=int, default=28, help="sampling steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pretrained", help="FLUX.1-Fill snapshot, if it moved since training (flux-fill runs)")
+    p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda, cuda:N")
+    p.set_defaults(func=run_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    single = [args.ref, args.image, args.mask]
+    if args.data and any(single):
+        raise UserError("pass either --data (batch form) or --ref/--image/--mask (single form), not both")
+    if not args.data and not all(single):
+        raise UserError("single form needs --ref, --image and --mask (or pass --data OUT_DIR for the batch form)")
+    if args.steps < 1 or args.batch_size < 1:
+        raise UserError("--steps and --batch-size must be at least 1")
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    bad = [v for v in variants if v not in VARIANTS]
+    if bad or not variants:
+        raise UserError(f"--variants {args.variants}: use a comma list of fine, rough, box")
+    run = load_run(pathlib.Path(args.checkpoint), args.step, args.device, args.pretrained)
+    if args.data:
+        n = edit_split(run, pathlib.Path(args.data), args.split, args.domain, variants, pathlib.Path(args.out),
+                       args.batch_size, args.steps, args.seed)
+        print(f"wrote {n} predictions to {args.out}")
+    else:
+        edit_one(run, args, pathlib.Path(args.out))
+        print(f"wrote {args.out}")
+    return 0
+
+
+class LoadedRun:
+    """A run's config and its backend with the checkpoint's trained weights."""
+
+    def __init__(self, cfg, backend, step: int, device) -> None:
+        self.cfg, self.backend, self.step, self.device = cfg, backend, step, device
+
+
+def load_run(run_dir: pathlib.Path, step: str, device: str, pretrained: str | None = None) -> LoadedRun:
+    import torch
+
+    from training.backends import make_backend
+    from training.checkpoint import checkpoint_dir, find_checkpoint, load_weights
+    from training.config import load_config
+
+    if not (run_dir / "config.yaml").is_file():
+        raise UserError(f"--checkpoint {run_dir}: no config.yaml; pass a run folder written by `unieditkit train`")
+    if step == "latest":
+        path = find_checkpoint(run_dir, "latest")
+        if path is None:
+            raise UserError(f"--checkpoint {run_dir}: has no checkpoint yet; train it first (or pass --step N)")
+    elif step.isdigit():
+        path = checkpoint_dir(run_dir) / f"step_{int(step):08d}.pt"
+        if not path.is_file():
+            raise UserError(f"--step {step}: {path} not found; pass 'latest' or a step that was saved")
+    else:
+        raise UserError(f"--step {step}: use 'latest' or a step number")
+    overrides = {"model.pretrained": pretrained} if pretrained else {}
+    cfg = load_config(run_dir / "config.yaml", overrides)
+    dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+    backend = make_backend(cfg, dev)
+    loaded_step = load_weights(path, backend.module)
+    backend.module.eval()
+    return LoadedRun(cfg, backend, loaded_step, dev)
+
+
+def sample_seed(seed: int, key: str, variant: str) -> int:
+    """Per output, independent of batching and process: a hash, not Python's salted ``hash``."""
+    digest = hashlib.sha256(f"{seed}|{key}|{variant}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def _generate(run: LoadedRun, items: list[dict], seeds: list[int], steps: int) -> np.ndarray:
+    """Edited targets as (B, R, R, 3) uint8 at the training size."""
+    import torch
+
+    from training.data import collate
+    from training.runlog import to_uint8
+
+    batch = collate(items)
+    batch = {k: v.to(run.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    pred = run.backend.sample(batch, steps, gens)
+    return np.stack([to_uint8(p) for p in pred])
+
+
+def unletterbox(pred: np.ndarray, size: tuple[int, int]) -> Image.Image:
+    """Undo ``data.letterbox``: crop the padding, resize to the image's own ``(w, h)``."""
+    r = pred.shape[0]
+    w, h = size
+    scale = r / max(w, h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    x0, y0 = (r - nw) // 2, (r - nh) // 2
+    return Image.fromarray(pred[y0:y0 + nh, x0:x0 + nw]).resize((w, h), Image.BICUBIC)
+
+
+def compose(pred: np.ndarray, target: Image.Image, mask: Image.Image) -> Image.Image:
+    """The edit inside the mask at the target's full resolution; the target's own pixels everywhere else."""
+    edited = np.asarray(unletterbox(pred, target.size))
+    keep = (np.asarray(mask.convert("L")) > 127)[..., None]
+    return Image.fromarray(np.where(keep, edited, np.asarray(target.convert("RGB"))))
+
+
+def _category(run: LoadedRun, key: str | None) -> tuple[int, int, str]:
+    """(domain index, subcategory id, display name) for ``--category``, or the run's only domain."""
+    from taxonomy import load_taxonomy
+
+    anchors = run.backend.anchors
+    tax = load_taxonomy(run.cfg.model.taxonomy or None)
+    if key:
+        sub = tax.lookup(key)
+        if sub is None:
+            try:
+                sub = tax.by_key(key)
+            except Exception:  # noqa: BLE001 - any lookup failure is the same user mistake
+                raise UserError(f"--category {key}: not in the taxonomy; `unieditkit taxonomy` lists the keys") from None
+        return anchors.domain_index(sub.domain), sub.id, sub.name
+    domains = run.cfg.data.domains
+    if len(domains) == 1:
+        return anchors.domain_index(domains[0]), -1, tax.domain(domains[0]).name
+    raise UserError("--category KEY is needed: the run was trained on several domains, so the router needs the "
+                    "object's subcategory (`unieditkit taxonomy` lists them)")
+
+
+def _open(path: str, what: str) -> Image.Image:
+    try:
+        img = Image.open(path)
+        img.load()
+        return img
+    except (OSError, ValueError) as err:
+        raise UserError(f"--{what} {path}: not a readable image ({type(err).__name__})") from None
+
+
+def edit_one(run: LoadedRun, args: argparse.Namespace, out: pathlib.Path) -> None:
+    import torch
+
+    from training.data import GREY, _to_tensor, letterbox
+
+    ref, tgt, mask = _open(args.ref, "ref").convert("RGB"), _open(args.image, "image").convert("RGB"), \
+        _open(args.mask, "mask").convert("L")
+    if mask.size != tgt.size:
+        raise UserError(f"--mask {args.mask}: {mask.size[0]}x{mask.size[1]} but --image is "
+                        f"{tgt.size[0]}x{tgt.size[1]}; give a mask of the target's size")
+    domain, sub, name = _category(run, args.category)
+    size = run.cfg.model.image_size
+    small_mask = letterbox(mask, size, 0, Image.BOX)
+    item = {
+        "ref": _to_tensor(letterbox(ref, size, GREY, Image.BICUBIC)),
+        "tgt": _to_tensor(letterbox(tgt, size, GREY, Image.BICUBIC)),
+        "mask": torch.from_numpy((np.asarray(small_mask) > 0).astype(np.float32))[None],
+        "domain": domain, "subcategory": sub, "variant": 0, "key": out.stem, "caption": args.prompt, "name": name,
+    }
+    pred = _generate(run, [item], [sample_seed(args.seed, out.stem, "single")], args.steps)[0]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    compose(pred, tgt, mask).save(out)
+
+
+def _samples(data: pathlib.Path, split: str, domain: str) -> tuple[list[str], int]:
+    from training.data import find_shards
+
+    tars = find_shards(data, split, [domain] if domain else [])
+    total = 0
+    for tar in tars:
+        stats = pathlib.Path(tar[: -len(".tar")] + "_stats.json")
+        total += int(json.loads(stats.read_text(encoding="utf-8")).get("samples", 0))
+    return tars, total
+
+
+def _read_split(tars: list[str]) -> Iterator[dict]:
+    import webdataset as wds
+
+    yield from wds.WebDataset(tars, shardshuffle=False, empty_check=False)
+
+
+def edit_split(run: LoadedRun, data: pathlib.Path, split: str, domain: str, variants: list[str],
+               out: pathlib.Path, batch_size: int, steps: int, seed: int) -> int:
+    """Every sample x variant of the split; returns how many predictions were written."""
+    from tqdm import tqdm
+
+    from training.data import decode_sample
+
+    tars, total = _samples(data, split, domain)
+    out.mkdir(parents=True, exist_ok=True)
+    pending: list[tuple[dict, dict, str]] = []
+    skipped: list[str] = []
+    written = 0
+    with tqdm(total=total * len(variants), desc="edit", unit="img", dynamic_ncols=True) as bar:
+        def flush() -> int:
+            items = [p[1] for p in pending]
+            seeds = [sample_seed(seed, p[0]["__key__"], p[2]) for p in pending]
+            preds = _generate(run, items, seeds, steps)
+            for (sample, _, variant), pred in zip(pending, preds):
+                target = Image.open(io.BytesIO(sample["tgt.jpg"])).convert("RGB")
+                mask = Image.open(io.BytesIO(sample[f"mask_{variant}.png"])).convert("L")
+                if target.size != mask.size:
+                    target = target.resize(mask.size, Image.BICUBIC)
+                compose(pred, target, mask).save(out / f"{sample['__key__']}.{variant}.png")
+            bar.update(len(pending))
+            n = len(pending)
+            pending.clear()
+            return n
+
+        for sample in _read_split(tars):
+            for variant in variants:
+                try:
+                    item = decode_sample(sample, variant, run.cfg.model.image_size, run.backend.anchors)
+                except Exception as err:  # noqa: BLE001 - an unreadable sample is reported, not fatal
+                    skipped.append(f"{sample.get('__key__', '?')}.{variant}: {type(err).__name__}")
+                    bar.update(1)
+                    continue
+                pending.append((sample, item, variant))
+                if len(pending) == batch_size:
+                    written += flush()
+        if pending:
+            written += flush()
+    if skipped:
+        print(f"skipped {len(skipped)} unreadable sample(s) (first: {skipped[0]}); `unieditkit eval` counts them "
+              "as missing", file=sys.stderr)
+    return written
