@@ -14,8 +14,9 @@ writes ``PRED_DIR/{key}.{variant}.png`` for every sample of the split, the layou
 Both backbones (the run's ``config.yaml`` says which). Inputs are prepared exactly as in training (letterboxed to
 ``model.image_size``; the mask marks every pixel the object touches); the edit is mapped back to the target's
 own size and only the masked pixels are taken from it: every known pixel outside the mask is the input's. The
-sampling noise of each output is seeded by ``--seed``, the sample key and the variant, so an output does not
-depend on the batch it was computed in.
+sampling noise of each output is seeded by ``--seed``, the sample key and the variant, so its noise does not
+depend on the batch it was computed in (on the CPU the images are identical at any ``--batch-size``, tested; GPU
+kernels may round differently at another batch size).
 """
 
 from __future__ import annotations
