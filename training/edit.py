@@ -27,7 +27,8 @@ import io
 import json
 import pathlib
 import sys
-from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -86,11 +87,14 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
+@dataclass
 class LoadedRun:
     """A run's config and its backend with the checkpoint's trained weights."""
 
-    def __init__(self, cfg, backend, step: int, device) -> None:
-        self.cfg, self.backend, self.step, self.device = cfg, backend, step, device
+    cfg: Any
+    backend: Any
+    step: int
+    device: Any
 
 
 def load_run(run_dir: pathlib.Path, step: str, device: str, pretrained: str | None = None) -> LoadedRun:
@@ -223,15 +227,10 @@ def _samples(data: pathlib.Path, split: str, domain: str) -> tuple[list[str], in
     return tars, total
 
 
-def _read_split(tars: list[str]) -> Iterator[dict]:
-    import webdataset as wds
-
-    yield from wds.WebDataset(tars, shardshuffle=False, empty_check=False)
-
-
 def edit_split(run: LoadedRun, data: pathlib.Path, split: str, domain: str, variants: list[str],
                out: pathlib.Path, batch_size: int, steps: int, seed: int) -> int:
     """Every sample x variant of the split; returns how many predictions were written."""
+    import webdataset as wds
     from tqdm import tqdm
 
     from training.data import decode_sample
@@ -257,7 +256,7 @@ def edit_split(run: LoadedRun, data: pathlib.Path, split: str, domain: str, vari
             pending.clear()
             return n
 
-        for sample in _read_split(tars):
+        for sample in wds.WebDataset(tars, shardshuffle=False, empty_check=False):
             for variant in variants:
                 try:
                     item = decode_sample(sample, variant, run.cfg.model.image_size, run.backend.anchors)
