@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--models", default="auto", help="model stages to run: auto (what the input needs), none, or a list of detect,segment,caption,categorize")
     m.add_argument("--models-dir", default=None, help="folder with checkpoints under their official names (default: $UNIEDITKIT_MODELS)")
     m.add_argument("--segmenter", default="auto", choices=("auto", "sam", "sam2", "grabcut"), help="auto: SAM when its checkpoint is found, else SAM 2 likewise, else GrabCut (announced)")
-    m.add_argument("--sam-model", default="vit_b", help="SAM model type (vit_b, vit_l, vit_h)")
+    m.add_argument("--sam-model", default="vit_b", help="SAM model type: vit_b, vit_l, vit_h, or vit_t (MobileSAM, checkpoint mobile_sam.pt)")
     m.add_argument("--sam-checkpoint", default=None, help="SAM checkpoint path, e.g. sam_vit_b_01ec64.pth")
     m.add_argument("--sam2-config", default="sam2.1_hiera_t", help="SAM 2 config name shipped with the sam2 package (sam2.1_hiera_t/s/b+/l, sam2_hiera_t/s/b+/l)")
     m.add_argument("--sam2-checkpoint", default=None, help="SAM 2 checkpoint path, e.g. sam2.1_hiera_tiny.pt")

@@ -189,3 +189,21 @@ def test_build_rejects_eval_overlap_then_dedupe_and_audit(contaminated, tmp_path
     capsys.readouterr()
     assert main(["validate", str(out)]) == 1
     assert "duplicates.parquet -: stale" in capsys.readouterr().out
+
+
+def test_clusters_join_methods_and_clip_neighbours_come_from_real_embeddings():
+    from pipelines.dedupe import Item, clip_embeddings, clusters, embedding_pairs
+
+    rows = clusters(["k0", "k1", "k2", "k3", "k4"], {"phash": {(0, 1)}, "clip": {(1, 2)}})
+    assert [(r["key"], r["cluster"], r["keep"], r["method"]) for r in rows] == [
+        ("k0", "k0", True, "clip+phash"), ("k1", "k0", False, "clip+phash"), ("k2", "k0", False, "clip+phash")]
+    assert clusters(["a", "b"], {"phash": set()}) == []
+
+    # open_clip ViT-B-32 with random weights: only the plumbing is real, so only identical crops are asserted
+    cat, coffee = _photo("chelsea")[40:200, 80:240], _photo("coffee")[40:200, 80:240]
+    items = [Item("a", "s0", cat), Item("b", "s1", cat.copy()), Item("c", "s2", coffee)]
+    emb = clip_embeddings(items, "ViT-B-32", None)
+    assert emb.shape == (3, 512) and np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    assert (0, 1) in embedding_pairs(emb, 0.9999)
+    unit = np.eye(3, dtype=np.float32)
+    assert embedding_pairs(np.concatenate([unit, unit[:1]]), 0.99) == {(0, 3)}

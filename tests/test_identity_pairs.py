@@ -39,8 +39,11 @@ def centres(frame: int) -> dict[str, tuple[float, float]]:
     return {"A": (30 + 100 * t, 48 - lift), "B": (130 - 100 * t, 48 + lift)}
 
 
-def _sprite() -> np.ndarray:
-    """One look for both objects: a red disc with a white bar and a dark dot (texture for the tracker)."""
+def _sprite(look: str) -> np.ndarray:
+    """One look for both objects: the cat's face from a real photo, or a drawn red disc with a white bar and a
+    dark dot (texture for the tracker)."""
+    if look == "photo":
+        return cv2.resize(skimage.data.chelsea()[40:200, 150:310], (2 * R + 1, 2 * R + 1), interpolation=cv2.INTER_AREA)
     s = np.zeros((2 * R + 1, 2 * R + 1, 3), np.uint8)
     cv2.circle(s, (R, R), R, (200, 30, 40), -1)
     cv2.rectangle(s, (R - 7, R - 2), (R + 7, R + 2), (250, 250, 250), -1)
@@ -54,10 +57,14 @@ def _disc(centre: tuple[float, float]) -> np.ndarray:
     return m.astype(bool)
 
 
-def write_swap_video(path: Path) -> Path:
-    rng = np.random.default_rng(3)
-    background = cv2.resize(rng.integers(70, 150, (12, 20, 3), dtype=np.uint8), (W, H), interpolation=cv2.INTER_CUBIC)
-    sprite, sprite_mask = _sprite(), _disc((R, R))[: 2 * R + 1, : 2 * R + 1]
+def write_swap_video(path: Path, look: str = "drawn") -> Path:
+    """Two identical objects (``look``) that swap places, over a still background (a real photo for ``photo``)."""
+    if look == "photo":
+        background = cv2.resize(skimage.data.coffee(), (W, H), interpolation=cv2.INTER_AREA)
+    else:
+        rng = np.random.default_rng(3)
+        background = cv2.resize(rng.integers(70, 150, (12, 20, 3), dtype=np.uint8), (W, H), interpolation=cv2.INTER_CUBIC)
+    sprite, sprite_mask = _sprite(look), _disc((R, R))[: 2 * R + 1, : 2 * R + 1]
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (W, H))
     for f in range(N):
         frame = background.copy()
@@ -106,8 +113,9 @@ def frames_of(unit) -> tuple[int, int]:
     return int(split_uri(unit.ref_uri)[1]["frame"]), int(split_uri(unit.tgt_uri)[1]["frame"])
 
 
-def test_look_alikes_that_swap_places_are_paired_with_themselves(tmp_path: Path) -> None:
-    video = write_swap_video(tmp_path / "swap.avi")
+@pytest.mark.parametrize("look", ["drawn", "photo"])
+def test_look_alikes_that_swap_places_are_paired_with_themselves(tmp_path: Path, look: str) -> None:
+    video = write_swap_video(tmp_path / "swap.avi", look)
     units = list(parse_source(f"video:{video}?pairs_per_video=3&min_gap_frac=0.6&max_gap_frac=0.95").units())
     assert len(units) == 3
     stage = PairStage("garments", OutputSettings(split_ratios=(1.0, 0.0, 0.0)))

@@ -75,7 +75,9 @@ class FluxFillInputs:
         self.vae = vae
         self.scale = self.pipe.vae_scale_factor
         self.channels = vae.config.latent_channels
-        self.scheduler_config = diffusers.FlowMatchEulerDiscreteScheduler.load_config(str(self.root), subfolder="scheduler")
+        self.scheduler_config = diffusers.FlowMatchEulerDiscreteScheduler.load_config(
+            str(self.root), subfolder="scheduler"
+        )
         self.cache = LatentCache(cache_dir, self.root, cfg) if cache_dir else None
         self._text_loaded = False
 
@@ -96,7 +98,8 @@ class FluxFillInputs:
 
     @torch.no_grad()
     def text(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """T5 sequence embeddings, CLIP pooled embeddings and text ids for each prompt."""
+        """T5 sequence embeddings, CLIP pooled embeddings and text ids for each prompt, encoded one prompt at a
+        time so an embedding never depends on its batch neighbours: cached and fresh values are bit-identical."""
         seqs, pools = [], []
         for prompt in prompts:
             hit = self.cache.text(prompt) if self.cache else None
@@ -116,8 +119,10 @@ class FluxFillInputs:
 
     @torch.no_grad()
     def raw_latents(self, images: torch.Tensor) -> torch.Tensor:
-        """Unscaled VAE latents (mode of the posterior) of images in [-1, 1]."""
-        return self.vae.encode(images.to(self.device, self.dtype)).latent_dist.mode()
+        """Unscaled VAE latents (mode of the posterior) of images in [-1, 1], one image at a time for the same
+        reason as ``text``: kernels may sum in another order at another batch size."""
+        images = images.to(self.device, self.dtype)
+        return torch.cat([self.vae.encode(img[None]).latent_dist.mode() for img in images])
 
     def _cached_latents(self, kind: str, keys: list[str], images: torch.Tensor) -> torch.Tensor:
         if self.cache is None:

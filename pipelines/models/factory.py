@@ -44,7 +44,7 @@ def build_segmenter(spec: ModelSpec, device: str = "cpu") -> "SamSegmenter | Sam
             return Sam2Segmenter(spec.sam2_config, None, device, TINY_SAM2_OVERRIDES)
         return Sam2Segmenter(spec.sam2_config, sam2_checkpoint(spec), device)
     if spec.random_init:
-        return SamSegmenter("tiny", None, device)
+        return SamSegmenter("tiny_t" if spec.sam_model_type == "vit_t" else "tiny", None, device)
     return SamSegmenter(spec.sam_model_type, sam_checkpoint(spec), device)
 
 

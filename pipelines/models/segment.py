@@ -1,5 +1,10 @@
-"""Box-prompted segmentation: SAM (ViT-B/L/H) or SAM 2 (Hiera, image predictor) when a checkpoint is
-available, OpenCV GrabCut otherwise.
+"""Box-prompted segmentation: SAM (ViT-B/L/H), MobileSAM (``vit_t``) or SAM 2 (Hiera, image predictor) when a
+checkpoint is available, OpenCV GrabCut otherwise.
+
+MobileSAM is SAM with a TinyViT image encoder distilled from ViT-H (same prompt encoder and mask decoder), ~10M
+parameters instead of 94M+: mining on small GPUs and CPUs. Its code comes from the ``mobilesam-mirror``
+package, a byte-identical copy of the ``mobile_sam`` package of the official repository
+(ChaoningZhang/MobileSAM), and runs through segment_anything's ``SamPredictor`` like the other SAM models.
 
 Every mask is clipped to its box: the box is the detector's claim about where the object is, and a mask that
 spills past it almost always grabbed a neighbouring object or the background.
@@ -7,9 +12,10 @@ spills past it almost always grabbed a neighbouring object or the background.
 
 from __future__ import annotations
 
+import importlib
 from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -49,18 +55,53 @@ def _build_tiny_sam():
     )
 
 
+def _mobile_sam_modules() -> Any:
+    import warnings
+
+    with warnings.catch_warnings():  # its TinyViT registers timm model names timm already has, via a deprecated path
+        warnings.simplefilter("ignore")
+        # the module, not the package attribute: mobile_sam/__init__ rebinds ``build_sam`` to a function
+        return importlib.import_module("mobile_sam.build_sam")
+
+
+def _build_mobile_sam() -> torch.nn.Module:
+    """MobileSAM ``vit_t`` exactly as its repository builds it (TinyViT-5M encoder at 1024 px)."""
+    return _mobile_sam_modules().build_sam_vit_t(None)
+
+
+def _build_tiny_mobile_sam() -> torch.nn.Module:
+    """MobileSAM from the package's own classes with a thin TinyViT (one block per stage, narrow early stages):
+    the same code path as ``vit_t`` for tests. The input stays 1024 px and the last stage 320 wide, which
+    TinyViT's code assumes."""
+    m = _mobile_sam_modules()
+    return m.Sam(
+        image_encoder=m.TinyViT(img_size=1024, in_chans=3, num_classes=1000, embed_dims=[16, 32, 48, 320],
+                                depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 10], window_sizes=[7, 7, 14, 7],
+                                mlp_ratio=4.0, drop_rate=0.0, drop_path_rate=0.0, use_checkpoint=False,
+                                mbconv_expand_ratio=4.0, local_conv_size=3, layer_lr_decay=0.8),
+        prompt_encoder=m.PromptEncoder(embed_dim=256, image_embedding_size=(64, 64), input_image_size=(1024, 1024),
+                                       mask_in_chans=16),
+        mask_decoder=m.MaskDecoder(num_multimask_outputs=3, transformer=m.TwoWayTransformer(
+            depth=2, embedding_dim=256, mlp_dim=512, num_heads=8), transformer_dim=256, iou_head_depth=3,
+            iou_head_hidden_dim=256),
+        pixel_mean=[123.675, 116.28, 103.53],
+        pixel_std=[58.395, 57.12, 57.375],
+    )
+
+
 def _sam_builders() -> dict[str, Callable[[], torch.nn.Module]]:
     from segment_anything import sam_model_registry
 
     return {"vit_b": sam_model_registry["vit_b"], "vit_l": sam_model_registry["vit_l"],
-            "vit_h": sam_model_registry["vit_h"], "tiny": _build_tiny_sam}
+            "vit_h": sam_model_registry["vit_h"], "vit_t": _build_mobile_sam, "tiny": _build_tiny_sam,
+            "tiny_t": _build_tiny_mobile_sam}
 
 
 class SamSegmenter(Segmenter):
     """Segment Anything with box prompts: one image embedding per image, all its boxes decoded in one call.
 
-    ``model_type`` is ``vit_b``/``vit_l``/``vit_h`` (or ``tiny``, a small test config); ``checkpoint=None``
-    gives seeded random weights (tests, benchmarks).
+    ``model_type`` is ``vit_b``/``vit_l``/``vit_h``, ``vit_t`` (MobileSAM, recorded as ``mobile_sam``), or the small
+    test configs ``tiny`` (SAM) and ``tiny_t`` (MobileSAM); ``checkpoint=None`` gives seeded random weights.
     """
 
     name = "sam"
@@ -70,7 +111,8 @@ class SamSegmenter(Segmenter):
 
         builders = _sam_builders()
         if model_type not in builders:
-            raise UserError(f"--sam-model {model_type}: unknown; choose one of vit_b, vit_l, vit_h")
+            raise UserError(f"--sam-model {model_type}: unknown; choose one of vit_b, vit_l, vit_h, vit_t")
+        self.name = "mobile_sam" if model_type in ("vit_t", "tiny_t") else "sam"
         self.device = resolve_device(device)
         with seeded(0):
             sam = builders[model_type]()

@@ -31,6 +31,7 @@ SAM_CHECKPOINTS: dict[str, tuple[str, str]] = {
     "vit_b": ("sam_vit_b_01ec64.pth", "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth"),
     "vit_l": ("sam_vit_l_0b3195.pth", "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_l_0b3195.pth"),
     "vit_h": ("sam_vit_h_4b8939.pth", "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth"),
+    "vit_t": ("mobile_sam.pt", "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt"),
 }
 _SAM2_RELEASES = "https://dl.fbaipublicfiles.com/segment_anything_2"
 #: SAM 2 config names shipped in the ``sam2`` package -> (official checkpoint name, download URL)
@@ -399,9 +400,11 @@ def check_weights(spec: ModelSpec) -> list[str]:
         return []
     checks = []
     if "segment" in spec.stages and segmenter_choice(spec) == "sam":
+        if spec.sam_model_type == "vit_t":
+            checks.append(lambda: _importable("mobile_sam", "--sam-model vit_t", "mobilesam-mirror==1.0.0"))
         checks.append(lambda: _require_file(sam_checkpoint(spec), "--sam-checkpoint"))
     if "segment" in spec.stages and segmenter_choice(spec) == "sam2":
-        checks.append(_sam2_importable)
+        checks.append(lambda: _importable("sam2", "--segmenter sam2", "--no-build-isolation sam2==1.1.0 (with SAM2_BUILD_CUDA=0)"))
         checks.append(lambda: _require_file(sam2_checkpoint(spec), "--sam2-checkpoint"))
     if "detect" in spec.stages:
         checks.append(lambda: _require_file(dino_config(spec), "--dino-config"))
@@ -420,12 +423,11 @@ def check_weights(spec: ModelSpec) -> list[str]:
     return problems
 
 
-def _sam2_importable() -> None:
-    try:
-        import sam2  # noqa: F401
-    except ImportError:
-        raise MissingModelError("--segmenter sam2: the sam2 package is not installed; run "
-                                "SAM2_BUILD_CUDA=0 pip install --no-build-isolation sam2==1.1.0") from None
+def _importable(module: str, flag: str, install: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise MissingModelError(f"{flag}: the {module} package is not installed; run pip install {install}")
 
 
 def _require_file(path: Path, flag: str) -> None:

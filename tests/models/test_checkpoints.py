@@ -105,3 +105,32 @@ def test_sam2_segments_with_boxes_and_loads_its_official_layout(sam2_segmenter, 
         Sam2Segmenter("sam2.1_hiera_t", damaged, overrides=TINY_SAM2_OVERRIDES)
     with pytest.raises(UserError, match="--sam2-config sam3: unknown"):
         Sam2Segmenter("sam3")
+
+
+@pytest.mark.slow
+def test_mobile_sam_segments_and_loads_its_flat_checkpoint(photos, tmp_path):
+    from pipelines.models.factory import build_segmenter
+    from pipelines.models.segment import SamSegmenter
+    from pipelines.models.weights import ModelSpec
+
+    real = SamSegmenter("vit_t").predictor.model  # the official vit_t: built, not run (seconds per image on a CPU)
+    assert type(real.image_encoder).__name__ == "TinyViT" and real.image_encoder.img_size == 1024
+    assert 9_000_000 < sum(p.numel() for p in real.parameters()) < 11_000_000  # vs 94M for vit_b
+    assert {k.split(".")[0] for k in real.state_dict()} == {"image_encoder", "prompt_encoder", "mask_decoder"}
+
+    mobile = build_segmenter(ModelSpec(sam_model_type="vit_t", random_init=True))
+    assert mobile.name == "mobile_sam" and type(mobile.predictor.model.image_encoder).__name__ == "TinyViT"
+    image = photos["coffee"]
+    boxes = np.array([[100.0, 50.0, 400.0, 350.0]], np.float32)
+    (mask,) = mobile.segment(image, boxes)
+    assert mask.dtype == bool and mask.shape == image.shape[:2] and not mask[:, :100].any() and not mask[:50].any()
+
+    state = _perturbed(mobile.predictor.model.state_dict())
+    official = tmp_path / "mobile_sam.pt"  # MobileSAM ships a flat state dict, like SAM
+    torch.save(state, official)
+    loaded = SamSegmenter("tiny_t", official)
+    assert all(torch.equal(loaded.predictor.model.state_dict()[k], state[k]) for k in state)
+    sam_file = tmp_path / "sam_tiny.pth"  # a SAM checkpoint passed for MobileSAM: refused, naming the keys
+    torch.save({k: v for k, v in state.items() if not k.startswith("image_encoder.")}, sam_file)
+    with pytest.raises(UserError, match=r"sam_tiny.pth: does not fit the model: keys \d+ missing \(e.g. image_encoder\..*--sam-model vit_t"):
+        SamSegmenter("vit_t", sam_file)

@@ -79,5 +79,7 @@ def test_missing_weights_message_names_the_grabcut_fallback(tmp_path, monkeypatc
     with pytest.raises(MissingModelError) as err:
         require_weights(ModelSpec(models_dir=str(tmp_path), stages=("detect", "segment"), segmenter="sam"))
     assert "SAM vit_b checkpoint sam_vit_b_01ec64.pth" in str(err.value) and "falls back" not in str(err.value)
+    with pytest.raises(MissingModelError, match="SAM vit_t checkpoint mobile_sam.pt: .*ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt"):
+        require_weights(ModelSpec(models_dir=str(tmp_path), stages=("segment",), segmenter="sam", sam_model_type="vit_t"))
     with pytest.raises(MissingModelError, match="SAM 2 sam2.1_hiera_t checkpoint sam2.1_hiera_tiny.pt: .*092824/sam2.1_hiera_tiny.pt"):
         require_weights(ModelSpec(models_dir=str(tmp_path), stages=("segment",), segmenter="sam2"))

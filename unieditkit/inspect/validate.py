@@ -46,7 +46,7 @@ PAIR_KINDS = ("video", "multiview", "tryon", "self", "manifest")
 PAIR_METHODS = ("self", "annotation", "track", "appearance")
 LABEL_SOURCES = ("annotation", "detector", "clip")
 LABEL_CHECKS = ("agree", "disagree", "unchecked")
-MASK_SOURCES = ("annotation", "sam", "sam2", "grabcut")
+MASK_SOURCES = ("annotation", "sam", "mobile_sam", "sam2", "grabcut")
 FOLDER_FILES = ("README.md", "build_config.json", "index.parquet", "rejected.parquet")
 #: folder files that only some builds have
 OPTIONAL_FILES = ("duplicates.parquet",)
