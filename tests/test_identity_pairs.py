@@ -153,15 +153,18 @@ def test_read_frames_matches_read_frame(tmp_path: Path) -> None:
     assert err.value.reason == "video_frame_unreadable"
 
 
-def test_tracker_follows_each_look_alike(tmp_path: Path) -> None:
+@pytest.mark.parametrize("zoom", [1, 4])
+def test_tracker_follows_each_look_alike(tmp_path: Path, zoom: int) -> None:
+    """At 4x (640x384, above ``TRACK_SIDE``) the frames are tracked downscaled and the boxes scaled back."""
     video = write_swap_video(tmp_path / "swap.avi")
-    frames = read_frames(video, step_indices(2, 37))
+    frames = [cv2.resize(f, (W * zoom, H * zoom), interpolation=cv2.INTER_CUBIC) for f in read_frames(video, step_indices(2, 37))]
     start = centres(2)
-    boxes = [(cx - R, cy - R, cx + R + 1, cy + R + 1) for cx, cy in start.values()]
+    boxes = [(zoom * (cx - R), zoom * (cy - R), zoom * (cx + R + 1), zoom * (cy + R + 1)) for cx, cy in start.values()]
     for (name, _), box in zip(start.items(), track_boxes(frames, boxes)):
-        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        cx, cy = (box[0] + box[2]) / 2 / zoom, (box[1] + box[3]) / 2 / zoom
         tx, ty = centres(37)[name]
         assert math.hypot(cx - tx, cy - ty) < 4, f"{name} tracked to ({cx:.0f}, {cy:.0f}), is at ({tx:.0f}, {ty:.0f})"
+        assert abs((box[2] - box[0]) - zoom * (2 * R + 1)) < 1e-6, "the box keeps its size"
     assert step_indices(0, 200) == sorted(set(step_indices(0, 200))) and len(step_indices(0, 200)) == 49
     assert step_indices(3, 9) == [3, 4, 5, 6, 7, 8, 9]
 
