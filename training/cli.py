@@ -88,6 +88,11 @@ def run_command(args: argparse.Namespace) -> int:
         raise UserError(f"--nproc {args.nproc}: must be at least 1")
     cfg = resolve_config(args.config, overrides_from(args), args.resume)
     find_shards(cfg.data.root, cfg.data.split, cfg.data.domains)
+    if cfg.model.backbone == "flux-fill":
+        from training.flux_adapter import check_snapshot, require_diffusers
+
+        require_diffusers()
+        check_snapshot(cfg.model.pretrained)
     run_dir = pathlib.Path(cfg.train.run_dir)
     guard_run_dir(run_dir, args.resume, args.overwrite)
     if args.resume:
