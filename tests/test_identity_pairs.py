@@ -210,7 +210,9 @@ def test_matching_is_one_to_one_and_over_taxonomy_names() -> None:
     out = match_objects(tgt, tgt_objects, ref, ref_objects, tx, 0.3)
     assert out[0]["ref_object_id"] == "r0" and 0.3 < out[0]["match_score"] <= 1.0
     assert "ref_object_id" not in out[1] and "taken by a better-matching" in out[1]["match_detail"]
-    assert "ref_object_id" not in out[2] and "best score 0.000" in out[2]["match_detail"]
+    assert "ref_object_id" not in out[2] and "no compatible category" in out[2]["match_detail"]
+    zero = match_objects(tgt, [dict(tgt_objects[2])], ref, ref_objects, tx, 0.0)
+    assert "ref_object_id" not in zero[0], "a threshold of 0 still never pairs a cat with a dog"
 
 
 @pytest.mark.parametrize("photo", ["astronaut", "chelsea"])
