@@ -12,6 +12,7 @@ import dataclasses
 import errno
 import hashlib
 import json
+import os
 import time
 from collections import Counter
 from contextlib import nullcontext
@@ -20,16 +21,18 @@ from typing import TYPE_CHECKING, Any
 
 from taxonomy import Taxonomy, load_taxonomy
 from unieditkit.errors import UserError
+from unieditkit.faults import checkpoint
 from unieditkit.format import BUILD_CONFIG_FILE
+from unieditkit.storage import Folder
+from unieditkit.uri import split_uri
 
 from .catalog import finalize
 from .config import MODEL_STAGES, BuildConfig
+from .distributor import ShardDistributor
 from .lock import build_lock
 from .plan import ShardPlan, SourceReport, make_plan, pending
-from .sources import Source, default_sources, parse_source
 from .runner import run_stages
-from .distributor import ShardDistributor
-from .storage import Folder
+from .sources import Source, default_sources, parse_source
 
 if TYPE_CHECKING:
     from .models.weights import ModelSpec
@@ -47,6 +50,7 @@ class BuildSummary:
     label_disagreements: int = 0
     seconds: float = 0.0
     report: SourceReport = field(default_factory=SourceReport)
+    repaired: dict[str, str] = field(default_factory=dict)
     #: fallbacks and warnings about how the samples were made (e.g. GrabCut instead of SAM, random weights)
     notes: list[str] = field(default_factory=list)
 
@@ -56,6 +60,8 @@ class BuildSummary:
             f"{self.domain}: {self.samples_written} samples written in {self.shards_written} shards "
             f"({skipped} of {self.shards_total} shards already done) in {self.seconds:.1f} s → {self.out_dir}"
         ]
+        for name, why in sorted(self.repaired.items()):
+            out.append(f"rebuilt {name}: {why}")
         if self.rejected:
             out.append("rejected: " + ", ".join(f"{r} {n}" for r, n in sorted(self.rejected.items())))
         if self.label_disagreements:
@@ -70,6 +76,20 @@ class BuildSummary:
             top = ", ".join(f"'{c}' {n}" for c, n in r.unmapped_categories.most_common(10))
             out.append(f"unmapped categories ({sum(r.unmapped_categories.values())} objects; add synonyms to a taxonomy file to use them): {top}")
         return out + [f"note: {n}" for n in self.notes]
+
+
+def inputs_fingerprint(shards: list[ShardPlan]) -> str:
+    """Size and modification time of every input file, so an input edited in place between a killed build and
+    its resume is noticed (ids and annotations alone would not change). A stat per file, not a hash: planning
+    500K inputs must not read them all; a copy of the inputs with new mtimes therefore counts as other inputs."""
+    h = hashlib.sha256()
+    for s in shards:
+        for u in s.units:
+            for uri in (u.tgt_uri, u.ref_uri, u.ref_mask_uri, *(o.mask_uri for o in u.objects)):
+                path = split_uri(uri)[0] if uri else ""
+                st = os.stat(path) if path and os.path.isfile(path) else None
+                h.update(f"{uri}\0{st.st_size if st else -1}\0{st.st_mtime_ns if st else -1}\0".encode())
+    return h.hexdigest()
 
 
 def plan_fingerprint(shards: list[ShardPlan]) -> str:
@@ -94,6 +114,7 @@ def check_build_config(
         "sources": [s.describe() for s in sources],
         "taxonomy": f"{taxonomy.name} {taxonomy.version} {taxonomy.fingerprint()[:16]}",
         "plan": plan_fingerprint(shards),
+        "inputs": inputs_fingerprint(shards),
     }
     previous = recorded["domains"].get(config.domain)
     if previous is not None and previous != entry:
@@ -159,11 +180,14 @@ def build(config: BuildConfig) -> BuildSummary:
     taxonomy = load_taxonomy(config.taxonomy_path or None)
     taxonomy.domain(config.domain)
     sources = [parse_source(s) for s in config.sources] if config.sources else default_sources()
-    out = Folder(config.out_dir)
+    out = output_folder(config.out_dir)
+    shards, report = make_plan(sources, taxonomy, config.domain, config.settings)
+    if not shards:
+        raise UserError(f"no input for domain '{config.domain}' in {', '.join(s.describe() for s in sources)} ({report.units_total} units read, none with objects of this domain)")
     out.makedirs()
     with build_lock(out.local_path()) if out.local else nullcontext():
         try:
-            summary = _build_locked(config, taxonomy, sources, out)
+            summary = _build_locked(config, taxonomy, sources, out, shards, report)
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
@@ -177,14 +201,26 @@ def build(config: BuildConfig) -> BuildSummary:
     return summary
 
 
-def _build_locked(config: BuildConfig, taxonomy: Taxonomy, sources: list[Source], out: Folder) -> BuildSummary:
-    shards, report = make_plan(sources, taxonomy, config.domain, config.settings)
-    if not shards:
-        raise UserError(f"no input for domain '{config.domain}' in {', '.join(s.describe() for s in sources)} ({report.units_total} units read, none with objects of this domain)")
+def output_folder(out_dir: str) -> Folder:
+    """The build folder (a local path or object storage), checked before anything is planned or created, so a bad
+    ``--out`` leaves nothing behind."""
+    try:
+        out = Folder(out_dir)
+    except (ImportError, ValueError) as exc:  # fsspec: unknown protocol, or its package (s3fs, gcsfs) not installed
+        raise UserError(f"--out {out_dir}: {' '.join(str(exc).split())}; install the filesystem's package (s3fs, gcsfs) or give a local folder") from None
+    if out.local and out.local_path().exists() and not out.local_path().is_dir():
+        raise UserError(f"--out {out_dir}: is a file, not a folder; give a folder (new or from an earlier build)")
+    return out
+
+
+def _build_locked(
+    config: BuildConfig, taxonomy: Taxonomy, sources: list[Source], out: Folder, shards: list[ShardPlan], report: SourceReport
+) -> BuildSummary:
     models = resolve_model_stages(config, shards)
     check_build_config(out, config, taxonomy, sources, shards, models)
+    checkpoint("planned")
     summary = BuildSummary(config.domain, out, shards_total=len(shards), report=report, notes=model_notes(models) + storage_notes(out))
-    todo = pending(shards, out)
+    todo, summary.repaired = pending(shards, out)
     if todo:
         out.remove_partial_files()
 

@@ -7,6 +7,7 @@ rewritten when their content changes, so a no-op re-run leaves the folder untouc
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -17,12 +18,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
+from unieditkit.faults import checkpoint
 from unieditkit.format import (
     BUILD_CONFIG_FILE, CARD_FILE, FORMAT_VERSION, INDEX_FILE, REJECTED_FILE, SIDECAR_SUFFIX, SPLITS,
     hf_features, index_schema, marker_name, split_glob,
 )
 
-from .storage import Folder, as_folder
+from .sources import SAMPLE_DATA
+from unieditkit.storage import Folder, as_folder
 
 
 def done_shards(out: Folder | Path) -> list[dict[str, Any]]:
@@ -54,10 +57,22 @@ def rebuild_index(out: Folder | Path, shards: list[dict[str, Any]]) -> pa.Table:
     return table
 
 
+def content_fingerprint(shards: list[dict[str, Any]]) -> str:
+    """A hash of the done shards' markers, written into each config of the card.
+
+    ``datasets`` caches a non-streaming ``load_dataset(folder, config)`` under a key made from the card's
+    ``configs`` and ``dataset_info`` only (not the files; huggingface/datasets#2956), so a rebuilt folder, or
+    another folder with the same base name, would silently load the old rows. A config description that
+    changes with the shards on disk changes that key.
+    """
+    markers = json.dumps(sorted(shards, key=lambda s: s["shard"]), sort_keys=True).encode("utf-8")
+    return hashlib.sha256(markers).hexdigest()[:16]
+
+
 def card_notes(out: Folder | Path, shards: list[dict[str, Any]]) -> list[str]:
-    """What the card must carry beyond the counts: domains mined with random weights and each domain's MATS
-    rough-mask parameters (from ``build_config.json``), and the state of the dataset-wide near-duplicate pass
-    (``duplicates.parquet``, made by the local-folder command ``unieditkit dedupe``)."""
+    """What the card must carry beyond the counts: domains mined with random weights, each domain's MATS
+    rough-mask parameters and whether it is the bundled sample (from ``build_config.json``), and the state of the
+    dataset-wide near-duplicate pass (``duplicates.parquet``, made by the local-folder command ``unieditkit dedupe``)."""
     folder = as_folder(out)
     notes = []
     try:
@@ -73,6 +88,10 @@ def card_notes(out: Folder | Path, shards: list[dict[str, Any]]) -> list[str]:
         if mats:
             notes.append(f"**MATS** ({domain}): rough masks drawn with `{json.dumps(mats, sort_keys=True)}` and each sample's "
                          "`mats.seed`; `unieditkit.format.recorded_mats_params(folder, domain)` returns these parameters.")
+    if any(source == f"coco:{SAMPLE_DATA}" for entry in domains.values() if isinstance(entry, dict) for source in entry.get("sources", [])):
+        notes.append("**Bundled sample**: built from unieditkit's bundled sample. Samples whose key contains `synthetic` "
+                     "come from generated images (textured shapes); the others from real public-domain or CC0 photographs, "
+                     "listed with their licences in the toolkit's `pipelines/sample_data/README.md`. Not training data.")
     if folder.local:
         from .dedupe import duplicates_note
 
@@ -93,9 +112,17 @@ def dataset_card(shards: list[dict[str, Any]], title: str = "unieditkit dataset"
     feature_yaml = datasets.DatasetInfo(features=features)._to_yaml_dict()["features"]
     configs, infos = [], []
     for domain, counts in domains.items():
-        files = [{"split": sp, "path": split_glob(domain, sp)} for sp in SPLITS if any(s["domain"] == domain and s["split"] == sp for s in shards)]
-        configs.append({"config_name": domain, "data_files": files})
-        infos.append({"config_name": domain, "features": feature_yaml})
+        mine = [s for s in shards if s["domain"] == domain]
+        present = [sp for sp in SPLITS if any(s["split"] == sp for s in mine)]
+        configs.append({
+            "config_name": domain,
+            "data_files": [{"split": sp, "path": split_glob(domain, sp)} for sp in present],
+            "description": f"unieditkit build of {domain}, shards {content_fingerprint(mine)}",
+        })
+        splits = [{"name": sp, "num_bytes": sum(s["bytes"] for s in mine if s["split"] == sp), "num_examples": counts[sp]}
+                  for sp in present]
+        infos.append({"config_name": domain, "features": feature_yaml, "splits": splits,
+                      "download_size": sum(sp["num_bytes"] for sp in splits)})
     header = yaml.safe_dump(
         {
             "pretty_name": title,
@@ -146,5 +173,6 @@ def finalize(out: Folder | Path) -> list[dict[str, Any]]:
     folder = as_folder(out)
     shards = done_shards(folder)
     rebuild_index(folder, shards)
+    checkpoint("index-written")
     write_card(folder, shards)
     return shards

@@ -178,11 +178,6 @@ def load_config_file(path: str) -> ConfigFile:
     return ConfigFile(_stage_resources(path, data.get("stages") or {}), _settings(path, data.get("settings") or {}))
 
 
-def load_stage_resources(path: str) -> dict[str, StageResources]:
-    """``stages: {detect: {batch_size: 8, concurrency: 2, num_gpus: 0.5}, ...}`` from a YAML file."""
-    return load_config_file(path).resources
-
-
 def _stage_resources(path: str, stages: Any) -> dict[str, StageResources]:
     if not isinstance(stages, dict):
         raise UserError(f"{path}: 'stages' must map stage names to settings, e.g. stages: {{detect: {{num_gpus: 1}}}}")

@@ -21,7 +21,7 @@ from .plan import ShardPlan
 from .writer import write_shard
 
 if TYPE_CHECKING:
-    from .storage import Folder
+    from unieditkit.storage import Folder
 
 #: concurrently running write tasks; more only queue blocks in the object store
 MAX_WRITES_IN_FLIGHT = 8

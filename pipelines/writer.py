@@ -1,9 +1,10 @@
 """Shard writer: turns a finished shard's rows into ``NAME.tar``, ``NAME.parquet`` and ``NAME_stats.json``.
 
 Each file is published whole (``storage.Folder``: renamed from a temporary name on a local disk, uploaded in one
-piece to object storage), and the stats file comes last: a shard with a ``_stats.json`` is complete, anything else
-is left-over work that the next run redoes. Tar members are sorted by key with fixed owner and mtime, so the same
-rows always give the same bytes.
+piece to object storage), and the stats file comes last: a shard is complete when its ``_stats.json`` exists
+*and* the tar and sidecar still have the size and SHA-256 it records (a deleted, truncated or replaced tar is
+rebuilt), anything else is left-over work that the next run redoes. Tar members are sorted by key with fixed owner
+and mtime, so the same rows always give the same bytes.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import webdataset as wds
 
+from unieditkit.faults import checkpoint
 from unieditkit.format import (
     FORMAT_VERSION, MEMBERS, SIDECAR_SUFFIX, TAR_SUFFIX, column, index_record, index_schema, marker_name, rejected_record,
 )
+from unieditkit.integrity import file_records
+from unieditkit.storage import Folder, as_folder
 
 from .plan import ShardPlan
-from .storage import Folder, as_folder
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
@@ -71,12 +74,14 @@ def write_shard(out: Folder | Path, shard: ShardPlan, rows: list[dict[str, Any]]
                 sample.update({m: bytes(r[column(m)]) for m in MEMBERS})
                 tw.write(sample)
         tar_bytes = fh.tell()
+    checkpoint("tar-written")
 
     metas = [json.loads(r["meta"]) for r in ok]
     records = [index_record(m, shard.name) for m in metas]
     records += sorted((_rejected_record(r, shard) for r in rows if r["status"] != "ok"), key=lambda r: r["key"])
     with folder.open_write(f"{shard.name}{SIDECAR_SUFFIX}") as fh:
         pq.write_table(sidecar_table(records), fh)
+    checkpoint("sidecar-written")
 
     stats = {
         "shard": shard.name,
@@ -87,7 +92,9 @@ def write_shard(out: Folder | Path, shard: ShardPlan, rows: list[dict[str, Any]]
         "rejected": dict(sorted(Counter(r["reason"] for r in rows if r["status"] != "ok").items())),
         "label_disagreements": sum(1 for m in metas if m["label_check"] == "disagree"),
         "bytes": tar_bytes,
+        "files": file_records(folder, shard.name),
         "format_version": FORMAT_VERSION,
     }
     folder.write_bytes(marker_name(shard.name), (json.dumps(stats, indent=1, sort_keys=True) + "\n").encode())
+    checkpoint("marker-written")
     return stats

@@ -1,9 +1,14 @@
 """Generate the sample source bundled with unieditkit (``pipelines/sample_data``).
 
 The sample lets ``unieditkit build`` run offline with no arguments, so it must be small, deterministic and
-free of licence questions: every image is drawn here (textured blobs on textured backgrounds) and annotated
-in COCO format with polygons. Per domain it has a few dozen images whose category names exercise the
-taxonomy mapping (keys, display names, synonyms), plus objects of other domains and one unmapped category.
+free of licence questions. It has two kinds of image, told apart by their file names:
+
+* real photographs (``astronaut.jpg``, ``grace_hopper.jpg``, ...), public domain or CC0, copied from the
+  scikit-image and matplotlib wheels, with hand-drawn polygons from ``scripts/sample_photos.json``: they are
+  what a new user sees first, and they show whether masks follow real objects;
+* ``synthetic_<domain>_NNN.jpg``, drawn here (textured blobs on textured backgrounds), a few dozen per
+  domain, whose category names exercise the taxonomy mapping (keys, display names, synonyms), plus objects of
+  other domains and one unmapped category. Only these are made for the benchmarks' larger inputs.
 
 Run: ``python scripts/make_sample_data.py`` (rewrites the folder; the output is committed).
 """
@@ -64,8 +69,72 @@ def category_names(sub) -> list[str]:
     return [sub.key, sub.name, *sub.synonyms]
 
 
-def generate(out: Path, images_per_domain: int = 24, size: tuple[int, int] = SIZE) -> Path:
-    """Write images + ``instances.json`` into ``out``; also used by the benchmarks for larger inputs."""
+PHOTOS = Path(__file__).resolve().parent / "sample_photos.json"
+LICENSES = [
+    {"id": 1, "name": "CC0-1.0", "url": "https://creativecommons.org/publicdomain/zero/1.0/"},
+    {"id": 2, "name": "Public domain", "url": "https://creativecommons.org/publicdomain/mark/1.0/"},
+]
+
+
+def load_photo(loader: str) -> np.ndarray:
+    """An RGB photograph shipped inside an installed wheel (``skimage.data.NAME`` or ``matplotlib:FILE``)."""
+    if loader.startswith("matplotlib:"):
+        from matplotlib import cbook
+        from PIL import Image
+
+        with Image.open(cbook.get_sample_data(loader.split(":", 1)[1])) as im:
+            return np.asarray(im.convert("RGB"))
+    import skimage.data
+
+    img = getattr(skimage.data, loader.rsplit(".", 1)[1])()
+    return np.stack([img] * 3, axis=-1) if img.ndim == 2 else img[..., :3]
+
+
+def polygon_annotation(ann_id: int, image_id: int, category_id: int, flat: list[float]) -> dict:
+    pts = np.asarray(flat, np.float32).reshape(-1, 2)
+    x0, y0 = pts.min(axis=0)
+    x1, y1 = pts.max(axis=0)
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": category_id,
+        "segmentation": [[float(v) for v in pts.reshape(-1)]],
+        "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
+        "area": float(cv2.contourArea(pts)),
+        "iscrowd": 0,
+    }
+
+
+def provenance(photos: list[dict], n_images: int) -> str:
+    """The sample's README: which images are real photographs (and their licences) and which are generated."""
+    rows = "\n".join(
+        f"| `images/{p['file']}` | {p['subject']} | {', '.join(o['category'] for o in p['objects'])} | `{p['loader']}` | {p['licence']} |"
+        for p in photos
+    )
+    return f"""# The bundled sample
+
+`unieditkit build` uses this folder when no `--source` is given (`coco:instances.json`). Written by
+`scripts/make_sample_data.py`; do not edit by hand.
+
+## Real photographs ({len(photos)})
+
+| file | subject | annotated objects (category as written) | taken from | licence |
+|---|---|---|---|---|
+{rows}
+
+Their polygons (`scripts/sample_photos.json`) were drawn by hand around each object, snapped to its edges with
+OpenCV GrabCut inside a band of a few pixels, and checked by eye on an overlay.
+
+## Generated images ({n_images - len(photos)})
+
+Every `images/synthetic_<domain>_NNN.jpg` is drawn by the script (textured blobs on textured backgrounds,
+CC0-1.0). Their category names exercise the taxonomy mapping: keys, display names, synonyms, objects of other
+domains and one unmapped category (`mystery gadget`).
+"""
+
+
+def generate(out: Path, images_per_domain: int = 24, size: tuple[int, int] = SIZE, photos: bool = False) -> Path:
+    """Write images + ``instances.json`` into ``out``; also used by the benchmarks for larger (synthetic) inputs."""
     width, height = size
     shutil.rmtree(out, ignore_errors=True)
     (out / "images").mkdir(parents=True)
@@ -98,31 +167,30 @@ def generate(out: Path, images_per_domain: int = 24, size: tuple[int, int] = SIZ
                 radius = min(width / slots, height) * rng.uniform(0.28, 0.42)
                 pts = blob(rng, cx, cy, radius, width, height)
                 paint(img, pts, rng)
-                x0, y0 = pts.min(axis=0)
-                x1, y1 = pts.max(axis=0)
-                annotations.append(
-                    {
-                        "id": len(annotations) + 1,
-                        "image_id": len(images) + 1,
-                        "category_id": cat_id(name),
-                        "segmentation": [[float(v) for v in pts.reshape(-1)]],
-                        "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
-                        "area": float(cv2.contourArea(pts.astype(np.float32))),
-                        "iscrowd": 0,
-                    }
-                )
-            file_name = f"{domain.key}_{i:03d}.jpg"
+                annotations.append(polygon_annotation(len(annotations) + 1, len(images) + 1, cat_id(name), pts.reshape(-1)))
+            file_name = f"synthetic_{domain.key}_{i:03d}.jpg"
             cv2.imwrite(str(out / "images" / file_name), cv2.cvtColor(img.astype(np.uint8), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 88])
-            images.append({"id": len(images) + 1, "file_name": file_name, "width": width, "height": height})
+            images.append({"id": len(images) + 1, "file_name": file_name, "width": width, "height": height, "license": 1})
+    for photo in json.loads(PHOTOS.read_text())["photos"] if photos else []:
+        img = load_photo(photo["loader"])
+        cv2.imwrite(str(out / "images" / photo["file"]), cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+        licence = 1 if photo["licence"].startswith("CC0") else 2
+        images.append({"id": len(images) + 1, "file_name": photo["file"], "width": img.shape[1], "height": img.shape[0],
+                       "license": licence, "source": photo["loader"], "credit": photo["licence"]})
+        for obj in photo["objects"]:
+            annotations.append(polygon_annotation(len(annotations) + 1, len(images), cat_id(obj["category"]), obj["polygon"]))
     coco = {
-        "info": {"description": "unieditkit bundled sample: generated images, CC0-1.0", "version": "1"},
-        "licenses": [{"id": 1, "name": "CC0-1.0", "url": "https://creativecommons.org/publicdomain/zero/1.0/"}],
+        "info": {"description": "unieditkit bundled sample: real photographs (public domain / CC0, see README.md) "
+                 "and generated synthetic_* images (CC0-1.0)", "version": "2"},
+        "licenses": LICENSES,
         "images": images,
         "annotations": annotations,
         "categories": [{"id": i, "name": n, "supercategory": ""} for n, i in categories.items()],
     }
     path = out / "instances.json"
     path.write_text(json.dumps(coco, indent=None, separators=(",", ":")) + "\n")
+    if photos:
+        (out / "README.md").write_text(provenance(json.loads(PHOTOS.read_text())["photos"], len(images)))
     print(f"{len(images)} images, {len(annotations)} objects, {len(categories)} category names → {out}")
     return path
 
@@ -133,7 +201,7 @@ def main() -> None:
     parser.add_argument("--images-per-domain", type=int, default=24)
     parser.add_argument("--size", type=int, nargs=2, default=SIZE, metavar=("W", "H"))
     args = parser.parse_args()
-    generate(Path(args.out), args.images_per_domain, tuple(args.size))
+    generate(Path(args.out), args.images_per_domain, tuple(args.size), photos=True)
 
 
 if __name__ == "__main__":

@@ -244,3 +244,41 @@ def test_second_build_into_same_folder_refuses(tmp_path: Path) -> None:
         with pytest.raises(UserError, match="another build is writing here"):
             build(BuildConfig(domain="garments", out_dir=str(out), progress=False))
     assert not list(out.glob("*.tar"))
+
+
+@pytest.mark.parametrize("damage", ["delete", "truncate", "replace"])
+def test_damaged_tar_with_its_marker_kept_is_rebuilt_identically(damage: str, built_dataset: Path, tmp_path: Path, ray_local) -> None:
+    """README: "delete a shard and re-run to rebuild exactly that shard" — deleting only the tar counts too."""
+    out = tmp_path / "copy"
+    shutil.copytree(built_dataset, out)
+    victim = shard_files(out)[0]
+    original = victim.read_bytes()
+    if damage == "delete":
+        victim.unlink()
+    elif damage == "truncate":
+        victim.write_bytes(original[: len(original) // 2])
+    else:  # same size, one byte changed: only the hash can tell
+        data = bytearray(original)
+        data[len(data) // 2] ^= 0xFF
+        victim.write_bytes(bytes(data))
+    summary = build(BuildConfig(domain="garments", out_dir=str(out), settings=OutputSettings(units_per_shard=8), progress=False))
+    assert summary.shards_written == 1 and list(summary.repaired) == [victim.stem]
+    assert any(line.startswith(f"rebuilt {victim.stem}: ") for line in summary.lines())
+    assert victim.read_bytes() == original
+
+
+def test_bad_out_is_refused_before_anything_is_created(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a_file = tmp_path / "taken"
+    a_file.write_text("not a folder")
+    assert main(["build", "--domain", "garments", "--out", str(a_file)]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    url = "s3://bucket/prefix"
+    assert main(["build", "--domain", "garments", "--out", url]) == 2
+    assert "object-storage outputs are not supported yet" in capsys.readouterr().err
+    assert not Path("s3:").exists()
+    manifest = tmp_path / "broken.jsonl"
+    manifest.write_text("{not json\n")
+    out = tmp_path / "never"
+    assert main(["build", "--domain", "garments", "--source", f"manifest:{manifest}", "--out", str(out)]) == 2
+    assert "broken.jsonl" in capsys.readouterr().err
+    assert not out.exists(), "a build with bad input must create nothing"

@@ -153,15 +153,18 @@ def test_read_frames_matches_read_frame(tmp_path: Path) -> None:
     assert err.value.reason == "video_frame_unreadable"
 
 
-def test_tracker_follows_each_look_alike(tmp_path: Path) -> None:
+@pytest.mark.parametrize("zoom", [1, 4])
+def test_tracker_follows_each_look_alike(tmp_path: Path, zoom: int) -> None:
+    """At 4x (640x384, above ``TRACK_SIDE``) the frames are tracked downscaled and the boxes scaled back."""
     video = write_swap_video(tmp_path / "swap.avi")
-    frames = read_frames(video, step_indices(2, 37))
+    frames = [cv2.resize(f, (W * zoom, H * zoom), interpolation=cv2.INTER_CUBIC) for f in read_frames(video, step_indices(2, 37))]
     start = centres(2)
-    boxes = [(cx - R, cy - R, cx + R + 1, cy + R + 1) for cx, cy in start.values()]
+    boxes = [(zoom * (cx - R), zoom * (cy - R), zoom * (cx + R + 1), zoom * (cy + R + 1)) for cx, cy in start.values()]
     for (name, _), box in zip(start.items(), track_boxes(frames, boxes)):
-        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        cx, cy = (box[0] + box[2]) / 2 / zoom, (box[1] + box[3]) / 2 / zoom
         tx, ty = centres(37)[name]
         assert math.hypot(cx - tx, cy - ty) < 4, f"{name} tracked to ({cx:.0f}, {cy:.0f}), is at ({tx:.0f}, {ty:.0f})"
+        assert abs((box[2] - box[0]) - zoom * (2 * R + 1)) < 1e-6, "the box keeps its size"
     assert step_indices(0, 200) == sorted(set(step_indices(0, 200))) and len(step_indices(0, 200)) == 49
     assert step_indices(3, 9) == [3, 4, 5, 6, 7, 8, 9]
 
@@ -207,7 +210,9 @@ def test_matching_is_one_to_one_and_over_taxonomy_names() -> None:
     out = match_objects(tgt, tgt_objects, ref, ref_objects, tx, 0.3)
     assert out[0]["ref_object_id"] == "r0" and 0.3 < out[0]["match_score"] <= 1.0
     assert "ref_object_id" not in out[1] and "taken by a better-matching" in out[1]["match_detail"]
-    assert "ref_object_id" not in out[2] and "best score 0.000" in out[2]["match_detail"]
+    assert "ref_object_id" not in out[2] and "no compatible category" in out[2]["match_detail"]
+    zero = match_objects(tgt, [dict(tgt_objects[2])], ref, ref_objects, tx, 0.0)
+    assert "ref_object_id" not in zero[0], "a threshold of 0 still never pairs a cat with a dog"
 
 
 @pytest.mark.parametrize("photo", ["astronaut", "chelsea"])
@@ -267,3 +272,19 @@ def test_embed_stage_puts_unit_clip_features_on_objects(tmp_path: Path) -> None:
             assert len(obj["embedding"]) == 512 and abs(np.linalg.norm(obj["embedding"]) - 1) < 1e-3
     rows = PairStage("garments", OutputSettings(split_ratios=(1.0, 0.0, 0.0)))(pa.Table.from_pylist([first])).to_pylist()
     assert [r["status"] for r in rows] == ["ok", "ok"]
+
+
+def test_untrackable_video_pair_is_rejected_not_guessed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipelines.stages.pair as pair
+
+    video = write_swap_video(tmp_path / "swap.avi")
+    unit = next(iter(parse_source(f"video:{video}?pairs_per_video=1&min_gap_frac=0.6&max_gap_frac=0.95").units()))
+    a, b = frames_of(unit)
+
+    def broken(path: str, indices: list[int]) -> list[np.ndarray]:
+        raise ImageReadError("video_frame_unreadable", f"{path}#frame={indices[1]}: does not decode")
+
+    monkeypatch.setattr(pair, "read_frames", broken)  # a frame between the two that fails to decode
+    rows = PairStage("garments", OutputSettings())(pa.Table.from_pylist([unit_row(unit, detections(b, "shirt")[0], detections(a, "shirt")[0])]))
+    (row,) = rows.to_pylist()
+    assert (row["status"], row["reason"]) == ("rejected", "track_failed") and "does not decode" in row["detail"]

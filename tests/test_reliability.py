@@ -102,19 +102,19 @@ def test_crashing_worker_is_retried_and_a_poison_unit_quarantined(tmp_path: Path
 
     marker = tmp_path / "crashed-once"
     transient = tmp_path / "transient"
-    env = {**os.environ, "UNIEDITKIT_CRASH_ONCE": f"garments_003.jpg:{marker}"}
+    env = {**os.environ, "UNIEDITKIT_CRASH_ONCE": f"synthetic_garments_003.jpg:{marker}"}
     subprocess.run(_build_cmd(source, transient), check=True, capture_output=True, timeout=300, env=env)
     assert marker.exists(), "the injected crash did not happen"
     assert _snapshot(transient) == expected, "a retried crash must not change the output"
 
     poisoned = tmp_path / "poisoned"
-    env = {**os.environ, "UNIEDITKIT_CRASH_ON": "garments_003.jpg"}
+    env = {**os.environ, "UNIEDITKIT_CRASH_ON": "synthetic_garments_003.jpg"}
     done = subprocess.run(_build_cmd(source, poisoned), capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "quarantined 1" in done.stdout
     rejected = pq.read_table(poisoned / "rejected.parquet").to_pylist()
     poison = [r for r in rejected if r["reason"] == "quarantined"]
-    assert [r["key"] for r in poison] == [unit_key("garments", "coco/instances/garments_003.jpg")]
+    assert [r["key"] for r in poison] == [unit_key("garments", "coco/instances/synthetic_garments_003.jpg")]
     ref_keys = {r["key"] for r in pq.read_table(reference / "index.parquet").to_pylist()}
     got_keys = {r["key"] for r in pq.read_table(poisoned / "index.parquet").to_pylist()}
     assert got_keys == {k for k in ref_keys if not k.startswith(poison[0]["key"] + "_")}

@@ -65,6 +65,30 @@ def find_shards(root: str | pathlib.Path, split: str, domains: Iterable[str] = (
     return shards
 
 
+def duplicate_skips(root: str | pathlib.Path) -> frozenset[str]:
+    """Keys to leave out: all but one member of each near-duplicate cluster in ``duplicates.parquet``.
+
+    ``unieditkit dedupe`` finds clusters across shards (the build only dedupes within a shard) and marks one
+    member per cluster ``keep``; training on the others would over-weight those objects. A file computed before
+    the folder's shards last changed would skip the wrong samples, so it is refused, not used.
+    """
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from pipelines.catalog import done_shards
+    from pipelines.dedupe import DUPLICATES, coverage, read_info
+
+    root = pathlib.Path(root)
+    info = read_info(root)
+    if info is None:
+        return frozenset()
+    if info["shards"] != coverage(done_shards(root)):
+        raise UserError(f"{root / DUPLICATES}: computed before the shards last changed; re-run `unieditkit dedupe {root}`, "
+                        "or set data.skip_duplicates: false to train on every sample")
+    table = pq.read_table(root / DUPLICATES, columns=["key", "keep"])
+    return frozenset(table.filter(pc.invert(table["keep"]))["key"].to_pylist())
+
+
 def letterbox(img: Image.Image, size: int, fill: int, resample: int) -> Image.Image:
     """Scale the longest side to ``size`` and pad to a square; nothing is cropped, so the object stays whole."""
     w, h = img.size
@@ -176,6 +200,7 @@ class EpochStream(torch.utils.data.IterableDataset):
     world_size: int
     shuffle_buffer: int
     rough_source: str
+    skip: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         super().__init__()
@@ -195,6 +220,7 @@ class EpochStream(torch.utils.data.IterableDataset):
             _every(self.rank, self.world_size),
             _every(worker, workers),
             wds.tarfile_to_samples(handler=on_error),
+            wds.select(lambda sample: sample["__key__"] not in self.skip),
             wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer,
                         rng=random.Random(stable_seed(epoch_seed, self.rank, worker, 1))),
         )
@@ -258,6 +284,7 @@ class BatchSource:
         shuffle_buffer: int,
         rough_source: str,
         pin_memory: bool = False,
+        skip: frozenset[str] = frozenset(),
     ) -> None:
         if rough_source != "stored":
             try:
@@ -268,7 +295,7 @@ class BatchSource:
                 ) from None
         self.kw = dict(shards=shards, anchors=anchors, curriculum=curriculum, image_size=image_size,
                        batch_size=batch_size, seed=seed, rank=rank, world_size=world_size,
-                       shuffle_buffer=shuffle_buffer, rough_source=rough_source)
+                       shuffle_buffer=shuffle_buffer, rough_source=rough_source, skip=skip)
         self.epoch_batches = epoch_batches
         self.num_workers = num_workers
         self.pin_memory = pin_memory

@@ -14,8 +14,9 @@ writes ``PRED_DIR/{key}.{variant}.png`` for every sample of the split, the layou
 Both backbones (the run's ``config.yaml`` says which). Inputs are prepared exactly as in training (letterboxed to
 ``model.image_size``; the mask marks every pixel the object touches); the edit is mapped back to the target's
 own size and only the masked pixels are taken from it: every known pixel outside the mask is the input's. The
-sampling noise of each output is seeded by ``--seed``, the sample key and the variant, so an output does not
-depend on the batch it was computed in.
+sampling noise of each output is seeded by ``--seed``, the sample key and the variant, so its noise does not
+depend on the batch it was computed in (on the CPU the images are identical at any ``--batch-size``, tested; GPU
+kernels may round differently at another batch size).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ import io
 import json
 import pathlib
 import sys
-from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -85,11 +87,14 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
+@dataclass
 class LoadedRun:
     """A run's config and its backend with the checkpoint's trained weights."""
 
-    def __init__(self, cfg, backend, step: int, device) -> None:
-        self.cfg, self.backend, self.step, self.device = cfg, backend, step, device
+    cfg: Any
+    backend: Any
+    step: int
+    device: Any
 
 
 def load_run(run_dir: pathlib.Path, step: str, device: str, pretrained: str | None = None) -> LoadedRun:
@@ -222,15 +227,10 @@ def _samples(data: pathlib.Path, split: str, domain: str) -> tuple[list[str], in
     return tars, total
 
 
-def _read_split(tars: list[str]) -> Iterator[dict]:
-    import webdataset as wds
-
-    yield from wds.WebDataset(tars, shardshuffle=False, empty_check=False)
-
-
 def edit_split(run: LoadedRun, data: pathlib.Path, split: str, domain: str, variants: list[str],
                out: pathlib.Path, batch_size: int, steps: int, seed: int) -> int:
     """Every sample x variant of the split; returns how many predictions were written."""
+    import webdataset as wds
     from tqdm import tqdm
 
     from training.data import decode_sample
@@ -256,7 +256,7 @@ def edit_split(run: LoadedRun, data: pathlib.Path, split: str, domain: str, vari
             pending.clear()
             return n
 
-        for sample in _read_split(tars):
+        for sample in wds.WebDataset(tars, shardshuffle=False, empty_check=False):
             for variant in variants:
                 try:
                     item = decode_sample(sample, variant, run.cfg.model.image_size, run.backend.anchors)

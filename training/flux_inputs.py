@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from training.config import ModelConfig
-from training.flux_adapter import _diffusers, check_snapshot
+from training.flux_adapter import check_snapshot, require_diffusers
 from training.latent_cache import LatentCache
 
 
@@ -60,7 +60,7 @@ class FluxFillInputs:
     """VAE and text encoders of a FLUX.1-Fill snapshot, frozen, turning batches into ``FluxBatch`` and back."""
 
     def __init__(self, cfg: ModelConfig, device: torch.device, cache_dir: str = "") -> None:
-        diffusers = _diffusers()
+        diffusers = require_diffusers()
         self.root = check_snapshot(cfg.pretrained)
         self.cfg = cfg
         self.device = device
@@ -75,7 +75,9 @@ class FluxFillInputs:
         self.vae = vae
         self.scale = self.pipe.vae_scale_factor
         self.channels = vae.config.latent_channels
-        self.scheduler_config = diffusers.FlowMatchEulerDiscreteScheduler.load_config(str(self.root), subfolder="scheduler")
+        self.scheduler_config = diffusers.FlowMatchEulerDiscreteScheduler.load_config(
+            str(self.root), subfolder="scheduler"
+        )
         self.cache = LatentCache(cache_dir, self.root, cfg) if cache_dir else None
         self._text_loaded = False
 
@@ -96,7 +98,8 @@ class FluxFillInputs:
 
     @torch.no_grad()
     def text(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """T5 sequence embeddings, CLIP pooled embeddings and text ids for each prompt."""
+        """T5 sequence embeddings, CLIP pooled embeddings and text ids for each prompt, encoded one prompt at a
+        time so an embedding never depends on its batch neighbours: cached and fresh values are bit-identical."""
         seqs, pools = [], []
         for prompt in prompts:
             hit = self.cache.text(prompt) if self.cache else None
@@ -116,8 +119,10 @@ class FluxFillInputs:
 
     @torch.no_grad()
     def raw_latents(self, images: torch.Tensor) -> torch.Tensor:
-        """Unscaled VAE latents (mode of the posterior) of images in [-1, 1]."""
-        return self.vae.encode(images.to(self.device, self.dtype)).latent_dist.mode()
+        """Unscaled VAE latents (mode of the posterior) of images in [-1, 1], one image at a time for the same
+        reason as ``text``: kernels may sum in another order at another batch size."""
+        images = images.to(self.device, self.dtype)
+        return torch.cat([self.vae.encode(img[None]).latent_dist.mode() for img in images])
 
     def _cached_latents(self, kind: str, keys: list[str], images: torch.Tensor) -> torch.Tensor:
         if self.cache is None:
@@ -165,5 +170,5 @@ class FluxFillInputs:
 
     def scheduler(self) -> Any:
         """A fresh FLUX flow-matching scheduler from the snapshot (it keeps a step index, so one per sampling)."""
-        return _diffusers().FlowMatchEulerDiscreteScheduler.from_config(self.scheduler_config)
+        return require_diffusers().FlowMatchEulerDiscreteScheduler.from_config(self.scheduler_config)
 

@@ -24,7 +24,7 @@ from training.checkpoint import clear_run_dir, find_checkpoint, guard_run_dir, l
 from training.cli import add_arguments, overrides_from
 from training.config import Config, OptimConfig, backbone_trains, load_config, save_config
 from training.curriculum import Curriculum
-from training.data import BatchSource, find_shards
+from training.data import BatchSource, duplicate_skips, find_shards
 from training.distributed import (
     DistInfo, barrier, gradient_sync, init_distributed, mean_across_ranks, shutdown, sum_across_ranks, wrap_model,
 )
@@ -111,7 +111,9 @@ def _train(cfg: Config, info: DistInfo, resume: str | None, overwrite: bool, all
     run_dir = pathlib.Path(t.run_dir)
     guard_run_dir(run_dir, resume, overwrite)
     shards = find_shards(cfg.data.root, cfg.data.split, cfg.data.domains)
+    skip = duplicate_skips(cfg.data.root) if cfg.data.skip_duplicates else frozenset()
     notes = [set_threads(cfg.data.num_workers)]
+    notes += [f"data: {len(skip)} near-duplicate samples left out (duplicates.parquet keeps one per cluster)"] if skip else []
     model, backend, optimizer, scheduler = _build(cfg, info)
     torch.manual_seed(stable_seed(t.seed, info.rank))  # a resumed run restores the saved states instead
     step = 0
@@ -143,7 +145,7 @@ def _train(cfg: Config, info: DistInfo, resume: str | None, overwrite: bool, all
         epoch_batches=cfg.epoch_batches() * accum,
         rank=info.rank, world_size=info.world_size, num_workers=cfg.data.num_workers,
         shuffle_buffer=cfg.data.shuffle_buffer, rough_source=cfg.curriculum.rough_source,
-        pin_memory=info.device.type == "cuda",
+        pin_memory=info.device.type == "cuda", skip=skip,
     )
     stop = min(t.max_steps, step + t.stop_after) if t.stop_after else t.max_steps
     params = [p for p in model.parameters() if p.requires_grad]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from unieditkit import __version__
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"unieditkit {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `unieditkit taxonomy | head`: the reader left, which is not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print(f"unieditkit {args.command}: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130

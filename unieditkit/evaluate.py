@@ -164,7 +164,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clip-pretrained", default="laion2b_s34b_b79k", help="open_clip tag or weights file")
     p.add_argument("--dino-weights", default=None, help="DINOv2 ViT-S/14 weights file (timm layout)")
     p.add_argument("--no-dino", action="store_true", help="CLIP-I only")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help="auto (a GPU when there is one, else cpu), cpu, cuda or cuda:N")
     p.add_argument("--json", default="", help="also write the result as JSON here")
     p.add_argument("--random-weights", action="store_true", help="PLUMBING TEST ONLY: random CLIP/DINO weights; scores are meaningless")
     p.set_defaults(func=run)
@@ -173,9 +173,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if not args.no_dino and args.dino_weights is None and not args.random_weights:
         raise MissingModelError(f"DINO-I needs DINOv2 weights: {DINO_HINT}")
-    embedders: dict = {"CLIP-I": ClipEmbedder(args.clip_model, None if args.random_weights else args.clip_pretrained, args.device)}
+    from pipelines.models.device import resolve_device
+
+    device = str(resolve_device(args.device))
+    embedders: dict = {"CLIP-I": ClipEmbedder(args.clip_model, None if args.random_weights else args.clip_pretrained, device)}
     if not args.no_dino:
-        embedders["DINO-I"] = DinoEmbedder(None if args.random_weights else args.dino_weights, args.device)
+        embedders["DINO-I"] = DinoEmbedder(None if args.random_weights else args.dino_weights, device)
     result = evaluate(Path(args.pred), Path(args.data), args.split, args.domain, embedders)
     print(format_table(result))
     if args.json:

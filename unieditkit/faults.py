@@ -4,12 +4,23 @@
 one of the substrings — a poison sample. ``UNIEDITKIT_CRASH_ONCE=substr:MARKER`` does so only while the file
 ``MARKER`` does not exist (it is created first) — a transient failure that a retry survives. Both are read in
 the worker, so they must be in the environment the Ray workers inherit. Unset, this costs one dict lookup.
+
+``checkpoint(POINT)`` marks a named point of the build (``planned``, ``tar-written``, ``sidecar-written``,
+``marker-written``, ``index-written``). ``UNIEDITKIT_KILL_AT=POINT[:N]`` kills the build's whole process group
+(driver and Ray) with SIGKILL the N-th time this process reaches POINT, so a test lands a kill exactly there;
+``UNIEDITKIT_HOLD_AT=POINT:FILE`` creates ``FILE.reached`` and waits (up to 10 minutes) until FILE exists, so a
+test can act while the build is parked at a known point.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import time
+from collections import Counter
 from pathlib import Path
+
+_reached: Counter = Counter()
 
 
 def maybe_crash(unit_id: str) -> None:
@@ -22,3 +33,21 @@ def maybe_crash(unit_id: str) -> None:
         if needle in unit_id and marker and not Path(marker).exists():
             Path(marker).touch()
             os._exit(77)
+
+
+def checkpoint(point: str) -> None:
+    kill = os.environ.get("UNIEDITKIT_KILL_AT")
+    if kill:
+        name, _, nth = kill.partition(":")
+        if name == point:
+            _reached[point] += 1
+            if _reached[point] >= int(nth or 1):
+                os.killpg(os.getpgid(0), signal.SIGKILL)
+    hold = os.environ.get("UNIEDITKIT_HOLD_AT")
+    if hold:
+        name, _, release = hold.partition(":")
+        if name == point and release:
+            Path(f"{release}.reached").touch()
+            deadline = time.monotonic() + 600
+            while not Path(release).exists() and time.monotonic() < deadline:
+                time.sleep(0.05)

@@ -8,7 +8,10 @@ from unieditkit.errors import UserError
 
 
 def resolve_device(device: str) -> torch.device:
-    """``device`` as a torch device, refusing CUDA on a machine without it (torch would fail later, per batch)."""
+    """``device`` as a torch device, refusing CUDA on a machine without it (torch would fail later, per batch);
+    ``auto`` is the first GPU when there is one, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
     except RuntimeError as err:

@@ -1,8 +1,8 @@
 """Segment stage: a mask for every object that has only a box (detected, or box-only annotations).
 
 One ``set_image`` per image with all its boxes in one call (see ``pipelines.models.segment``). Masks travel
-on as COCO RLE in the row's JSON; ``mask_source`` records which segmenter made them (``sam`` or the
-classical ``grabcut`` fallback used when no SAM checkpoint is configured).
+on as COCO RLE in the row's JSON; ``mask_source`` records which segmenter made them (``sam``, ``mobile_sam``,
+``sam2``, or the classical ``grabcut`` fallback used, and announced, when no checkpoint is found).
 """
 
 from __future__ import annotations

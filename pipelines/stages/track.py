@@ -10,7 +10,8 @@ around the prediction with normalised cross-correlation (``cv2.matchTemplate``, 
 templates, the object in the reference frame and the object in the previous frame (stable against drift and
 against slow change of look). The response is lowered with the squared distance from the prediction
 (``MOTION_PENALTY`` per box side), so of two equally good look-alikes the one on the object's own path wins.
-The box keeps its size. Deterministic: pure array operations.
+The box keeps its size. Frames larger than ``TRACK_SIDE`` are tracked downscaled. Deterministic: pure array
+operations.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ import numpy as np
 
 MOTION_PENALTY = 0.5
 MAX_STEPS = 48
+#: frames are tracked at most this many pixels on their long side: template matching cost grows with the
+#: square of the object's size, and where an object is needs no more detail than this
+TRACK_SIDE = 480
 
 
 def step_indices(a: int, b: int, max_steps: int = MAX_STEPS) -> list[int]:
@@ -79,4 +83,10 @@ def track_boxes(frames: Sequence[np.ndarray], boxes: Sequence[Sequence[float]]) 
         raise ValueError("track_boxes: need at least the reference frame")
     if any(f.shape != frames[0].shape for f in frames):
         raise ValueError("track_boxes: frames of one video must have one size")
-    return [_track_one(frames, box) for box in boxes]
+    h, w = frames[0].shape[:2]
+    scale = min(1.0, TRACK_SIDE / max(h, w))
+    if scale < 1.0:
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        frames = [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames]
+    tracked = [_track_one(frames, [v * scale for v in box]) for box in boxes]
+    return [(x0 / scale, y0 / scale, x1 / scale, y1 / scale) for x0, y0, x1, y1 in tracked]

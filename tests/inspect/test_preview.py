@@ -17,22 +17,23 @@ from unieditkit.inspect.reader import Sample
 
 def test_sheet_rows_masks_and_determinism(built_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     a, b = tmp_path / "a.png", tmp_path / "b.png"
-    assert main(["preview", str(built_dataset), "--n", "3", "--out", str(a)]) == 0
-    keys = sorted(pq.read_table(built_dataset / "index.parquet").column("key").to_pylist())[:3]
-    assert capsys.readouterr().out.strip() == f"{a}: 3 samples, {keys[0]} .. {keys[2]}"
-    assert main(["preview", str(built_dataset), "--n", "3", "--out", str(b)]) == 0
+    assert main(["preview", str(built_dataset), "--n", "4", "--out", str(a)]) == 0
+    keys = sorted(pq.read_table(built_dataset / "index.parquet").column("key").to_pylist())[:4]
+    assert capsys.readouterr().out.strip() == f"{a}: 4 samples, {keys[0]} .. {keys[3]}"
+    assert main(["preview", str(built_dataset), "--n", "4", "--out", str(b)]) == 0
     assert a.read_bytes() == b.read_bytes()
     sheet = np.asarray(Image.open(a).convert("RGB")).astype(int)
-    assert sheet.shape == (preview.HEADER_H + 3 * preview.ROW_H, preview.SHEET_W, 3)
+    assert sheet.shape == (preview.HEADER_H + 4 * preview.ROW_H, preview.SHEET_W, 3)
 
-    # first row: the fine column is the target column tinted exactly where the fine mask is (plus its outline)
-    (sample,) = preview.choose(built_dataset, n=1)
+    # the first 4:3 target (like the cell, so it fills it; the real photos are letterboxed): the fine column is the
+    # target column tinted exactly where the fine mask is (plus its outline)
+    samples = preview.choose(built_dataset, n=4)
+    row, sample = next((i, s) for i, s in enumerate(samples) if s.rgb("tgt.jpg").size == (320, 240))
     def cell(col: int) -> np.ndarray:
-        x = preview.GAP + col * (preview.CELL_W + preview.GAP)
-        return sheet[preview.HEADER_H : preview.HEADER_H + preview.CELL_H, x : x + preview.CELL_W]
+        x, y = preview.GAP + col * (preview.CELL_W + preview.GAP), preview.HEADER_H + row * preview.ROW_H
+        return sheet[y : y + preview.CELL_H, x : x + preview.CELL_W]
 
     target, fine = cell(1), cell(2)
-    assert sample.rgb("tgt.jpg").size == (320, 240)  # 4:3 like the cell, so the target fills it
     changed = (np.abs(target - fine).sum(axis=2) > 0)
     small = Image.fromarray(sample.mask("mask_fine.png")).convert("L").resize((preview.CELL_W, preview.CELL_H), Image.Resampling.NEAREST)
     mask = np.asarray(small) > 0

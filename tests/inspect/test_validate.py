@@ -184,8 +184,36 @@ def test_not_a_build_folder_is_a_one_line_error(tmp_path: Path, capsys: pytest.C
     assert main(["validate", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no such folder" in err
-    rc, lines, _ = _validate(tmp_path, capsys)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not a build")
+    assert main(["validate", str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"is {empty} a folder written by `unieditkit build`?" in err
+
+
+def test_build_folder_missing_its_tables_is_told_to_rerun(built_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(built_dataset, out)
+    (out / "index.parquet").unlink()
+    rc, lines, err = _validate(out, capsys)
     assert rc == 1 and "index.parquet -: missing; re-run the build" in "\n".join(lines)
+    assert err.strip().endswith(": 1 problem")
+
+
+def test_tar_that_no_longer_matches_its_marker_is_reported(built_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(built_dataset, out)
+    tar = sorted(out.glob("*.tar"))[0]
+    data = bytearray(tar.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    tar.write_bytes(bytes(data))
+    rc, lines, _ = _validate(out, capsys)
+    assert rc == 1 and f"{tar.name} differs from the SHA-256 in its marker: re-run the build" in "\n".join(lines)
 
 
 def test_damaged_tar_and_link_member_are_reported_not_followed(small_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

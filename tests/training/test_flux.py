@@ -62,6 +62,16 @@ def test_missing_or_partial_snapshot_is_one_line_naming_what_is_missing(tiny_flu
     assert check_snapshot(tiny_flux) == tiny_flux
 
 
+def test_train_checks_the_snapshot_before_starting_any_rank(two_domain_shards, tmp_path, capsys):
+    from unieditkit.cli import main
+
+    assert main(["train", "--data", str(two_domain_shards), "--out", str(tmp_path / "run"), "--backbone",
+                 "flux-fill", "--pretrained", str(tmp_path / "FLUX.1-Fill-dev"), "--nproc", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("unieditkit train: error: --pretrained") and "huggingface-cli download" in err
+    assert "\n" not in err and not (tmp_path / "run").exists()
+
+
 def test_flux_config_needs_a_snapshot_and_a_packable_size(tmp_path):
     path = tmp_path / "c.yaml"
     for text, message in [("model: {backbone: flux-fill}\n", r"model\.pretrained is empty; pass --pretrained"),
@@ -270,3 +280,29 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(tiny_flux, tin
         results.append((parts.total.detach(), [p.grad.clone() for p in backend.module.parameters() if p.requires_grad]))
     assert torch.equal(results[0][0], results[1][0])
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(results[0][1], results[1][1]))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_two_process_fsdp_shards_the_flux_blocks_and_its_checkpoint_loads_for_editing(
+        tiny_flux, tiny_flux_config, two_domain_shards, tmp_path, monkeypatch):
+    """FSDP2 with a bf16 frozen backbone and fp32 experts in the same blocks; the checkpoint is full tensors."""
+    import os
+
+    from training.edit import load_run
+    from unieditkit.cli import main
+
+    monkeypatch.chdir(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    fsdp = tmp_path / "fsdp.yaml"
+    fsdp.write_text(tiny_flux_config.read_text().replace("max_steps: 6,", "max_steps: 2, strategy: fsdp,"))
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(fsdp), "--data", str(two_domain_shards), "--out", str(out),
+                 "--backbone", "flux-fill", "--pretrained", str(tiny_flux), "--nproc", "2"]) == 0
+    losses = _rows(out)
+    assert sorted(losses) == [1, 2] and all(np.isfinite(v) for v in losses.values())
+    loaded = load_run(out, "latest", "cpu")
+    assert loaded.step == 2
+    trained = torch.load(out / "checkpoints" / "step_00000002.pt", weights_only=True)["model"]
+    state = loaded.backend.module.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in trained.items())
+    assert any(v.abs().sum() > 0 for k, v in trained.items() if k.endswith("lora_B"))  # the experts did train

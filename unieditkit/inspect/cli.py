@@ -84,10 +84,10 @@ def run_validate(args: argparse.Namespace) -> int:
         raise UserError(f"--jobs {args.jobs}: must be at least 1")
     problems, counts = validate(check_out_dir(Path(args.out_dir)), args.jobs)
     for p in problems:
-        print(p)
+        print(p, flush=True)
     summary = f"{counts['shards']} shards, {counts['samples']} samples: "
     if problems:
-        print(summary + f"{len(problems)} problems", file=sys.stderr)
+        print(summary + f"{len(problems)} problem{'s' if len(problems) != 1 else ''}", file=sys.stderr)
         return 1
     print(summary + "valid")
     return 0

@@ -39,6 +39,7 @@ from unieditkit.format import (
     REJECTED_FILE, SAMPLE_FILES, SHARD_RE, SHARD_SUFFIXES, SPLITS, duplicates_coverage, duplicates_info, empty_meta, index_record,
     marker_name, mask_member,
 )
+from unieditkit.integrity import mismatch
 
 from .reader import KEY_RE, Sample, open_image, tar_entries
 
@@ -52,7 +53,7 @@ MASK_SOURCES = ("annotation", "sam", "mobile_sam", "sam2", "grabcut")
 FOLDER_FILES = (CARD_FILE, BUILD_CONFIG_FILE, INDEX_FILE, REJECTED_FILE)
 #: folder files that only some builds have
 OPTIONAL_FILES = (DUPLICATES_FILE,)
-STATS_FIELDS = {"shard", "domain", "split", "units", "samples", "rejected", "label_disagreements", "bytes", "format_version"}
+STATS_FIELDS = {"shard", "domain", "split", "units", "samples", "rejected", "label_disagreements", "bytes", "files", "format_version"}
 #: element type and length of list fields (the template's lists are empty, so they cannot say)
 LIST_ITEMS: dict[str, tuple[Any, int | None]] = {
     "bbox": (0, 4), "tgt_size": (0, 2), "ref_size": (0, 2), "labels": ({"key": "", "score": 0.0}, None),
@@ -365,6 +366,8 @@ def _check_stats(path: Path, name: str, tar: Path, metas: dict | None, rejected_
     if not isinstance(stats, dict) or set(stats) != STATS_FIELDS:
         problem(NO_KEY, f"{path.name} has fields {sorted(stats) if isinstance(stats, dict) else type(stats).__name__}, expected {sorted(STATS_FIELDS)}")
         return
+    if damage := mismatch(path.parent, name, stats["files"]):
+        problem(NO_KEY, f"{damage}: re-run the build to rebuild this shard")
     m = SHARD_RE.match(name)
     expected: dict[str, Any] = {"shard": name, "format_version": FORMAT_VERSION}
     if m:
@@ -463,6 +466,8 @@ def _check_duplicates(out_dir: Path, written: set[str], problems: list[Problem])
 def validate(out_dir: Path, jobs: int = 1) -> tuple[list[Problem], dict[str, int]]:
     """All problems of ``out_dir`` sorted by shard and key (check order kept within a sample), and counts."""
     names, problems = shard_names(out_dir)
+    if not names and not any((out_dir / f).is_file() for f in FOLDER_FILES):
+        raise UserError(f"{out_dir}: no shards and none of {', '.join(FOLDER_FILES)}; is {out_dir} a folder written by `unieditkit build`?")
     for f in FOLDER_FILES:
         if not (out_dir / f).is_file():
             problems.append(Problem(f, NO_KEY, "missing; re-run the build (it rewrites the folder files from the done shards)"))

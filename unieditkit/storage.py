@@ -14,13 +14,14 @@ How "done" works on each kind:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-from unieditkit.format import DONE_MARKER_SUFFIX, done_shard_names
+from .format import DONE_MARKER_SUFFIX, done_shard_names
 
 TMP_SUFFIX = ".tmp"
 
@@ -73,6 +74,14 @@ class Folder:
 
     def size(self, name: str) -> int:
         return int(self.fs.size(self.path(name)))
+
+    def sha256(self, name: str) -> str:
+        """SHA-256 of a file, streamed (a shard does not have to fit in memory)."""
+        digest = hashlib.sha256()
+        with self.fs.open(self.path(name), "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
 
     def names(self, suffix: str = "") -> list[str]:
         """File names in the folder ending with ``suffix``, sorted (a missing folder is empty)."""
