@@ -210,6 +210,12 @@ def output_folder(out_dir: str) -> Folder:
         raise UserError(f"--out {out_dir}: {' '.join(str(exc).split())}; install the filesystem's package (s3fs, gcsfs) or give a local folder") from None
     if out.local and out.local_path().exists() and not out.local_path().is_dir():
         raise UserError(f"--out {out_dir}: is a file, not a folder; give a folder (new or from an earlier build)")
+    if not out.local:
+        try:
+            out.names()
+        except Exception as exc:  # botocore/gcsfs raise their own types for missing credentials or an unknown host
+            raise UserError(f"--out {out_dir}: cannot list it ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
+                            "set the credentials (and AWS_ENDPOINT_URL for an S3-compatible server) as for boto3/gcsfs") from None
     return out
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -272,10 +275,18 @@ def test_bad_out_is_refused_before_anything_is_created(tmp_path: Path, capsys: p
     a_file.write_text("not a folder")
     assert main(["build", "--domain", "garments", "--out", str(a_file)]) == 2
     assert "is a file, not a folder" in capsys.readouterr().err
-    url = "s3://bucket/prefix"
+    url = "nosuch://bucket/prefix"
     assert main(["build", "--domain", "garments", "--out", url]) == 2
-    assert "object-storage outputs are not supported yet" in capsys.readouterr().err
-    assert not Path("s3:").exists()
+    err = capsys.readouterr().err
+    assert "--out nosuch://bucket/prefix" in err and "nosuch" in err and err.count("\n") == 1
+    assert not Path("nosuch:").exists()
+    unreachable = "s3://bucket/prefix"  # no credentials and no server: one line, nothing created
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    done = subprocess.run([sys.executable, "-m", "unieditkit.cli", "build", "--domain", "garments", "--out", unreachable],
+                          env={**env, "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+                               "AWS_EC2_METADATA_DISABLED": "true", "AWS_ENDPOINT_URL": "http://127.0.0.1:9"},
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 2 and "--out s3://bucket/prefix: cannot list it" in done.stderr and done.stderr.count("\n") == 1, done.stderr[-1500:]
     manifest = tmp_path / "broken.jsonl"
     manifest.write_text("{not json\n")
     out = tmp_path / "never"
