@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from unieditkit.faults import share_with_workers
 from unieditkit.format import row_schema
 
 from .config import BuildConfig
@@ -69,6 +70,7 @@ def start_ray(config: BuildConfig) -> None:
     logging.getLogger("ray.data").setLevel(logging.ERROR)
     if ray.is_initialized():
         return
+    share_with_workers()
     kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     if config.ray_address:
         import pipelines

@@ -76,7 +76,7 @@ def duplicate_skips(root: str | pathlib.Path) -> frozenset[str]:
     import pyarrow.parquet as pq
 
     from pipelines.catalog import done_shards
-    from pipelines.dedupe import DUPLICATES, coverage, read_info
+    from unieditkit.format import DUPLICATES_FILE as DUPLICATES, duplicates_coverage as coverage, duplicates_info as read_info
 
     root = pathlib.Path(root)
     info = read_info(root)

@@ -7,7 +7,10 @@ the worker, so they must be in the environment the Ray workers inherit. Unset, t
 
 ``checkpoint(POINT)`` marks a named point of the build (``planned``, ``tar-written``, ``sidecar-written``,
 ``marker-written``, ``index-written``). ``UNIEDITKIT_KILL_AT=POINT[:N]`` kills the build's whole process group
-(driver and Ray) with SIGKILL the N-th time this process reaches POINT, so a test lands a kill exactly there;
+(driver and Ray) with SIGKILL the N-th time any process of the group reaches POINT (shards are written by several
+Ray workers, so the count lives in a file named after the process group), so a test lands a kill exactly there.
+Ray workers run in process groups of their own: ``share_with_workers()``, called by the driver before Ray starts,
+passes the driver's group down, and a worker that reaches the point kills that group and then its own;
 ``UNIEDITKIT_HOLD_AT=POINT:FILE`` creates ``FILE.reached`` and waits (up to 10 minutes) until FILE exists, so a
 test can act while the build is parked at a known point.
 """
@@ -16,11 +19,11 @@ from __future__ import annotations
 
 import os
 import signal
+import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
-_reached: Counter = Counter()
+_BUILD_GROUP = "UNIEDITKIT_BUILD_PGID"
 
 
 def maybe_crash(unit_id: str) -> None:
@@ -40,8 +43,9 @@ def checkpoint(point: str) -> None:
     if kill:
         name, _, nth = kill.partition(":")
         if name == point:
-            _reached[point] += 1
-            if _reached[point] >= int(nth or 1):
+            group = int(os.environ.get(_BUILD_GROUP) or os.getpgid(0))
+            if _times_reached(group, point) >= int(nth or 1):
+                os.killpg(group, signal.SIGKILL)
                 os.killpg(os.getpgid(0), signal.SIGKILL)
     hold = os.environ.get("UNIEDITKIT_HOLD_AT")
     if hold:
@@ -51,3 +55,17 @@ def checkpoint(point: str) -> None:
             deadline = time.monotonic() + 600
             while not Path(release).exists() and time.monotonic() < deadline:
                 time.sleep(0.05)
+
+
+def share_with_workers() -> None:
+    """Record the driver's process group in the environment the Ray workers inherit (only when a kill is armed)."""
+    if os.environ.get("UNIEDITKIT_KILL_AT"):
+        os.environ[_BUILD_GROUP] = str(os.getpgid(0))
+
+
+def _times_reached(group: int, point: str) -> int:
+    """How often the build's process group has reached ``point``, this time included (appends are atomic)."""
+    path = Path(tempfile.gettempdir()) / f"unieditkit-checkpoint-{group}-{point}"
+    with open(path, "ab") as fh:
+        fh.write(b".")
+    return path.stat().st_size
