@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from training.backends import Backend, make_backend
-from training.checkpoint import clear_run_dir, find_checkpoint, guard_run_dir, load_checkpoint, save_checkpoint
+from training.checkpoint import agree_on_resume, clear_run_dir, guard_run_dir, load_checkpoint, save_checkpoint
 from training.cli import add_arguments, overrides_from
 from training.config import Config, OptimConfig, backbone_trains, load_config, save_config
 from training.curriculum import Curriculum
@@ -114,10 +114,10 @@ def _train(cfg: Config, info: DistInfo, resume: str | None, overwrite: bool, all
     notes = [set_threads(cfg.data.num_workers)]
     model, backend, optimizer, scheduler = _build(cfg, info)
     torch.manual_seed(stable_seed(t.seed, info.rank))  # a resumed run restores the saved states instead
-    step = 0
-    ckpt = find_checkpoint(run_dir, resume) if resume else None
+    step, position = 0, None
+    ckpt = agree_on_resume(run_dir, resume, info) if resume else None
     if ckpt is not None:
-        step, note = load_checkpoint(ckpt, model, optimizer, scheduler, info, allow_world_size_change)
+        step, note, position = load_checkpoint(ckpt, model, optimizer, scheduler, info, allow_world_size_change)
         notes += [note] if note else []
     elif resume:
         notes.append(f"--resume {resume}: {run_dir} has no checkpoint yet; starting at step 0")
@@ -152,7 +152,7 @@ def _train(cfg: Config, info: DistInfo, resume: str | None, overwrite: bool, all
     )
     bar = tqdm(total=stop, initial=step, disable=not (info.is_main and t.progress), dynamic_ncols=True)
     window = {"loss": 0.0, "flow": 0.0, "balance": 0.0, "n": 0, "skipped": 0, "since": time.perf_counter()}
-    batches = source.batches(step * accum)
+    batches = source.batches(step * accum, position)
     try:
         while step < stop:
             model.train()
@@ -182,7 +182,7 @@ def _train(cfg: Config, info: DistInfo, resume: str | None, overwrite: bool, all
             if step % t.preview_every == 0:
                 _preview(log, backend, batch, step, cfg, info)
             if step % t.save_every == 0 or step == stop:
-                save_checkpoint(run_dir, step, model, optimizer, scheduler, info, t.keep_last)
+                save_checkpoint(run_dir, step, model, optimizer, scheduler, info, t.keep_last, source.position())
             bar.update(1)
     finally:
         bar.close()

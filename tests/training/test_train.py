@@ -197,8 +197,8 @@ def test_world_size_change_is_refused_unless_allowed(two_domain_shards, tiny_con
     ckpt = out / "checkpoints" / "step_00000003.pt"
     with pytest.raises(UserError, match="written by 1 process"):  # what each torchrun rank checks
         load_checkpoint(ckpt, model, optimizer, scheduler, two)
-    step, note = load_checkpoint(ckpt, model, optimizer, scheduler, two, allow_world_size_change=True)
-    assert step == 3 and "continuing approximately" in note and "not bit-exact" in note
+    step, note, position = load_checkpoint(ckpt, model, optimizer, scheduler, two, allow_world_size_change=True)
+    assert step == 3 and "continuing approximately" in note and "not bit-exact" in note and position is None
 
 
 def test_run_log_notes_its_choices(two_domain_shards, tiny_config, tmp_path, monkeypatch):
