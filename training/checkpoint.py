@@ -2,7 +2,8 @@
 
 A checkpoint holds the trainable parameters (a frozen backbone comes from ``model.init_checkpoint``, not from every
 checkpoint), the optimizer and scheduler state, the step, every rank's RNG states and every rank's data position
-(``data``: how far each DataLoader worker had read, so a resumed stream skips without decoding). State dicts are taken with
+(``data``: how far each DataLoader worker had read, so a resumed stream skips without decoding) and, with
+``train.ema_decay``, the averaged weights (``ema``, same names as ``model``; ``unieditkit edit`` prefers them). State dicts are taken with
 ``torch.distributed.checkpoint.state_dict`` as full (unsharded) tensors, so the same file loads into a single
 process, DDP or FSDP. Files contain only tensors and plain Python values, so loading uses
 ``torch.load(weights_only=True)`` and never unpickles code.
@@ -73,9 +74,10 @@ def save_checkpoint(
     info: DistInfo,
     keep_last: int,
     data: dict | None = None,
+    ema: dict | None = None,
 ) -> pathlib.Path:
     """Collective: every rank must call it. Rank 0 writes ``step_*.pt`` via a temporary file and a rename.
-    ``data`` is this rank's ``BatchSource.position()``."""
+    ``data`` is this rank's ``BatchSource.position()``, ``ema`` the averaged weights (``training/ema.py``)."""
     model_sd = get_model_state_dict(model, options=_options(ignore_frozen_params=True))
     optim_sd = get_optimizer_state_dict(model, optimizer, options=_options())
     rngs, positions = [rng_state()], [data]
@@ -97,6 +99,8 @@ def save_checkpoint(
             "rng": rngs,
             "data": positions,
         }
+        if ema is not None:
+            payload["ema"] = ema
         _atomic_save(payload, path)
         _atomic_write(folder / "latest", path.name)
         for old in list_checkpoints(run_dir)[:-keep_last]:
@@ -261,10 +265,11 @@ def agree_on_resume(run_dir: pathlib.Path, resume: str, info: DistInfo) -> pathl
 
 
 def load_weights(path: pathlib.Path, model: nn.Module) -> int:
-    """The trained tensors of a checkpoint into an unwrapped model (``unieditkit edit``); returns the step."""
+    """The trained tensors of a checkpoint into an unwrapped model (``unieditkit edit``): the EMA weights when
+    the run kept them (``train.ema_decay``), else the last step's; returns the step."""
     ck = _read(path)
     try:
-        _set_weights(path, model, ck["model"])
+        _set_weights(path, model, ck.get("ema") or ck["model"])
     except (RuntimeError, KeyError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f"{path}: does not fit the run's model ({first}); pass the run folder it belongs to") from None

@@ -158,6 +158,29 @@ def collate(items: list[dict]) -> dict:
     }
 
 
+def fixed_subset(root: str | pathlib.Path, domains: Iterable[str], count: int, size: int, anchors: Anchors,
+                 rough_source: str) -> dict[str, dict]:
+    """The first ``count`` readable samples of the val split (shards in name order, samples in stored order),
+    decoded once per mask variant: the same inputs at every validation, so the losses are comparable over a run.
+    Returns ``{variant: collated batch}``."""
+    try:
+        shards = find_shards(root, "val", domains)
+    except UserError:
+        raise UserError(f"train.val_every: --data {root} has no finished val shards; build a val split or set "
+                        "--val-every 0") from None
+    chosen = []
+    for sample in wds.DataPipeline(wds.SimpleShardList(shards), wds.tarfile_to_samples()):
+        try:
+            chosen.append({v: decode_sample(sample, v, size, anchors, rough_source) for v in MASK_VARIANTS})
+        except Exception as exn:  # noqa: BLE001 - as in training: an unreadable sample is passed over, and said
+            log.warning("validation: skipping bad sample %s: %r", sample.get("__key__", "?"), exn)
+        if len(chosen) == count:
+            break
+    if not chosen:
+        raise UserError(f"train.val_every: the val shards in {root} hold no readable sample; rebuild them")
+    return {v: collate([c[v] for c in chosen]) for v in MASK_VARIANTS}
+
+
 def _every(index: int, count: int) -> Callable[[Iterable], Iterator]:
     """``islice(src, index, None, count)``: wds.split_by_node / split_by_worker with an explicit position."""
     return lambda src: itertools.islice(src, index, None, count)
