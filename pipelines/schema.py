@@ -13,7 +13,7 @@ from typing import Any
 
 import unieditkit
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 MEMBERS = ("ref.jpg", "ref_mask.png", "tgt.jpg", "mask_fine.png", "mask_rough.png", "mask_box.png")
 MASK_MEMBERS = ("ref_mask.png", "mask_fine.png", "mask_rough.png", "mask_box.png")

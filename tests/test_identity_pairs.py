@@ -210,7 +210,9 @@ def test_matching_is_one_to_one_and_over_taxonomy_names() -> None:
     out = match_objects(tgt, tgt_objects, ref, ref_objects, tx, 0.3)
     assert out[0]["ref_object_id"] == "r0" and 0.3 < out[0]["match_score"] <= 1.0
     assert "ref_object_id" not in out[1] and "taken by a better-matching" in out[1]["match_detail"]
-    assert "ref_object_id" not in out[2] and "best score 0.000" in out[2]["match_detail"]
+    assert "ref_object_id" not in out[2] and "no compatible category" in out[2]["match_detail"]
+    zero = match_objects(tgt, [dict(tgt_objects[2])], ref, ref_objects, tx, 0.0)
+    assert "ref_object_id" not in zero[0], "a threshold of 0 still never pairs a cat with a dog"
 
 
 @pytest.mark.parametrize("photo", ["astronaut", "chelsea"])
@@ -270,3 +272,19 @@ def test_embed_stage_puts_unit_clip_features_on_objects(tmp_path: Path) -> None:
             assert len(obj["embedding"]) == 512 and abs(np.linalg.norm(obj["embedding"]) - 1) < 1e-3
     rows = PairStage("garments", OutputSettings(split_ratios=(1.0, 0.0, 0.0)))(pa.Table.from_pylist([first])).to_pylist()
     assert [r["status"] for r in rows] == ["ok", "ok"]
+
+
+def test_untrackable_video_pair_is_rejected_not_guessed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipelines.stages.pair as pair
+
+    video = write_swap_video(tmp_path / "swap.avi")
+    unit = next(iter(parse_source(f"video:{video}?pairs_per_video=1&min_gap_frac=0.6&max_gap_frac=0.95").units()))
+    a, b = frames_of(unit)
+
+    def broken(path: str, indices: list[int]) -> list[np.ndarray]:
+        raise ImageReadError("video_frame_unreadable", f"{path}#frame={indices[1]}: does not decode")
+
+    monkeypatch.setattr(pair, "read_frames", broken)  # a frame between the two that fails to decode
+    rows = PairStage("garments", OutputSettings())(pa.Table.from_pylist([unit_row(unit, detections(b, "shirt")[0], detections(a, "shirt")[0])]))
+    (row,) = rows.to_pylist()
+    assert (row["status"], row["reason"]) == ("rejected", "track_failed") and "does not decode" in row["detail"]

@@ -90,7 +90,24 @@ def overrides_from(args: argparse.Namespace) -> dict:
     return found
 
 
+def check_not_shadowed() -> None:
+    """Another distribution's top-level ``training`` package (sam2 1.1.0 installs one, with its own ``train.py``)
+    sits in site-packages, ahead of this editable checkout, so ``training.train`` would be *its* module: say so
+    in one line instead of failing deep inside it."""
+    import training
+
+    here = pathlib.Path(__file__).resolve().parent
+    found = pathlib.Path(training.__file__).resolve().parent
+    if found != here:
+        raise UserError(
+            f"the 'training' package Python finds is {found}, not unieditkit's ({here}): another installed package "
+            "shadows it (sam2 ships one it does not need at run time); remove that folder, or run "
+            "`python -m unieditkit.cli train ...` from the repository root"
+        )
+
+
 def run_command(args: argparse.Namespace) -> int:
+    check_not_shadowed()
     from training.checkpoint import check_world_size, checkpoint_world_size, find_checkpoint, guard_run_dir
     from training.data import find_shards
     from training.train import resolve_config, run
@@ -109,6 +126,11 @@ def run_command(args: argparse.Namespace) -> int:
         raise UserError(f"--gpus-per-worker {args.gpus_per_worker}: must be 0 (CPU workers) or more")
     cfg = resolve_config(args.config, overrides_from(args), args.resume)
     find_shards(cfg.data.root, cfg.data.split, cfg.data.domains)
+    if cfg.model.backbone == "flux-fill":
+        from training.flux_adapter import check_snapshot, require_diffusers
+
+        require_diffusers()
+        check_snapshot(cfg.model.pretrained)
     run_dir = pathlib.Path(cfg.train.run_dir)
     guard_run_dir(run_dir, args.resume, args.overwrite)
     if args.resume:

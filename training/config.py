@@ -60,6 +60,7 @@ class DataConfig:
     batches_per_epoch: int = 0
     shuffle_buffer: int = 64
     cache: str = ""
+    skip_duplicates: bool = True
     val_samples: int = 16
 
 

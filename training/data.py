@@ -70,6 +70,30 @@ def find_shards(root: str | pathlib.Path, split: str, domains: Iterable[str] = (
     return shards
 
 
+def duplicate_skips(root: str | pathlib.Path) -> frozenset[str]:
+    """Keys to leave out: all but one member of each near-duplicate cluster in ``duplicates.parquet``.
+
+    ``unieditkit dedupe`` finds clusters across shards (the build only dedupes within a shard) and marks one
+    member per cluster ``keep``; training on the others would over-weight those objects. A file computed before
+    the folder's shards last changed would skip the wrong samples, so it is refused, not used.
+    """
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from pipelines.catalog import done_shards
+    from pipelines.dedupe import DUPLICATES, coverage, read_info
+
+    root = pathlib.Path(root)
+    info = read_info(root)
+    if info is None:
+        return frozenset()
+    if info["shards"] != coverage(done_shards(root)):
+        raise UserError(f"{root / DUPLICATES}: computed before the shards last changed; re-run `unieditkit dedupe {root}`, "
+                        "or set data.skip_duplicates: false to train on every sample")
+    table = pq.read_table(root / DUPLICATES, columns=["key", "keep"])
+    return frozenset(table.filter(pc.invert(table["keep"]))["key"].to_pylist())
+
+
 def letterbox(img: Image.Image, size: int, fill: int, resample: int) -> Image.Image:
     """Scale the longest side to ``size`` and pad to a square; nothing is cropped, so the object stays whole."""
     w, h = img.size
@@ -204,7 +228,8 @@ class EpochStream(torch.utils.data.IterableDataset):
     world_size: int
     shuffle_buffer: int
     rough_source: str
-    skip: dict[int, int] | None = None  # worker -> samples it pulled before first_step; None: decode to find out
+    skip: frozenset[str] = frozenset()
+    fast_forward: dict[int, int] | None = None  # worker -> samples pulled before first_step; None: decode to know
 
     def __post_init__(self) -> None:
         super().__init__()
@@ -224,14 +249,15 @@ class EpochStream(torch.utils.data.IterableDataset):
             _every(self.rank, self.world_size),
             _every(worker, workers),
             wds.tarfile_to_samples(handler=on_error),
+            wds.select(lambda sample: sample["__key__"] not in self.skip),
             wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer,
                         rng=random.Random(stable_seed(epoch_seed, self.rank, worker, 1))),
         )
         samples = iter(pipeline)
         steps = range(self.epoch_start + worker, self.end_step, workers)
         pulled = 0
-        if self.skip is not None:
-            pulled = self.skip.get(worker, 0)
+        if self.fast_forward is not None:
+            pulled = self.fast_forward.get(worker, 0)
             for _ in range(pulled):  # raw bytes through the shuffle buffer, never decoded
                 next(samples)
             steps = [s for s in steps if s >= self.first_step]
@@ -297,6 +323,7 @@ class BatchSource:
         shuffle_buffer: int,
         rough_source: str,
         pin_memory: bool = False,
+        skip: frozenset[str] = frozenset(),
     ) -> None:
         if rough_source != "stored":
             try:
@@ -307,7 +334,7 @@ class BatchSource:
                 ) from None
         self.kw = dict(shards=shards, anchors=anchors, curriculum=curriculum, image_size=image_size,
                        batch_size=batch_size, seed=seed, rank=rank, world_size=world_size,
-                       shuffle_buffer=shuffle_buffer, rough_source=rough_source)
+                       shuffle_buffer=shuffle_buffer, rough_source=rough_source, skip=skip)
         self.epoch_batches = epoch_batches
         self.num_workers = num_workers
         self.pin_memory = pin_memory
@@ -336,7 +363,7 @@ class BatchSource:
         start = epoch * self.epoch_batches
         first = max(first_step, start)
         return EpochStream(epoch=epoch, epoch_start=start, first_step=first, end_step=start + self.epoch_batches,
-                           skip=self.skip_counts(epoch, first, position), **self.kw)
+                           fast_forward=self.skip_counts(epoch, first, position), **self.kw)
 
     def batches(self, start_step: int, position: dict | None = None) -> Iterator[dict]:
         """Batches from ``start_step`` on; ``position`` (from ``position()`` at that step) lets a resumed stream
@@ -350,7 +377,7 @@ class BatchSource:
             )
             self.current_epoch = epoch
             # a worker that skipped by decoding reports its count with its next batch; until then it is unknown
-            self.pulled = dict(stream.skip) if stream.skip is not None else {
+            self.pulled = dict(stream.fast_forward) if stream.fast_forward is not None else {
                 w: -1 for w in range(self.workers) if stream.epoch_start + w < stream.first_step}
             for batch in _in_step_order(loader, stream.first_step):
                 self.pulled[batch["worker"]] = batch["pulled"]

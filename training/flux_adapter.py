@@ -37,7 +37,8 @@ FLUX_MOT_PATTERNS = [
 FLUX_FILL_REPO = "black-forest-labs/FLUX.1-Fill-dev"
 
 
-def _diffusers() -> Any:
+def require_diffusers() -> Any:
+    """The diffusers module, imported only when a FLUX backbone is used, or a one-line install hint."""
     try:
         import diffusers
     except ImportError:
@@ -86,7 +87,7 @@ def check_snapshot(path: str | pathlib.Path) -> pathlib.Path:
 
 def load_flux_fill_transformer(path: str | pathlib.Path, dtype: torch.dtype = torch.bfloat16) -> nn.Module:
     """The FLUX.1-Fill transformer from a local folder (the repo snapshot, or its ``transformer/`` subfolder)."""
-    diffusers = _diffusers()
+    diffusers = require_diffusers()
     root = pathlib.Path(path)
     sub = "transformer" if (root / "transformer" / "config.json").is_file() else None
     if sub is None and not (root / "config.json").is_file():

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from training.config import ModelConfig
-from training.flux_adapter import _diffusers, check_snapshot
+from training.flux_adapter import check_snapshot, require_diffusers
 from training.latent_cache import LatentCache
 
 
@@ -60,7 +60,7 @@ class FluxFillInputs:
     """VAE and text encoders of a FLUX.1-Fill snapshot, frozen, turning batches into ``FluxBatch`` and back."""
 
     def __init__(self, cfg: ModelConfig, device: torch.device, cache_dir: str = "") -> None:
-        diffusers = _diffusers()
+        diffusers = require_diffusers()
         self.root = check_snapshot(cfg.pretrained)
         self.cfg = cfg
         self.device = device
@@ -170,5 +170,5 @@ class FluxFillInputs:
 
     def scheduler(self) -> Any:
         """A fresh FLUX flow-matching scheduler from the snapshot (it keeps a step index, so one per sampling)."""
-        return _diffusers().FlowMatchEulerDiscreteScheduler.from_config(self.scheduler_config)
+        return require_diffusers().FlowMatchEulerDiscreteScheduler.from_config(self.scheduler_config)
 

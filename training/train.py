@@ -27,7 +27,7 @@ from training.checkpoint import (
 from training.cli import add_arguments, overrides_from
 from training.config import Config, OptimConfig, backbone_trains, load_config, save_config
 from training.curriculum import Curriculum
-from training.data import BatchSource, find_shards, fixed_subset
+from training.data import BatchSource, duplicate_skips, find_shards, fixed_subset
 from training.distributed import (
     DistInfo, barrier, gradient_sync, init_distributed, mean_across_ranks, shutdown, sum_across_ranks, wrap_model,
 )
@@ -123,7 +123,9 @@ def _train(cfg: Config, info: DistInfo, resume: str | None, overwrite: bool, all
     run_dir = pathlib.Path(t.run_dir)
     guard_run_dir(run_dir, resume, overwrite)
     shards = find_shards(cfg.data.root, cfg.data.split, cfg.data.domains)
+    skip = duplicate_skips(cfg.data.root) if cfg.data.skip_duplicates else frozenset()
     notes = [set_threads(cfg.data.num_workers)]
+    notes += [f"data: {len(skip)} near-duplicate samples left out (duplicates.parquet keeps one per cluster)"] if skip else []
     model, backend, optimizer, scheduler = _build(cfg, info)
     torch.manual_seed(stable_seed(t.seed, info.rank))  # a resumed run restores the saved states instead
     step, position = 0, None
@@ -159,7 +161,7 @@ def _train(cfg: Config, info: DistInfo, resume: str | None, overwrite: bool, all
         epoch_batches=cfg.epoch_batches() * accum,
         rank=info.rank, world_size=info.world_size, num_workers=cfg.data.num_workers,
         shuffle_buffer=cfg.data.shuffle_buffer, rough_source=cfg.curriculum.rough_source,
-        pin_memory=info.device.type == "cuda",
+        pin_memory=info.device.type == "cuda", skip=skip,
     )
     val = None
     if t.val_every:  # the preview then shows the same fixed samples, in the curriculum stage's mask variant

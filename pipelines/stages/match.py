@@ -134,11 +134,13 @@ def match_objects(
         ref_desc = np.stack([describe(ref, m) for _, m in ref_masks])
     appearance = np.clip(tgt_desc @ ref_desc.T, 0.0, 1.0)
     scores = np.zeros(appearance.shape)
+    allowed = np.zeros(appearance.shape, bool)
     for a, (i, _) in enumerate(tgt_masks):
         for b, (j, _) in enumerate(ref_masks):
             factor = category_factor(taxonomy, tgt_objects[i]["subcategory"], ref_objects[j]["subcategory"])
             if factor == 0.0:
                 continue
+            allowed[a, b] = True
             expected = expected_boxes[j] if expected_boxes is not None else None
             geometry = (
                 box_iou(tgt_objects[i]["bbox"], expected, (tw, th), (tw, th))
@@ -152,8 +154,13 @@ def match_objects(
         obj = tgt_objects[i]
         best = float(scores[a].max())
         b = assigned.get(a)
-        if b is None or scores[a, b] < min_score:
-            why = "taken by a better-matching target object" if best >= min_score else f"best score {best:.3f} < {min_score}"
+        if b is None or not allowed[a, b] or scores[a, b] < min_score:
+            if not allowed[a].any():
+                why = "no compatible category"
+            elif best >= min_score:
+                why = "taken by a better-matching target object"
+            else:
+                why = f"best score {best:.3f} < {min_score}"
             obj["match_detail"] = f"no reference object of a compatible category and appearance ({why})"
             continue
         j = ref_masks[b][0]

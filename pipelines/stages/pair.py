@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import re
 from typing import Any
 
@@ -37,7 +36,6 @@ from .match import match_objects
 from .track import step_indices, track_boxes
 
 GREY = 127
-log = logging.getLogger(__name__)
 
 
 def unit_key(domain: str, unit_id: str) -> str:
@@ -190,18 +188,14 @@ def video_frames(unit: dict[str, Any]) -> tuple[str, int, int] | None:
     return (ref_path, a, b) if 0 <= a < b else None
 
 
-def tracked_boxes(unit: dict[str, Any], ref_objects: list[dict[str, Any]]) -> list[tuple[float, float, float, float]] | None:
-    """Each reference object's box carried into the target frame by ``track.track_boxes``; None (and a warning;
-    the sample records ``pair_method: appearance``) when the frames in between do not decode."""
+def tracked_boxes(unit: dict[str, Any], ref_objects: list[dict[str, Any]]) -> list[tuple[float, float, float, float]]:
+    """Each reference object's box carried into the target frame by ``track.track_boxes``. Raises
+    ``ImageReadError`` when a frame in between does not decode: the unit is then rejected (``track_failed``)
+    rather than matched on appearance alone, which cannot tell look-alikes apart."""
     where = video_frames(unit)
     assert where is not None
     path, a, b = where
-    try:
-        frames = read_frames(path, step_indices(a, b))
-    except ImageReadError as exc:
-        log.warning("%s: cannot track between frames %d and %d (%s); matching on appearance only", path, a, b, exc.detail)
-        return None
-    return track_boxes(frames, [o["bbox"] for o in ref_objects])
+    return track_boxes(read_frames(path, step_indices(a, b)), [o["bbox"] for o in ref_objects])
 
 
 class Target:
@@ -257,9 +251,10 @@ class PairStage:
         method = pair_method(unit)
         if method in ("track", "appearance"):
             ref_objects = json.loads(unit["ref_objects"])
-            expected = tracked_boxes(unit, ref_objects) if method == "track" else None
-            if method == "track" and expected is None:
-                method = "appearance"
+            try:
+                expected = tracked_boxes(unit, ref_objects) if method == "track" else None
+            except ImageReadError as exc:
+                return [rejected(base, "track_failed", f"cannot follow the objects from the reference to the target frame: {exc.detail}")]
             objects = match_objects(tgt_full, objects, ref_full, ref_objects, self.taxonomy, self.settings.min_match_similarity, expected)
         tgt = Target(tgt_full, self.settings.max_side)
         return [self.object_row(unit, obj, i, tgt, ref_full, method) for i, obj in enumerate(objects)]

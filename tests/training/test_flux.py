@@ -62,6 +62,16 @@ def test_missing_or_partial_snapshot_is_one_line_naming_what_is_missing(tiny_flu
     assert check_snapshot(tiny_flux) == tiny_flux
 
 
+def test_train_checks_the_snapshot_before_starting_any_rank(two_domain_shards, tmp_path, capsys):
+    from unieditkit.cli import main
+
+    assert main(["train", "--data", str(two_domain_shards), "--out", str(tmp_path / "run"), "--backbone",
+                 "flux-fill", "--pretrained", str(tmp_path / "FLUX.1-Fill-dev"), "--nproc", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("unieditkit train: error: --pretrained") and "huggingface-cli download" in err
+    assert "\n" not in err and not (tmp_path / "run").exists()
+
+
 def test_flux_config_needs_a_snapshot_and_a_packable_size(tmp_path):
     path = tmp_path / "c.yaml"
     for text, message in [("model: {backbone: flux-fill}\n", r"model\.pretrained is empty; pass --pretrained"),
