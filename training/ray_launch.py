@@ -75,15 +75,16 @@ def launch(cfg: Config, resume: str | None, *, overwrite: bool, allow_world_size
     try:
         trainer.fit()
     except Exception as err:  # noqa: BLE001 - a worker's UserError comes back wrapped; show it as one line
-        raise _user_error(err) or err from None
+        mistake = _user_error(err)
+        if mistake is None:
+            raise
+        raise mistake from None
 
 
 def _user_error(err: BaseException) -> UserError | None:
-    """The first worker's ``UserError`` inside Ray's ``WorkerGroupError`` (a mistake to report, not a crash)."""
+    """A worker's ``UserError`` inside Ray Train's ``WorkerGroupError`` (its ``worker_failures`` holds each failed
+    rank's own exception): a mistake to report in one line, not a crash."""
     for failure in getattr(err, "worker_failures", {}).values():
-        cause: BaseException | None = failure
-        while cause is not None:
-            if isinstance(cause, UserError):
-                return UserError(str(cause))
-            cause = cause.__cause__ or getattr(cause, "cause", None)
+        if isinstance(failure, UserError):
+            return failure
     return None
