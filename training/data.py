@@ -260,6 +260,7 @@ class EpochStream(torch.utils.data.IterableDataset):
             pulled = self.fast_forward.get(worker, 0)
             for _ in range(pulled):  # raw bytes through the shuffle buffer, never decoded
                 next(samples)
+            bad["count"] = 0  # unreadable tar members met on the way were counted in the batches before
             steps = [s for s in steps if s >= self.first_step]
         for step in steps:
             items = []
