@@ -3,9 +3,9 @@
 A checkpoint holds the trainable parameters (a frozen backbone comes from ``model.init_checkpoint``, not from every
 checkpoint), the optimizer and scheduler state, the step, every rank's RNG states and every rank's data position
 (``data``: how far each DataLoader worker had read, so a resumed stream skips without decoding) and, with
-``train.ema_decay``, the averaged weights (``ema``, same names as ``model``; ``unieditkit edit`` prefers them). State dicts are taken with
-``torch.distributed.checkpoint.state_dict`` as full (unsharded) tensors, so the same file loads into a single
-process, DDP or FSDP. Files contain only tensors and plain Python values, so loading uses
+``train.ema_decay``, the averaged weights (``ema``, same names as ``model``; ``unieditkit edit`` prefers them).
+State dicts are taken with ``torch.distributed.checkpoint.state_dict`` as full (unsharded) tensors, so the same
+file loads into a single process, DDP or FSDP. Files contain only tensors and plain Python values, so loading uses
 ``torch.load(weights_only=True)`` and never unpickles code.
 
 Layout: ``RUN/checkpoints/step_00001000.pt`` and ``RUN/checkpoints/latest`` (the name of the newest file).

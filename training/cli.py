@@ -109,7 +109,7 @@ def check_not_shadowed() -> None:
 def run_command(args: argparse.Namespace) -> int:
     check_not_shadowed()
     from training.checkpoint import check_world_size, checkpoint_world_size, find_checkpoint, guard_run_dir
-    from training.data import find_shards
+    from training.data import find_shards, val_shards
     from training.train import resolve_config, run
 
     ray = args.launcher == "ray"
@@ -126,6 +126,8 @@ def run_command(args: argparse.Namespace) -> int:
         raise UserError(f"--gpus-per-worker {args.gpus_per_worker}: must be 0 (CPU workers) or more")
     cfg = resolve_config(args.config, overrides_from(args), args.resume)
     find_shards(cfg.data.root, cfg.data.split, cfg.data.domains)
+    if cfg.train.val_every:
+        val_shards(cfg.data.root, cfg.data.domains)
     if cfg.model.backbone == "flux-fill":
         from training.flux_adapter import check_snapshot, require_diffusers
 

@@ -182,18 +182,22 @@ def collate(items: list[dict]) -> dict:
     }
 
 
+def val_shards(root: str | pathlib.Path, domains: Iterable[str]) -> list[str]:
+    """The val split's finished shards, which validation (``train.val_every``) needs."""
+    try:
+        return find_shards(root, "val", domains)
+    except UserError:
+        raise UserError(f"train.val_every: --data {root} has no finished val shards; build a val split or set "
+                        "--val-every 0") from None
+
+
 def fixed_subset(root: str | pathlib.Path, domains: Iterable[str], count: int, size: int, anchors: Anchors,
                  rough_source: str) -> dict[str, dict]:
     """The first ``count`` readable samples of the val split (shards in name order, samples in stored order),
     decoded once per mask variant: the same inputs at every validation, so the losses are comparable over a run.
     Returns ``{variant: collated batch}``."""
-    try:
-        shards = find_shards(root, "val", domains)
-    except UserError:
-        raise UserError(f"train.val_every: --data {root} has no finished val shards; build a val split or set "
-                        "--val-every 0") from None
     chosen = []
-    for sample in wds.DataPipeline(wds.SimpleShardList(shards), wds.tarfile_to_samples()):
+    for sample in wds.DataPipeline(wds.SimpleShardList(val_shards(root, domains)), wds.tarfile_to_samples()):
         try:
             chosen.append({v: decode_sample(sample, v, size, anchors, rough_source) for v in MASK_VARIANTS})
         except Exception as exn:  # noqa: BLE001 - as in training: an unreadable sample is passed over, and said

@@ -68,6 +68,8 @@ def test_launcher_options_are_checked_before_anything_starts(two_domain_shards, 
         _train_cli([*base, "--num-workers", "2"])
     with pytest.raises(UserError, match="--num-workers 0: must be at least 1"):
         _train_cli([*base, "--launcher", "ray", "--num-workers", "0"])
+    with pytest.raises(UserError, match="has no finished val shards; build a val split or set --val-every 0"):
+        _train_cli([*base, "--launcher", "ray", "--num-workers", "2", "--val-every", "5"])
 
 
 def test_a_workers_user_error_is_reported_as_itself():
@@ -75,6 +77,7 @@ def test_a_workers_user_error_is_reported_as_itself():
 
     from training.ray_launch import _user_error
 
-    mistake = UserError("train.val_every: --data OUT has no finished val shards; build a val split or set --val-every 0")
+    mistake = UserError("train.val_every: --data OUT has no finished val shards; build a val split or set "
+                        "--val-every 0")
     assert _user_error(WorkerGroupError("worker 1 failed", {0: RuntimeError("peer gone"), 1: mistake})) is mistake
     assert _user_error(WorkerGroupError("worker 0 failed", {0: RuntimeError("out of memory")})) is None
