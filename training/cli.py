@@ -29,8 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--nproc", type=int, default=1, help="local processes (GPUs, or CPU ranks with gloo); default 1")
     p.add_argument("--launcher", choices=("torchrun", "ray"), default="torchrun",
                    help="torchrun (default; --nproc local processes) or ray (Ray Train workers, --num-workers)")
-    p.add_argument("--ray-address", help="--launcher ray: the cluster to join ('auto', ray://HOST:10001; default: "
-                   "this machine's Ray, started if none runs)")
+    p.add_argument("--ray-address", help="--launcher ray: the cluster to join ('auto' or HEAD:6379, run from a node "
+                   "of it; default: this machine's running Ray, else a new one)")
     p.add_argument("--num-workers", type=int, help="--launcher ray: training workers (ranks), one per GPU")
     p.add_argument("--gpus-per-worker", type=float, default=0.0, help="--launcher ray: GPUs per worker (0: CPU)")
     p.add_argument("--max-failures", type=int, default=0,
