@@ -1,9 +1,11 @@
 """Checkpoints: everything needed to continue a run exactly, written atomically by rank 0.
 
 A checkpoint holds the trainable parameters (a frozen backbone comes from ``model.init_checkpoint``, not from every
-checkpoint), the optimizer and scheduler state, the step and every rank's RNG states. State dicts are taken with
-``torch.distributed.checkpoint.state_dict`` as full (unsharded) tensors, so the same file loads into a single
-process, DDP or FSDP. Files contain only tensors and plain Python values, so loading uses
+checkpoint), the optimizer and scheduler state, the step, every rank's RNG states and every rank's data position
+(``data``: how far each DataLoader worker had read, so a resumed stream skips without decoding) and, with
+``train.ema_decay``, the averaged weights (``ema``, same names as ``model``; ``unieditkit edit`` prefers them).
+State dicts are taken with ``torch.distributed.checkpoint.state_dict`` as full (unsharded) tensors, so the same
+file loads into a single process, DDP or FSDP. Files contain only tensors and plain Python values, so loading uses
 ``torch.load(weights_only=True)`` and never unpickles code.
 
 Layout: ``RUN/checkpoints/step_00001000.pt`` and ``RUN/checkpoints/latest`` (the name of the newest file).
@@ -71,14 +73,18 @@ def save_checkpoint(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     info: DistInfo,
     keep_last: int,
+    data: dict | None = None,
+    ema: dict | None = None,
 ) -> pathlib.Path:
-    """Collective: every rank must call it. Rank 0 writes ``step_*.pt`` via a temporary file and a rename."""
+    """Collective: every rank must call it. Rank 0 writes ``step_*.pt`` via a temporary file and a rename.
+    ``data`` is this rank's ``BatchSource.position()``, ``ema`` the averaged weights (``training/ema.py``)."""
     model_sd = get_model_state_dict(model, options=_options(ignore_frozen_params=True))
     optim_sd = get_optimizer_state_dict(model, optimizer, options=_options())
-    rngs = [rng_state()]
+    rngs, positions = [rng_state()], [data]
     if dist.is_initialized():
-        rngs = [None] * info.world_size
+        rngs, positions = [None] * info.world_size, [None] * info.world_size
         dist.all_gather_object(rngs, rng_state())
+        dist.all_gather_object(positions, data)
     folder = checkpoint_dir(run_dir)
     path = folder / f"step_{step:08d}.pt"
     if info.is_main:
@@ -91,7 +97,10 @@ def save_checkpoint(
             "optimizer": optim_sd,
             "scheduler": scheduler.state_dict(),
             "rng": rngs,
+            "data": positions,
         }
+        if ema is not None:
+            payload["ema"] = ema
         _atomic_save(payload, path)
         _atomic_write(folder / "latest", path.name)
         for old in list_checkpoints(run_dir)[:-keep_last]:
@@ -211,9 +220,10 @@ def load_checkpoint(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     info: DistInfo,
     allow_world_size_change: bool = False,
-) -> tuple[int, str | None]:
-    """Restore everything ``save_checkpoint`` wrote; returns the step to continue from and, after an allowed
-    world-size change, the note to record."""
+) -> tuple[int, str | None, dict | None]:
+    """Restore everything ``save_checkpoint`` wrote; returns the step to continue from, the note to record after
+    an allowed world-size change, and this rank's data position (None when unknown: the stream then decodes to
+    find its place)."""
     ck = _read(path)
     note = check_world_size(path, int(ck["world_size"]), info.world_size, allow_world_size_change)
     try:
@@ -223,16 +233,43 @@ def load_checkpoint(
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f"{path}: does not fit this model ({first}); resume with the run's own config.yaml") from None
     scheduler.load_state_dict(ck["scheduler"])
-    if note is None:
-        set_rng_state(ck["rng"][info.rank])
-    return int(ck["step"]), note
+    if note is not None:
+        return int(ck["step"]), note, None
+    set_rng_state(ck["rng"][info.rank])
+    return int(ck["step"]), None, ck.get("data", [None] * info.world_size)[info.rank]
+
+
+def agree_on_resume(run_dir: pathlib.Path, resume: str, info: DistInfo) -> pathlib.Path | None:
+    """Collective: every rank looks for the checkpoint itself, then all compare. A node that does not see the
+    run folder (not on shared storage) would otherwise start at step 0 while the others resume."""
+    try:
+        found, error = find_checkpoint(run_dir, resume), None
+    except UserError as err:
+        found, error = None, str(err)
+    mine = (found.name if found is not None else None, error, str(checkpoint_dir(run_dir)))
+    views = [mine]
+    if dist.is_initialized():
+        views = [None] * info.world_size
+        dist.all_gather_object(views, mine)
+    first_name, first_error, _ = views[0]
+    for rank, (name, error, folder) in enumerate(views):
+        if error is not None:
+            raise UserError(f"rank {rank}: {error}")
+        if name != first_name:
+            saw = f"found {name}" if name else "could not read a checkpoint"
+            raise UserError(
+                f"rank {rank} {saw} in {folder} but rank 0 resumes from {first_name or 'step 0'}: put --out on "
+                "storage every node sees at the same path (docs/TRAINING.md, multi-node)"
+            )
+    return found
 
 
 def load_weights(path: pathlib.Path, model: nn.Module) -> int:
-    """The trained tensors of a checkpoint into an unwrapped model (``unieditkit edit``); returns the step."""
+    """The trained tensors of a checkpoint into an unwrapped model (``unieditkit edit``): the EMA weights when
+    the run kept them (``train.ema_decay``), else the last step's; returns the step."""
     ck = _read(path)
     try:
-        _set_weights(path, model, ck["model"])
+        _set_weights(path, model, ck.get("ema") or ck["model"])
     except (RuntimeError, KeyError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f"{path}: does not fit the run's model ({first}); pass the run folder it belongs to") from None

@@ -2,7 +2,8 @@
 
 With ``--nproc N > 1`` the command re-launches itself as ``python -m torch.distributed.run --standalone
 --nproc-per-node N -m training.train ...`` (what ``torchrun`` does); multi-node jobs call ``torchrun ... -m
-training.train`` directly with the same arguments. The config and the data folder are checked here first, so a
+training.train`` directly with the same arguments. ``--launcher ray`` runs the same ranks as Ray Train workers
+(``ray_launch.py``). The config and the data folder are checked here first, so a
 mistake is one line before any worker starts. Torch is imported only when the command runs, so registering it
 costs other ``unieditkit`` commands nothing.
 """
@@ -26,6 +27,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_arguments(p)
     p.add_argument("--nproc", type=int, default=1, help="local processes (GPUs, or CPU ranks with gloo); default 1")
+    p.add_argument("--launcher", choices=("torchrun", "ray"), default="torchrun",
+                   help="torchrun (default; --nproc local processes) or ray (Ray Train workers, --num-workers)")
+    p.add_argument("--ray-address", help="--launcher ray: the cluster to join ('auto' or HEAD:6379, run from a node "
+                   "of it; default: this machine's running Ray, else a new one)")
+    p.add_argument("--num-workers", type=int, help="--launcher ray: training workers (ranks), one per GPU")
+    p.add_argument("--gpus-per-worker", type=float, default=0.0, help="--launcher ray: GPUs per worker (0: CPU)")
+    p.add_argument("--max-failures", type=int, default=0,
+                   help="--launcher ray: restart the workers this many times after a failure (from `latest`)")
     p.set_defaults(func=run_command)
 
 
@@ -41,6 +50,7 @@ OVERRIDES = {
     "--backbone": ("model.backbone", str),
     "--pretrained": ("model.pretrained", str),
     "--cache": ("data.cache", str),
+    "--val-every": ("train.val_every", int),
 }
 SWITCHES = ("--overwrite", "--allow-world-size-change")
 
@@ -59,6 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--backbone": "builtin (small DiT, trains on a CPU) or flux-fill (FLUX.1-Fill with MoT experts)",
         "--pretrained": "FLUX.1-Fill-dev snapshot folder for --backbone flux-fill",
         "--cache": "folder to keep VAE latents and text embeddings in (flux-fill), computed once per sample",
+        "--val-every": "validation loss per mask variant on a fixed val subset every N steps (0: off)",
     }
     for flag, (key, kind) in OVERRIDES.items():
         parser.add_argument(flag, type=kind, help=f"{helps[flag]} (overrides {key})")
@@ -98,13 +109,25 @@ def check_not_shadowed() -> None:
 def run_command(args: argparse.Namespace) -> int:
     check_not_shadowed()
     from training.checkpoint import check_world_size, checkpoint_world_size, find_checkpoint, guard_run_dir
-    from training.data import find_shards
+    from training.data import find_shards, val_shards
     from training.train import resolve_config, run
 
+    ray = args.launcher == "ray"
     if args.nproc < 1:
         raise UserError(f"--nproc {args.nproc}: must be at least 1")
+    if ray and args.nproc != 1:
+        raise UserError(f"--nproc {args.nproc} is for --launcher torchrun; with --launcher ray pass --num-workers")
+    if not ray and (args.num_workers is not None or args.ray_address or args.gpus_per_worker or args.max_failures):
+        raise UserError("--num-workers, --ray-address, --gpus-per-worker and --max-failures need --launcher ray")
+    processes = (1 if args.num_workers is None else args.num_workers) if ray else args.nproc
+    if processes < 1:
+        raise UserError(f"--num-workers {processes}: must be at least 1")
+    if args.gpus_per_worker < 0:
+        raise UserError(f"--gpus-per-worker {args.gpus_per_worker}: must be 0 (CPU workers) or more")
     cfg = resolve_config(args.config, overrides_from(args), args.resume)
     find_shards(cfg.data.root, cfg.data.split, cfg.data.domains)
+    if cfg.train.val_every:
+        val_shards(cfg.data.root, cfg.data.domains)
     if cfg.model.backbone == "flux-fill":
         from training.flux_adapter import check_snapshot, require_diffusers
 
@@ -116,7 +139,14 @@ def run_command(args: argparse.Namespace) -> int:
         ckpt = find_checkpoint(run_dir, args.resume)
         saved = checkpoint_world_size(ckpt) if ckpt is not None else None
         if saved is not None:
-            check_world_size(ckpt, saved, args.nproc, args.allow_world_size_change)
+            check_world_size(ckpt, saved, processes, args.allow_world_size_change)
+    if ray:
+        from training.ray_launch import launch
+
+        launch(cfg, args.resume, overwrite=args.overwrite, allow_world_size_change=args.allow_world_size_change,
+               num_workers=processes, gpus_per_worker=args.gpus_per_worker, address=args.ray_address,
+               max_failures=args.max_failures)
+        return 0
     if args.nproc == 1:
         run(cfg, args.resume, overwrite=args.overwrite, allow_world_size_change=args.allow_world_size_change)
         return 0

@@ -60,6 +60,7 @@ class DataConfig:
     shuffle_buffer: int = 64
     cache: str = ""
     skip_duplicates: bool = True
+    val_samples: int = 16
 
 
 @dataclass
@@ -78,6 +79,7 @@ class OptimConfig:
     beta1: float = 0.9
     beta2: float = 0.999
     warmup_steps: int = 100
+    schedule: Literal["cosine", "constant"] = "cosine"
     min_lr_ratio: float = 0.1
     grad_clip: float = 1.0
     balance_coef: float = 0.01
@@ -90,6 +92,7 @@ class TrainConfig:
     stop_after: int = 0
     batch_size: int = 8
     grad_accum: int = 1
+    ema_decay: float = 0.0
     seed: int = 0
     precision: Literal["fp32", "bf16"] = "fp32"
     strategy: Literal["ddp", "fsdp"] = "ddp"
@@ -100,6 +103,7 @@ class TrainConfig:
     preview_every: int = 500
     preview_samples: int = 4
     preview_steps: int = 20
+    val_every: int = 0
     tensorboard: bool = True
     progress: bool = True
 
@@ -202,6 +206,10 @@ def validate(cfg: Config, where: str = "config") -> None:
             raise UserError(f"{where}: curriculum.{stage} probabilities must be >= 0 and not all zero")
     if cfg.data.num_workers < 0:
         raise UserError(f"{where}: data.num_workers must be >= 0")
+    if not 0.0 <= t.ema_decay < 1.0:
+        raise UserError(f"{where}: train.ema_decay must be in [0, 1) (0: no EMA; 0.999 is typical), got {t.ema_decay}")
+    if t.val_every < 0 or cfg.data.val_samples < 1:
+        raise UserError(f"{where}: train.val_every must be >= 0 (0: no validation) and data.val_samples >= 1")
 
 
 def _validate_flux(m: ModelConfig, where: str) -> None:

@@ -9,8 +9,12 @@ Stream design (docs/TRAINING.md has the reasoning):
 * The stream is cut into data epochs of ``epoch_batches`` batches per rank, and epoch ``e`` is seeded by
   ``(seed, e)``. Worker ``w`` of ``W`` makes the batches for steps ``e*E + w, e*E + w + W, ...``; each batch knows
   its global step, so the worker decodes only the mask variant the MATS curriculum wants at that step.
-  Resuming at step ``s`` re-creates epoch ``s // E`` and drops the batches before ``s`` (none when checkpoints
-  fall on epoch boundaries, the default), which reproduces an uninterrupted run exactly.
+* Resuming at step ``s`` re-creates epoch ``s // E`` and fast-forwards each worker past the samples it had
+  pulled before ``s`` without decoding them: every batch carries its worker's count of pulled samples (bad ones
+  included), the checkpoint keeps the counts of the last batches it consumed (``BatchSource.position``), and
+  each sample's random draws are seeded by its index, so skipping needs no replay of decoding or of a random
+  generator. Only the shuffle buffer sees the skipped samples (as raw bytes), which keeps its state exact. A
+  checkpoint without counts (or another ``data.num_workers``) falls back to decoding the skipped batches.
 * A sample that cannot be read or decoded is skipped and counted (``batch["skipped"]``), never fatal; only a long
   run of consecutive failures stops training, because then the data itself is wrong.
 """
@@ -177,6 +181,33 @@ def collate(items: list[dict]) -> dict:
     }
 
 
+def val_shards(root: str | pathlib.Path, domains: Iterable[str]) -> list[str]:
+    """The val split's finished shards, which validation (``train.val_every``) needs."""
+    try:
+        return find_shards(root, "val", domains)
+    except UserError:
+        raise UserError(f"train.val_every: --data {root} has no finished val shards; build a val split or set "
+                        "--val-every 0") from None
+
+
+def fixed_subset(root: str | pathlib.Path, domains: Iterable[str], count: int, size: int, anchors: Anchors,
+                 rough_source: str) -> dict[str, dict]:
+    """The first ``count`` readable samples of the val split (shards in name order, samples in stored order),
+    decoded once per mask variant: the same inputs at every validation, so the losses are comparable over a run.
+    Returns ``{variant: collated batch}``."""
+    chosen = []
+    for sample in wds.DataPipeline(wds.SimpleShardList(val_shards(root, domains)), wds.tarfile_to_samples()):
+        try:
+            chosen.append({v: decode_sample(sample, v, size, anchors, rough_source) for v in MASK_VARIANTS})
+        except Exception as exn:  # noqa: BLE001 - as in training: an unreadable sample is passed over, and said
+            log.warning("validation: skipping bad sample %s: %r", sample.get("__key__", "?"), exn)
+        if len(chosen) == count:
+            break
+    if not chosen:
+        raise UserError(f"train.val_every: the val shards in {root} hold no readable sample; rebuild them")
+    return {v: collate([c[v] for c in chosen]) for v in MASK_VARIANTS}
+
+
 def _every(index: int, count: int) -> Callable[[Iterable], Iterator]:
     """``islice(src, index, None, count)``: wds.split_by_node / split_by_worker with an explicit position."""
     return lambda src: itertools.islice(src, index, None, count)
@@ -201,6 +232,7 @@ class EpochStream(torch.utils.data.IterableDataset):
     shuffle_buffer: int
     rough_source: str
     skip: frozenset[str] = frozenset()
+    fast_forward: dict[int, int] | None = None  # worker -> samples pulled before first_step; None: decode to know
 
     def __post_init__(self) -> None:
         super().__init__()
@@ -225,11 +257,20 @@ class EpochStream(torch.utils.data.IterableDataset):
                         rng=random.Random(stable_seed(epoch_seed, self.rank, worker, 1))),
         )
         samples = iter(pipeline)
-        rng = random.Random(stable_seed(epoch_seed, self.rank, worker, 2))
-        for step in range(self.epoch_start + worker, self.end_step, workers):
+        steps = range(self.epoch_start + worker, self.end_step, workers)
+        pulled = 0
+        if self.fast_forward is not None:
+            pulled = self.fast_forward.get(worker, 0)
+            for _ in range(pulled):  # raw bytes through the shuffle buffer, never decoded
+                next(samples)
+            bad["count"] = 0  # unreadable tar members met on the way were counted in the batches before
+            steps = [s for s in steps if s >= self.first_step]
+        for step in steps:
             items = []
             while len(items) < self.batch_size:
                 sample = next(samples)
+                pulled += 1
+                rng = random.Random(stable_seed(epoch_seed, self.rank, worker, 2, pulled))
                 variant = self.curriculum.variant(step, rng)
                 draw = rng.getrandbits(32)
                 try:
@@ -244,6 +285,8 @@ class EpochStream(torch.utils.data.IterableDataset):
             batch = collate(items)
             batch["step"] = step
             batch["skipped"] = bad["count"]
+            batch["worker"] = worker
+            batch["pulled"] = pulled
             bad["count"] = 0
             yield batch
 
@@ -299,21 +342,50 @@ class BatchSource:
         self.epoch_batches = epoch_batches
         self.num_workers = num_workers
         self.pin_memory = pin_memory
+        self.pulled: dict[int, int] = {}
+        self.current_epoch = -1
 
-    def epoch(self, epoch: int, first_step: int) -> EpochStream:
+    @property
+    def workers(self) -> int:
+        return max(1, self.num_workers)
+
+    def position(self) -> dict:
+        """Where the batches handed out so far leave this rank's stream, for the checkpoint: the data epoch and
+        how many samples each worker pulled in it (plain values, loadable with ``weights_only=True``)."""
+        return {"epoch": self.current_epoch, "workers": self.workers, "pulled": dict(self.pulled)}
+
+    def skip_counts(self, epoch: int, first_step: int, position: dict | None) -> dict[int, int] | None:
+        """Samples each worker must pass over to start at ``first_step``; None when only decoding can tell."""
+        if first_step == epoch * self.epoch_batches:
+            return {}
+        if (position and position["epoch"] == epoch and position["workers"] == self.workers
+                and min(position["pulled"].values(), default=0) >= 0):
+            return {int(w): int(n) for w, n in position["pulled"].items()}
+        return None
+
+    def epoch(self, epoch: int, first_step: int, position: dict | None = None) -> EpochStream:
         start = epoch * self.epoch_batches
-        return EpochStream(epoch=epoch, epoch_start=start, first_step=max(first_step, start),
-                           end_step=start + self.epoch_batches, **self.kw)
+        first = max(first_step, start)
+        return EpochStream(epoch=epoch, epoch_start=start, first_step=first, end_step=start + self.epoch_batches,
+                           fast_forward=self.skip_counts(epoch, first, position), **self.kw)
 
-    def batches(self, start_step: int) -> Iterator[dict]:
+    def batches(self, start_step: int, position: dict | None = None) -> Iterator[dict]:
+        """Batches from ``start_step`` on; ``position`` (from ``position()`` at that step) lets a resumed stream
+        skip the samples before it without decoding them."""
         epoch = start_step // self.epoch_batches
         while True:
-            stream = self.epoch(epoch, start_step)
+            stream = self.epoch(epoch, start_step, position)
             loader = torch.utils.data.DataLoader(
                 stream, batch_size=None, num_workers=self.num_workers, pin_memory=self.pin_memory,
                 persistent_workers=False,
             )
-            yield from _in_step_order(loader, stream.first_step)
+            self.current_epoch = epoch
+            # a worker that skipped by decoding reports its count with its next batch; until then it is unknown
+            self.pulled = dict(stream.fast_forward) if stream.fast_forward is not None else {
+                w: -1 for w in range(self.workers) if stream.epoch_start + w < stream.first_step}
+            for batch in _in_step_order(loader, stream.first_step):
+                self.pulled[batch["worker"]] = batch["pulled"]
+                yield batch
             epoch += 1
 
 

@@ -13,6 +13,7 @@ import os
 import pathlib
 import sys
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
 
@@ -20,14 +21,17 @@ import torch
 from tqdm import tqdm
 
 from training.backends import Backend, make_backend
-from training.checkpoint import clear_run_dir, find_checkpoint, guard_run_dir, load_checkpoint, save_checkpoint
+from training.checkpoint import (
+    agree_on_resume, checkpoint_dir, clear_run_dir, guard_run_dir, load_checkpoint, save_checkpoint,
+)
 from training.cli import add_arguments, overrides_from
 from training.config import Config, OptimConfig, backbone_trains, load_config, save_config
 from training.curriculum import Curriculum
-from training.data import BatchSource, duplicate_skips, find_shards
+from training.data import BatchSource, duplicate_skips, find_shards, fixed_subset
 from training.distributed import (
     DistInfo, barrier, gradient_sync, init_distributed, mean_across_ranks, shutdown, sum_across_ranks, wrap_model,
 )
+from training.ema import Ema
 from training.runlog import RunLog, preview_grid
 from training.seeding import stable_seed
 from unieditkit.errors import UserError
@@ -41,12 +45,15 @@ def warmup_steps(cfg: OptimConfig, max_steps: int) -> int:
 
 
 def lr_schedule(cfg: OptimConfig, max_steps: int):
-    """Linear warm-up, then cosine decay to ``min_lr_ratio`` of the peak at ``max_steps``."""
+    """Linear warm-up, then (``optim.schedule``) cosine decay to ``min_lr_ratio`` of the peak at ``max_steps``, or
+    the peak rate to the end (``constant``: a run that may be extended later keeps a rate worth continuing)."""
     warmup = warmup_steps(cfg, max_steps)
 
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
+        if cfg.schedule == "constant":
+            return 1.0
         progress = min(1.0, (step - warmup) / max(1, max_steps - warmup))
         return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
@@ -86,14 +93,18 @@ def resolve_config(config: str | None, overrides: dict[str, Any], resume: str | 
     return cfg
 
 
-def run(cfg: Config, resume: str | None = None, *, overwrite: bool = False,
-        allow_world_size_change: bool = False) -> int:
-    """Train per ``cfg`` in this process (one rank of a torchrun job, or alone); returns the last step."""
+def run(cfg: Config, resume: str | None = None, *, overwrite: bool = False, allow_world_size_change: bool = False,
+        on_checkpoint: Callable[[int, pathlib.Path], None] | None = None) -> int:
+    """Train per ``cfg`` in this process (one rank of a torchrun job or a Ray Train worker, or alone); returns
+    the last step. ``on_checkpoint(step, RUN/checkpoints)`` runs on every rank after each checkpoint (Ray Train
+    registers it there). A process group someone else started (Ray Train's) is left to them."""
+    owned = not torch.distributed.is_initialized()
     info = init_distributed()
     try:
-        return _train(cfg, info, resume, overwrite, allow_world_size_change)
+        return _train(cfg, info, resume, overwrite, allow_world_size_change, on_checkpoint)
     finally:
-        shutdown()
+        if owned:
+            shutdown()
 
 
 def _build(cfg: Config, info: DistInfo) -> tuple[torch.nn.Module, Backend, torch.optim.Optimizer, Any]:
@@ -106,7 +117,8 @@ def _build(cfg: Config, info: DistInfo) -> tuple[torch.nn.Module, Backend, torch
     return model, backend, optimizer, scheduler
 
 
-def _train(cfg: Config, info: DistInfo, resume: str | None, overwrite: bool, allow_world_size_change: bool) -> int:
+def _train(cfg: Config, info: DistInfo, resume: str | None, overwrite: bool, allow_world_size_change: bool,
+           on_checkpoint: Callable[[int, pathlib.Path], None] | None) -> int:
     t = cfg.train
     run_dir = pathlib.Path(t.run_dir)
     guard_run_dir(run_dir, resume, overwrite)
@@ -116,13 +128,16 @@ def _train(cfg: Config, info: DistInfo, resume: str | None, overwrite: bool, all
     notes += [f"data: {len(skip)} near-duplicate samples left out (duplicates.parquet keeps one per cluster)"] if skip else []
     model, backend, optimizer, scheduler = _build(cfg, info)
     torch.manual_seed(stable_seed(t.seed, info.rank))  # a resumed run restores the saved states instead
-    step = 0
-    ckpt = find_checkpoint(run_dir, resume) if resume else None
+    step, position = 0, None
+    ckpt = agree_on_resume(run_dir, resume, info) if resume else None
     if ckpt is not None:
-        step, note = load_checkpoint(ckpt, model, optimizer, scheduler, info, allow_world_size_change)
+        step, note, position = load_checkpoint(ckpt, model, optimizer, scheduler, info, allow_world_size_change)
         notes += [note] if note else []
     elif resume:
         notes.append(f"--resume {resume}: {run_dir} has no checkpoint yet; starting at step 0")
+    ema = Ema(model, t.ema_decay) if t.ema_decay else None
+    if ema is not None and ckpt is not None and not ema.load(ckpt):
+        notes.append(f"train.ema_decay: {ckpt.name} has no EMA; the average starts from its weights")
     if info.is_main:
         if overwrite and not resume:
             removed = clear_run_dir(run_dir)
@@ -139,14 +154,20 @@ def _train(cfg: Config, info: DistInfo, resume: str | None, overwrite: bool, all
     for note in notes:
         log.note(step, note)
     accum = t.grad_accum  # the data stream counts micro-batches: optimizer step s reads s*accum ... s*accum+accum-1
+    curriculum = Curriculum(cfg.curriculum, t.max_steps * accum)
     source = BatchSource(
-        shards, backend.anchors, Curriculum(cfg.curriculum, t.max_steps * accum),
+        shards, backend.anchors, curriculum,
         image_size=cfg.model.image_size, batch_size=t.batch_size, seed=t.seed,
         epoch_batches=cfg.epoch_batches() * accum,
         rank=info.rank, world_size=info.world_size, num_workers=cfg.data.num_workers,
         shuffle_buffer=cfg.data.shuffle_buffer, rough_source=cfg.curriculum.rough_source,
         pin_memory=info.device.type == "cuda", skip=skip,
     )
+    val = None
+    if t.val_every:  # the preview then shows the same fixed samples, in the curriculum stage's mask variant
+        subset = fixed_subset(cfg.data.root, cfg.data.domains, cfg.data.val_samples, cfg.model.image_size,
+                              backend.anchors, cfg.curriculum.rough_source)
+        val = {v: {k: x.to(info.device) if torch.is_tensor(x) else x for k, x in b.items()} for v, b in subset.items()}
     stop = min(t.max_steps, step + t.stop_after) if t.stop_after else t.max_steps
     params = [p for p in model.parameters() if p.requires_grad]
     autocast = (
@@ -154,7 +175,7 @@ def _train(cfg: Config, info: DistInfo, resume: str | None, overwrite: bool, all
     )
     bar = tqdm(total=stop, initial=step, disable=not (info.is_main and t.progress), dynamic_ncols=True)
     window = {"loss": 0.0, "flow": 0.0, "balance": 0.0, "n": 0, "skipped": 0, "since": time.perf_counter()}
-    batches = source.batches(step * accum)
+    batches = source.batches(step * accum, position)
     try:
         while step < stop:
             model.train()
@@ -177,14 +198,22 @@ def _train(cfg: Config, info: DistInfo, resume: str | None, overwrite: bool, all
                 torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
             optimizer.step()
             scheduler.step()
+            if ema is not None:
+                ema.update()
             step += 1
             window["n"] += 1
             if step % t.log_every == 0 or step == stop:
                 _log(log, bar, window, step, parts, batch, info, t.batch_size * accum, scheduler.get_last_lr()[0])
+            if val is not None and step % t.val_every == 0:
+                _validate(log, model, backend, val, step, cfg, autocast)
             if step % t.preview_every == 0:
-                _preview(log, backend, batch, step, cfg, info)
+                shown = batch if val is None else val[curriculum.stage(step * accum - 1)]
+                _preview(log, backend, shown, step, cfg, info)
             if step % t.save_every == 0 or step == stop:
-                save_checkpoint(run_dir, step, model, optimizer, scheduler, info, t.keep_last)
+                save_checkpoint(run_dir, step, model, optimizer, scheduler, info, t.keep_last, source.position(),
+                                ema.state_dict() if ema is not None else None)
+                if on_checkpoint is not None:
+                    on_checkpoint(step, checkpoint_dir(run_dir))
             bar.update(1)
     finally:
         bar.close()
@@ -216,6 +245,27 @@ def _log(log: RunLog, bar: tqdm, window: dict, step: int, parts, batch: dict, in
     log.scalars(step, values)
     bar.set_postfix(loss=f"{values['loss']:.4f}", samples_s=f"{values['samples_per_s']:.1f}")
     window.update(loss=0.0, flow=0.0, balance=0.0, n=0, skipped=0, since=time.perf_counter())
+
+
+@torch.no_grad()
+def _validate(log: RunLog, model: torch.nn.Module, backend: Backend, val: dict[str, dict], step: int, cfg: Config,
+              autocast) -> None:
+    """Flow loss on the fixed val subset, per mask variant. Every rank computes it (FSDP's forward is collective)
+    on the same samples with the same noise and times, so ranks agree and steps compare; rank 0 writes it."""
+    model.eval()
+    values = {}
+    for variant, batch in val.items():
+        total, n = 0.0, len(batch["keys"])
+        for start in range(0, n, cfg.train.batch_size):
+            part = {k: v[start:start + cfg.train.batch_size] if torch.is_tensor(v) or isinstance(v, list) else v
+                    for k, v in batch.items()}
+            generator = torch.Generator().manual_seed(stable_seed(cfg.train.seed, start, 13))
+            with autocast:
+                parts = backend.loss(model, backend.prepare(part), generator, cfg.train.t_sampling, 0.0)
+            total += parts.flow.item() * len(part["keys"])
+        values[f"val_loss_{variant}"] = total / n
+    model.train()
+    log.scalars(step, values)
 
 
 def _preview(log: RunLog, backend: Backend, batch: dict, step: int, cfg: Config, info: DistInfo) -> None:

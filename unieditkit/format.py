@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import datasets
     import pyarrow as pa
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SPLITS = ("train", "val", "test")
 
 #: the grey (0-255, all channels) behind a cut-out reference and in letterbox padding

@@ -130,9 +130,11 @@ def test_two_process_ddp_on_uneven_shards_resumes_exactly_and_fsdp_matches(two_d
     assert torch.load(part / "checkpoints" / "step_00000006.pt", weights_only=True)["world_size"] == 2
 
     fsdp = tmp_path / "fsdp.yaml"
-    fsdp.write_text(tiny_config.read_text().replace("max_steps: 7,", "max_steps: 7, strategy: fsdp,"))
+    fsdp.write_text(tiny_config.read_text().replace("max_steps: 7,", "max_steps: 7, strategy: fsdp, ema_decay: 0.9,"))
     sharded = tmp_path / "sharded"
     assert _train_cli(["--config", str(fsdp), "--out", str(sharded), *common]) == 0
+    ck = torch.load(sharded / "checkpoints" / "step_00000006.pt", weights_only=True)
+    assert {k: v.shape for k, v in ck["ema"].items()} == {k: v.shape for k, v in ck["model"].items()}  # gathered
     losses, _ = _losses(sharded)
     # FSDP2 shards the same computation but reduce-scatters gradients in another order: equal to 1e-5, not bit-exact
     assert losses == pytest.approx(ref, rel=1e-5)
@@ -197,8 +199,8 @@ def test_world_size_change_is_refused_unless_allowed(two_domain_shards, tiny_con
     ckpt = out / "checkpoints" / "step_00000003.pt"
     with pytest.raises(UserError, match="written by 1 process"):  # what each torchrun rank checks
         load_checkpoint(ckpt, model, optimizer, scheduler, two)
-    step, note = load_checkpoint(ckpt, model, optimizer, scheduler, two, allow_world_size_change=True)
-    assert step == 3 and "continuing approximately" in note and "not bit-exact" in note
+    step, note, position = load_checkpoint(ckpt, model, optimizer, scheduler, two, allow_world_size_change=True)
+    assert step == 3 and "continuing approximately" in note and "not bit-exact" in note and position is None
 
 
 def test_run_log_notes_its_choices(two_domain_shards, tiny_config, tmp_path, monkeypatch):
