@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 _BUILD_GROUP = "UNIEDITKIT_BUILD_PGID"
+_COUNTERS = "UNIEDITKIT_CHECKPOINT_COUNTERS"
 
 
 def maybe_crash(unit_id: str) -> None:
@@ -61,11 +62,24 @@ def share_with_workers() -> None:
     """Record the driver's process group in the environment the Ray workers inherit (only when a kill is armed)."""
     if os.environ.get("UNIEDITKIT_KILL_AT"):
         os.environ[_BUILD_GROUP] = str(os.getpgid(0))
+        _counter_dir()
 
 
 def _times_reached(group: int, point: str) -> int:
-    """How often the build's process group has reached ``point``, this time included (appends are atomic)."""
-    path = Path(tempfile.gettempdir()) / f"unieditkit-checkpoint-{group}-{point}"
+    """How often the build has reached ``point``, this time included, across its driver and Ray workers.
+
+    The count lives in a file made for this build (its path travels to the workers in the environment); a name
+    derived from the process group alone could meet a stale file of an earlier build whose group id was the
+    same, and kill at the wrong moment. Appends of one byte are atomic.
+    """
+    path = Path(_counter_dir()) / f"{group}-{point}"
     with open(path, "ab") as fh:
         fh.write(b".")
     return path.stat().st_size
+
+
+def _counter_dir() -> str:
+    folder = os.environ.get(_COUNTERS)
+    if not folder:
+        folder = os.environ[_COUNTERS] = tempfile.mkdtemp(prefix="unieditkit-checkpoints-")
+    return folder
