@@ -13,6 +13,7 @@ spills past it almost always grabbed a neighbouring object or the background.
 from __future__ import annotations
 
 import importlib
+from abc import abstractmethod
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable
@@ -97,7 +98,24 @@ def _sam_builders() -> dict[str, Callable[[], torch.nn.Module]]:
             "tiny_t": _build_tiny_mobile_sam}
 
 
-class SamSegmenter(Segmenter):
+class PromptedSegmenter(Segmenter):
+    """A segmenter that embeds the image once and decodes all its boxes in one call (SAM, MobileSAM, SAM 2):
+    the checks, the empty case and the clipping to each box are the same for all of them."""
+
+    @torch.inference_mode()
+    def segment(self, image: np.ndarray, boxes: np.ndarray) -> list[np.ndarray]:
+        check_image(image)
+        boxes = check_boxes(boxes, image.shape)
+        if len(boxes) == 0:
+            return []
+        return [clip_mask_to_box(mask, box) for mask, box in zip(self._predict(image, boxes), boxes)]
+
+    @abstractmethod
+    def _predict(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """``N x H x W`` masks, one per box, before clipping."""
+
+
+class SamSegmenter(PromptedSegmenter):
     """Segment Anything with box prompts: one image embedding per image, all its boxes decoded in one call.
 
     ``model_type`` is ``vit_b``/``vit_l``/``vit_h``, ``vit_t`` (MobileSAM, recorded as ``mobile_sam``), or the small
@@ -124,12 +142,7 @@ class SamSegmenter(Segmenter):
         sam.to(self.device).eval()
         self.predictor = SamPredictor(sam)
 
-    @torch.inference_mode()
-    def segment(self, image: np.ndarray, boxes: np.ndarray) -> list[np.ndarray]:
-        check_image(image)
-        boxes = check_boxes(boxes, image.shape)
-        if len(boxes) == 0:
-            return []
+    def _predict(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         self.predictor.set_image(image, image_format="RGB")
         try:
             prompt = torch.as_tensor(boxes, dtype=torch.float32, device=self.device)
@@ -137,8 +150,7 @@ class SamSegmenter(Segmenter):
             masks, _, _ = self.predictor.predict_torch(None, None, boxes=prompt, multimask_output=False)
         finally:
             self.predictor.reset_image()
-        masks = masks[:, 0].cpu().numpy()
-        return [clip_mask_to_box(mask, box) for mask, box in zip(masks, boxes)]
+        return masks[:, 0].cpu().numpy()
 
 
 #: hydra overrides that shrink SAM 2 Hiera-T for tests (16-dim trunk, 5 blocks): the same classes and code path,
@@ -160,7 +172,7 @@ def sam2_config_path(config: str) -> str:
     return f"configs/{version}/{config}.yaml"
 
 
-class Sam2Segmenter(Segmenter):
+class Sam2Segmenter(PromptedSegmenter):
     """SAM 2 image prediction (``SAM2ImagePredictor``) with box prompts: one ``set_image`` per image, all its
     boxes in one ``predict``. ``config`` is a SAM 2 config name (``sam2.1_hiera_t`` ... ``sam2.1_hiera_l``);
     ``checkpoint=None`` gives seeded random weights; ``overrides`` are hydra overrides (tests shrink the model).
@@ -185,19 +197,13 @@ class Sam2Segmenter(Segmenter):
                 raise UserError(f"{err} (--sam2-config {config})") from None
         self.predictor = SAM2ImagePredictor(model.to(self.device).eval())
 
-    @torch.inference_mode()
-    def segment(self, image: np.ndarray, boxes: np.ndarray) -> list[np.ndarray]:
-        check_image(image)
-        boxes = check_boxes(boxes, image.shape)
-        if len(boxes) == 0:
-            return []
+    def _predict(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         self.predictor.set_image(image)
         try:
             masks, _, _ = self.predictor.predict(box=boxes, multimask_output=False)
         finally:
             self.predictor.reset_predictor()
-        masks = masks.reshape(len(boxes), -1, *image.shape[:2])[:, 0] > 0
-        return [clip_mask_to_box(mask, box) for mask, box in zip(masks, boxes)]
+        return masks.reshape(len(boxes), -1, *image.shape[:2])[:, 0] > 0
 
 
 class GrabCutSegmenter(Segmenter):
