@@ -22,7 +22,7 @@ from unieditkit.faults import checkpoint
 from unieditkit.format import (
     FORMAT_VERSION, MEMBERS, SIDECAR_SUFFIX, TAR_SUFFIX, column, index_record, index_schema, marker_name, rejected_record,
 )
-from unieditkit.integrity import file_records
+from unieditkit.integrity import RecordingWriter
 from unieditkit.storage import Folder, as_folder
 
 from .plan import ShardPlan
@@ -68,19 +68,22 @@ def write_shard(out: Folder | Path, shard: ShardPlan, rows: list[dict[str, Any]]
     if len(set(keys)) != len(keys):
         raise RuntimeError(f"{shard.name}: duplicate sample keys {sorted(k for k, n in Counter(keys).items() if n > 1)[:3]}")
     with folder.open_write(f"{shard.name}{TAR_SUFFIX}") as fh:
-        with wds.TarWriter(fh, user="unieditkit", group="unieditkit", mode=0o644, encoder=False, mtime=0) as tw:
+        tar = RecordingWriter(fh)  # webdataset writes a tar stream: only write() is called
+        with wds.TarWriter(tar, user="unieditkit", group="unieditkit", mode=0o644, encoder=False, mtime=0) as tw:
             for r in ok:
                 sample: dict[str, Any] = {"__key__": r["key"], "json": r["meta"].encode("utf-8")}
                 sample.update({m: bytes(r[column(m)]) for m in MEMBERS})
                 tw.write(sample)
-        tar_bytes = fh.tell()
     checkpoint("tar-written")
 
     metas = [json.loads(r["meta"]) for r in ok]
     records = [index_record(m, shard.name) for m in metas]
     records += sorted((_rejected_record(r, shard) for r in rows if r["status"] != "ok"), key=lambda r: r["key"])
+    sink = pa.BufferOutputStream()
+    pq.write_table(sidecar_table(records), sink)
     with folder.open_write(f"{shard.name}{SIDECAR_SUFFIX}") as fh:
-        pq.write_table(sidecar_table(records), fh)
+        sidecar = RecordingWriter(fh)
+        sidecar.write(sink.getvalue().to_pybytes())
     checkpoint("sidecar-written")
 
     stats = {
@@ -91,8 +94,8 @@ def write_shard(out: Folder | Path, shard: ShardPlan, rows: list[dict[str, Any]]
         "samples": len(ok),
         "rejected": dict(sorted(Counter(r["reason"] for r in rows if r["status"] != "ok").items())),
         "label_disagreements": sum(1 for m in metas if m["label_check"] == "disagree"),
-        "bytes": tar_bytes,
-        "files": file_records(folder, shard.name),
+        "bytes": tar.bytes,
+        "files": {"tar": tar.record(), "parquet": sidecar.record()},
         "format_version": FORMAT_VERSION,
     }
     folder.write_bytes(marker_name(shard.name), (json.dumps(stats, indent=1, sort_keys=True) + "\n").encode())

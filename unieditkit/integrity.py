@@ -7,8 +7,9 @@ this one definition.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from .format import SIDECAR_SUFFIX, TAR_SUFFIX
 from .storage import Folder, as_folder
@@ -17,10 +18,26 @@ from .storage import Folder, as_folder
 SHARD_FILES = {"tar": TAR_SUFFIX, "parquet": SIDECAR_SUFFIX}
 
 
-def file_records(out: Folder | Path, name: str) -> dict[str, dict[str, Any]]:
-    """Size and SHA-256 of shard ``name``'s files, as its marker records them."""
-    folder = as_folder(out)
-    return {kind: {"bytes": folder.size(f"{name}{suffix}"), "sha256": folder.sha256(f"{name}{suffix}")} for kind, suffix in SHARD_FILES.items()}
+class RecordingWriter:
+    """Passes writes on to ``fh`` and keeps the size and SHA-256 of what went through.
+
+    The writer records a shard's files as it writes them, so the marker costs no second read of the tar (on
+    object storage, no download of what was just uploaded).
+    """
+
+    def __init__(self, fh: IO[bytes]) -> None:
+        self.fh = fh
+        self.digest = hashlib.sha256()
+        self.bytes = 0
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        self.bytes += len(data)
+        return self.fh.write(data)
+
+    def record(self) -> dict[str, Any]:
+        """The entry of this file in the marker's ``files``."""
+        return {"bytes": self.bytes, "sha256": self.digest.hexdigest()}
 
 
 def mismatch(out: Folder | Path, name: str, recorded: Any) -> str:
