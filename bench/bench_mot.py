@@ -12,9 +12,12 @@ copies of it (same seed) train side by side:
 * ``lora-r32``   one plain LoRA of rank 32 on the same linears MoT uses, made by peft through diffusers'
   ``add_adapter`` (what diffusers' FLUX LoRA training scripts and Insert Anything do);
 * ``mot``        ``training.flux_adapter.FluxMoT``: 8 LoRA experts of rank 16, top-2 (the same active rank
-  2 x 16 = 32 per sample), the Anchor-Guided Router and its balance loss.
+  2 x 16 = 32 per sample), the Anchor-Guided Router and its balance loss, with the optimizer ``unieditkit train``
+  gives it on FLUX: AdamW with 8-bit block-wise moments (``training/optim.py``);
+* ``mot-adamw``  the same with fp32 AdamW moments;
+* ``lora-r32-8bit`` the LoRA with 8-bit moments too (what the same saving gives the baseline).
 
-Both train their adapter (and router) in fp32 with AdamW on the flow-matching MSE of the target half.
+All train their adapter (and router) as fp32 master weights on the flow-matching MSE of the target half.
 
 ``--backbone builtin``: the built-in editor, three variants: ``backbone`` (no experts, every weight trained),
 ``mot`` (8 experts rank 16 top-2, every weight trained), ``mot-frozen`` (experts on a frozen backbone).
@@ -52,10 +55,19 @@ Step = Callable[[int], torch.Tensor]
 Built = tuple[torch.nn.Module, torch.optim.Optimizer, Step]
 
 
+def _tensor_bytes(t: torch.Tensor) -> int:
+    """Bytes a tensor really holds: a quantized optimizer state (a tensor subclass that reports fp32) counts
+    its inner tensors (8-bit codes and scales)."""
+    if hasattr(t, "__tensor_flatten__"):
+        names, _ = t.__tensor_flatten__()
+        return sum(_tensor_bytes(getattr(t, n)) for n in names)
+    return t.numel() * t.element_size()
+
+
 def _state_bytes(model: torch.nn.Module, opt: torch.optim.Optimizer) -> int:
     tensors = list(model.parameters()) + list(model.buffers())
     tensors += [t for s in opt.state.values() for t in s.values() if torch.is_tensor(t)]
-    return sum(t.numel() * t.element_size() for t in tensors)
+    return sum(map(_tensor_bytes, tensors))
 
 
 def _sync(device: torch.device) -> None:
@@ -98,13 +110,22 @@ def flux_config(args: argparse.Namespace) -> dict:
     )
 
 
-def _variant(kind: str, config: dict, inputs: dict, args, device, dtype, autocast) -> Built:
+def _variant(kind: str, optimizer: str, config: dict, inputs: dict, args, device, dtype, autocast) -> Built:
     transformer = build_transformer(config, dtype, device)
     if args.checkpointing:
         transformer.enable_gradient_checkpointing()
     if kind == "mot":
-        return mot_step(transformer, inputs, autocast, args.experts, args.rank, args.top_k)
-    return lora_step(transformer, inputs, autocast, args.rank * args.top_k)
+        return mot_step(transformer, inputs, autocast, args.experts, args.rank, args.top_k, optimizer=optimizer)
+    return lora_step(transformer, inputs, autocast, args.rank * args.top_k, optimizer=optimizer)
+
+
+# (name, adapter, optimizer): the baseline first (the ratios are against it)
+FLUX_VARIANTS = [
+    ("lora-r{r}", "lora", "adamw"),
+    ("mot", "mot", "adamw8bit"),
+    ("mot-adamw", "mot", "adamw"),
+    ("lora-r{r}-8bit", "lora", "adamw8bit"),
+]
 
 
 def build_flux(args: argparse.Namespace, device: torch.device) -> tuple[dict[str, Built], int, str]:
@@ -112,10 +133,9 @@ def build_flux(args: argparse.Namespace, device: torch.device) -> tuple[dict[str
     dtype = torch.bfloat16 if args.bf16 else torch.float32
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
     inputs = diptych_inputs(config, args.batch, args.width, args.height, args.text_tokens, dtype, device)
-    built = {
-        f"lora-r{args.rank * args.top_k}": _variant("lora", config, inputs, args, device, dtype, autocast),
-        "mot": _variant("mot", config, inputs, args, device, dtype, autocast),
-    }
+    built = {name.format(r=args.rank * args.top_k): _variant(kind, optimizer, config, inputs, args, device, dtype,
+                                                            autocast)
+             for name, kind, optimizer in FLUX_VARIANTS}
     image_tokens = inputs["hidden_states"].shape[1]
     tokens = args.batch * (image_tokens + args.text_tokens)
     shape = (f"FluxTransformer2DModel dim={args.dim} heads={args.heads} double={args.double} single={args.single} "

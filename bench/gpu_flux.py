@@ -8,7 +8,9 @@ What is timed is what a MoT fine-tuning step on FLUX.1-Fill costs the GPU: the f
 transformer in bf16 (diffusers ``FluxTransformer2DModel`` with the FLUX.1-Fill-dev config, random weights: the
 cost does not depend on the values), ``training.flux_adapter.FluxMoT`` with 8 LoRA experts of rank 16, top-2,
 in fp32 master weights, the Anchor-Guided Router, gradient checkpointing per block, bf16 autocast, a flow-matching
-MSE on the target half plus the balance loss, backward and an AdamW step over experts and router. Inputs are
+MSE on the target half plus the balance loss, backward and an AdamW step over experts and router (8-bit moments,
+as ``unieditkit train`` does for FLUX; ``--mot-optimizer adamw`` for fp32 moments; the LoRA baseline uses fp32
+AdamW, the diffusers FLUX LoRA scripts' default). Inputs are
 random tensors of the shapes the FLUX.1-Fill pipeline feeds: a 1024x512 (WxH) [reference | target] diptych is
 a 128x64 VAE latent, packed 2x2 into 64x32 = 2048 image tokens of 384 channels (noisy latents 64 + masked-image
 latents 64 + packed mask 256), plus 512 T5 tokens (4096 wide) and the pooled CLIP vector (768). VAE and text
@@ -40,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from training.anchors import Anchors  # noqa: E402
 from training.flux_adapter import FLUX_MOT_PATTERNS, FluxMoT  # noqa: E402
 from training.mot import expert_parameters  # noqa: E402
+from training.optim import adamw  # noqa: E402
 
 FLUX_FILL_DEV = dict(  # black-forest-labs/FLUX.1-Fill-dev transformer/config.json
     patch_size=1, in_channels=384, out_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128,
@@ -114,14 +117,16 @@ def flux_loss(pred: torch.Tensor, inputs: dict) -> torch.Tensor:
 
 
 def mot_step(transformer: nn.Module, inputs: dict, autocast: AbstractContextManager, experts: int = 8,
-             rank: int = 16, top_k: int = 2, balance_coef: float = 0.01) -> tuple[nn.Module, torch.optim.Optimizer, Step]:
-    """Wrap ``transformer`` in FluxMoT with fp32 experts and router; returns the model, its AdamW and a step."""
+             rank: int = 16, top_k: int = 2, balance_coef: float = 0.01,
+             optimizer: str = "adamw8bit") -> tuple[nn.Module, torch.optim.Optimizer, Step]:
+    """Wrap ``transformer`` in FluxMoT with fp32 experts and router; returns the model, its optimizer (by default
+    the one ``unieditkit train`` uses for FLUX: AdamW with 8-bit moments) and a step."""
     model = FluxMoT(transformer, Anchors.from_taxonomy(), num_experts=experts, rank=rank, alpha=float(rank),
                     top_k=top_k)
     for p in [*expert_parameters(transformer), *model.router.parameters()]:
         p.data = p.data.float()  # fp32 master weights; the frozen backbone stays in its own dtype
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-4)
+    opt = adamw(params, optimizer, lr=1e-4, compile_on_cpu=True)
     flux_kwargs = {k: inputs[k] for k in FLUX_KEYS}
     ref_tokens = inputs["hidden_states"][:, inputs["ref_index"]]
 
@@ -139,9 +144,10 @@ def mot_step(transformer: nn.Module, inputs: dict, autocast: AbstractContextMana
 
 
 def lora_step(transformer: nn.Module, inputs: dict, autocast: AbstractContextManager,
-              rank: int = 32) -> tuple[nn.Module, torch.optim.Optimizer, Step]:
+              rank: int = 32, optimizer: str = "adamw") -> tuple[nn.Module, torch.optim.Optimizer, Step]:
     """One plain LoRA of ``rank`` on the linears MoT would route, made by peft through diffusers' ``add_adapter``
-    (the FLUX LoRA training scripts' way), fp32 adapter weights; returns the model, its AdamW and a step."""
+    (the FLUX LoRA training scripts' way, whose default optimizer is fp32 AdamW), fp32 adapter weights; returns
+    the model, its optimizer and a step."""
     from peft import LoraConfig
 
     target = "|".join(f"(?:{p})" for p in FLUX_MOT_PATTERNS)  # peft fullmatches a string against module names
@@ -149,7 +155,7 @@ def lora_step(transformer: nn.Module, inputs: dict, autocast: AbstractContextMan
     params = [p for p in transformer.parameters() if p.requires_grad]
     for p in params:
         p.data = p.data.float()
-    opt = torch.optim.AdamW(params, lr=1e-4)
+    opt = adamw(params, optimizer, lr=1e-4, compile_on_cpu=True)
     flux_kwargs = {k: inputs[k] for k in FLUX_KEYS}
 
     def step(_: int) -> torch.Tensor:
@@ -179,7 +185,8 @@ def run_variant(name: str, args: argparse.Namespace, config: dict, device: torch
     inputs = diptych_inputs(config, args.batch, args.width, args.height, args.text_tokens, dtype, device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16)
     if name == "mot":
-        model, opt, step = mot_step(transformer, inputs, autocast, args.experts, args.rank, args.top_k)
+        model, opt, step = mot_step(transformer, inputs, autocast, args.experts, args.rank, args.top_k,
+                                    optimizer=args.mot_optimizer)
     else:
         model, opt, step = lora_step(transformer, inputs, autocast, args.rank * args.top_k)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -223,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--experts", type=int, default=8)
     p.add_argument("--rank", type=int, default=16)
     p.add_argument("--top-k", type=int, default=2)
+    p.add_argument("--mot-optimizer", default="adamw8bit", choices=["adamw8bit", "adamw"],
+                   help="MoT's optimizer (unieditkit train's FLUX default: adamw8bit); the LoRA baseline uses adamw")
     p.add_argument("--no-checkpointing", action="store_true", help="keep all activations (more memory)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--steps", type=int, default=10)
@@ -246,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": "tiny" if args.tiny else "FLUX.1-Fill-dev", "batch": args.batch,
         "diptych": f"{args.width}x{args.height}", "text_tokens": args.text_tokens,
         "gradient_checkpointing": not args.no_checkpointing, "experts": args.experts, "rank": args.rank,
-        "top_k": args.top_k, "steps": args.steps, "torch": torch.__version__, "rows": rows,
+        "top_k": args.top_k, "mot_optimizer": args.mot_optimizer, "steps": args.steps, "torch": torch.__version__, "rows": rows,
     }
     print(json.dumps(result | {"rows": [{k: v for k, v in r.items() if k != "losses"} for r in rows]}, indent=2))
     if args.json:

@@ -74,6 +74,7 @@ class CurriculumConfig:
 
 @dataclass
 class OptimConfig:
+    optimizer: Literal["auto", "adamw", "adamw8bit"] = "auto"
     lr: float = 3e-4
     weight_decay: float = 0.0
     beta1: float = 0.9

@@ -32,6 +32,7 @@ from training.distributed import (
     DistInfo, barrier, gradient_sync, init_distributed, mean_across_ranks, shutdown, sum_across_ranks, wrap_model,
 )
 from training.ema import Ema
+from training.optim import build_optimizer, optimizer_note
 from training.runlog import RunLog, preview_grid
 from training.seeding import stable_seed
 from unieditkit.errors import UserError
@@ -112,7 +113,7 @@ def _build(cfg: Config, info: DistInfo) -> tuple[torch.nn.Module, Backend, torch
     model = wrap_model(backend.module, cfg.train.strategy, info)
     params = [p for p in model.parameters() if p.requires_grad]
     o = cfg.optim
-    optimizer = torch.optim.AdamW(params, lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
+    optimizer = build_optimizer(params, o, cfg.model)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(o, cfg.train.max_steps))
     return model, backend, optimizer, scheduler
 
@@ -147,6 +148,7 @@ def _train(cfg: Config, info: DistInfo, resume: str | None, overwrite: bool, all
     barrier()  # no rank writes into the folder before rank 0 has cleared it
     if step == 0:
         notes.append(_backbone_note(cfg))
+        notes.append(optimizer_note(cfg.optim, cfg.model))
         if cfg.optim.warmup_steps != warmup_steps(cfg.optim, t.max_steps):
             notes.append(f"optim.warmup_steps {cfg.optim.warmup_steps} >= train.max_steps {t.max_steps}: warm-up "
                          f"clipped to {warmup_steps(cfg.optim, t.max_steps)} steps")
@@ -203,7 +205,7 @@ def _train(cfg: Config, info: DistInfo, resume: str | None, overwrite: bool, all
             step += 1
             window["n"] += 1
             if step % t.log_every == 0 or step == stop:
-                _log(log, bar, window, step, parts, batch, info, t.batch_size * accum, scheduler.get_last_lr()[0])
+                _log(log, bar, window, step, parts, batch, info, t.batch_size * accum, float(scheduler.get_last_lr()[0]))
             if val is not None and step % t.val_every == 0:
                 _validate(log, model, backend, val, step, cfg, autocast)
             if step % t.preview_every == 0:
