@@ -59,15 +59,15 @@ def decode_rgb(data: bytes, name: str = "<bytes>") -> np.ndarray:
                         "too_large", f"{name} is {img.width}x{img.height}, above the {MAX_PIXELS} pixel limit"
                     )
                 img.load()
-                img = ImageOps.exif_transpose(img)
-                rgb = _to_rgb(img)
+                ImageOps.exif_transpose(img, in_place=True)  # not a copy of every image that needs no turn
+                rgb = img if img.mode == "RGB" else _to_rgb(img)
+                arr = np.asarray(rgb, dtype=np.uint8)
     except ImageReadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageReadError("too_large", f"{name}: {exc}") from None
     except Exception as exc:  # Pillow raises many types for corrupt data; all mean "unusable file"
         raise ImageReadError("undecodable", f"{name}: {type(exc).__name__}: {exc}") from None
-    arr = np.asarray(rgb, dtype=np.uint8)
     if min(arr.shape[:2]) < MIN_SIDE:
         raise ImageReadError("too_small", f"{name} is {arr.shape[1]}x{arr.shape[0]}, below {MIN_SIDE} px")
     return arr
@@ -108,7 +108,7 @@ def encode_mask(mask: np.ndarray) -> bytes:
     faster than OpenCV's defaults, which otherwise dominate the build's CPU time (four masks per sample).
     """
     params = [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE, cv2.IMWRITE_PNG_COMPRESSION, 1]
-    ok, buf = cv2.imencode(".png", np.where(mask, 255, 0).astype(np.uint8), params)
+    ok, buf = cv2.imencode(".png", (mask if mask.dtype == bool else mask != 0).view(np.uint8) * np.uint8(255), params)
     if not ok:
         raise ValueError("PNG encoding failed")
     return buf.tobytes()
