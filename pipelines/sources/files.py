@@ -42,12 +42,15 @@ def _unreachable(where: str, exc: Exception) -> UserError:
 
 
 def is_file(where: str, path: str) -> bool:
-    """Whether ``path`` (a local path or a URL) is a file."""
+    """Whether ``path`` (a local path or a URL) is a file; on object storage a refused or unreachable request is
+    an error, not "no such file" (``fs.isfile`` would say False for both)."""
     if not is_url(path):
         return Path(path).is_file()
     fs, target = filesystem(where, path)
     try:
-        return bool(fs.isfile(target))
+        return fs.info(target)["type"] == "file"
+    except FileNotFoundError:
+        return False
     except Exception as exc:
         raise _unreachable(where, exc) from None
 
