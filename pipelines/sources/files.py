@@ -9,12 +9,12 @@ views does this object have, does ``X.png`` exist) is answered from that listing
 question per file would be a request per file. Local folders and object storage fill the same ``Tree``, and
 the sources only ever look at relative POSIX paths, so a prefix on S3 gives exactly the units, ids and order
 of a copy of it on disk (``tests/test_sources_s3.py`` builds both and compares the shards byte for byte).
-A plain path is listed with pathlib as before (symbolic links to files count as files); a URL with its
-fsspec filesystem.
+A plain path is listed with ``os.walk`` (following symbolic links), a URL with its fsspec filesystem.
 """
 
 from __future__ import annotations
 
+import os
 import posixpath
 from collections import defaultdict
 from pathlib import Path
@@ -94,6 +94,27 @@ def hidden(rel: str) -> bool:
     return any(part.startswith(".") for part in rel.split("/"))
 
 
+def _walk(folder: Path) -> tuple[set[str], set[str]]:
+    """Files and folders under a local ``folder``, relative. Symbolic links are followed, to files and to folders
+    (a dataset's ``image/`` is often a link to where the files live); a folder reached twice (a link back up the
+    tree) is listed the first time only, in sorted order, so the listing is the same on every machine."""
+    files, folders, seen = set(), set(), set()
+    for top, dirs, names in os.walk(folder, followlinks=True):
+        dirs.sort()
+        real = os.path.realpath(top)
+        if real in seen:
+            dirs.clear()
+            continue
+        seen.add(real)
+        base = Path(top).relative_to(folder).as_posix()
+        for name in dirs:
+            folders.add(posixpath.join(base, name) if base != "." else name)
+        for name in names:
+            if os.path.isfile(os.path.join(top, name)):
+                files.add(posixpath.join(base, name) if base != "." else name)
+    return files, folders
+
+
 class Tree:
     """Every file and folder under a source folder, as sorted relative POSIX paths.
 
@@ -121,13 +142,7 @@ class Tree:
             folder = Path(url)
             if not folder.is_dir():
                 raise UserError(f"{where}: not a folder; {hint}")
-            files, folders = set(), set()
-            for p in folder.rglob("*"):
-                rel = p.relative_to(folder).as_posix()
-                if p.is_file():
-                    files.add(rel)
-                elif p.is_dir():
-                    folders.add(rel)
+            files, folders = _walk(folder)
             self.name = folder.resolve().name
         folders |= {posixpath.dirname(rel) for rel in files} - {""}
         self.files = sorted(files)
