@@ -24,7 +24,7 @@ from unieditkit.errors import UserError
 from unieditkit.faults import checkpoint
 from unieditkit.format import BUILD_CONFIG_FILE
 from unieditkit.storage import Folder
-from unieditkit.uri import split_uri
+from unieditkit.uri import file_of, is_url
 
 from .catalog import finalize
 from .config import MODEL_STAGES, BuildConfig
@@ -33,6 +33,7 @@ from .lock import build_lock
 from .plan import ShardPlan, SourceReport, make_plan, pending
 from .runner import run_stages
 from .sources import Source, default_sources, parse_source
+from .sources.files import remote_versions
 
 if TYPE_CHECKING:
     from .models.weights import ModelSpec
@@ -81,14 +82,20 @@ class BuildSummary:
 def inputs_fingerprint(shards: list[ShardPlan]) -> str:
     """Size and modification time of every input file, so an input edited in place between a killed build and
     its resume is noticed (ids and annotations alone would not change). A stat per file, not a hash: planning
-    500K inputs must not read them all; a copy of the inputs with new mtimes therefore counts as other inputs."""
+    500K inputs must not read them all; a copy of the inputs with new mtimes therefore counts as other inputs.
+    On object storage the version is the ETag (or what the filesystem reports, ``remote_versions``), from one
+    listing per folder."""
+    uris = [uri for s in shards for u in s.units for uri in (u.tgt_uri, u.ref_uri, u.ref_mask_uri, *(o.mask_uri for o in u.objects))]
+    remote = remote_versions(file_of(uri) for uri in uris if is_url(file_of(uri)))
     h = hashlib.sha256()
-    for s in shards:
-        for u in s.units:
-            for uri in (u.tgt_uri, u.ref_uri, u.ref_mask_uri, *(o.mask_uri for o in u.objects)):
-                path = split_uri(uri)[0] if uri else ""
-                st = os.stat(path) if path and os.path.isfile(path) else None
-                h.update(f"{uri}\0{st.st_size if st else -1}\0{st.st_mtime_ns if st else -1}\0".encode())
+    for uri in uris:
+        path = file_of(uri)
+        if is_url(path):
+            size, version = remote.get(path, (-1, "-1"))
+            h.update(f"{uri}\0{size}\0{version}\0".encode())
+            continue
+        st = os.stat(path) if path and os.path.isfile(path) else None
+        h.update(f"{uri}\0{st.st_size if st else -1}\0{st.st_mtime_ns if st else -1}\0".encode())
     return h.hexdigest()
 
 

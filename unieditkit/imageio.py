@@ -18,6 +18,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
+from .uri import is_url
+
 JPEG_QUALITY = 92
 MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb threshold (~0.25 GB of RGB)
 MIN_SIDE = 16
@@ -77,7 +79,7 @@ def read_bytes(path: str | os.PathLike) -> bytes:
     """Read a file (a local path, or a URL of any fsspec filesystem: ``s3://…``), turning OS errors into an
     :class:`ImageReadError` naming the path."""
     try:
-        if "://" in str(path):
+        if is_url(path):
             import fsspec
 
             with fsspec.open(str(path), "rb") as fh:

@@ -15,6 +15,11 @@ from urllib.parse import quote, unquote
 FRAGMENT_KEYS = frozenset({"frame", "labels", "split", "column", "row"})
 
 
+def is_url(path: object) -> bool:
+    """A URL of an fsspec filesystem (``s3://bucket/key``, ``gs://…``, ``hdfs://…``) rather than a local path."""
+    return "://" in str(path)
+
+
 def split_uri(uri: str) -> tuple[str, dict[str, str]]:
     """``PATH#k=v&k=v`` → ``(PATH, {k: v})``; a URI without a recognised fragment → ``(uri, {})``."""
     base, sep, fragment = uri.rpartition("#")
@@ -27,6 +32,13 @@ def split_uri(uri: str) -> tuple[str, dict[str, str]]:
             return uri, {}
         params[key] = unquote(value)
     return base, params
+
+
+def file_of(uri: str) -> str:
+    """The file a URI reads (``clip.mp4`` of ``clip.mp4#frame=3``), or ``""`` for a row of a Hugging Face dataset,
+    which is no single file."""
+    base, params = split_uri(uri)
+    return "" if "row" in params else base
 
 
 def with_fragment(base: str, **params: object) -> str:

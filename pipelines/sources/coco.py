@@ -12,11 +12,10 @@ from collections import defaultdict
 from pathlib import PurePosixPath
 from typing import Any, Iterator
 
-import fsspec
-
 from unieditkit.errors import UserError
 
 from .base import AnnotatedObject, WorkUnit
+from .files import filesystem, is_file
 
 
 def _require(obj: dict[str, Any], field: str, where: str) -> Any:
@@ -32,8 +31,8 @@ class CocoSource:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.fs = fsspec.core.url_to_fs(path)[0]
-        if not self.fs.isfile(path):
+        self.fs = filesystem(f"coco:{path}", path)[0]
+        if not is_file(f"coco:{path}", path):
             raise UserError(f"coco:{path}: file not found; pass --source coco:/path/to/instances.json (or s3://…, gs://…)")
         try:
             self.data = json.loads(self.fs.cat_file(path).decode("utf-8"))

@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl, urlencode
 import yaml
 
 from unieditkit.errors import UserError
+from unieditkit.uri import is_url
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -100,7 +101,8 @@ def format_spec(kind: str, path: str, options: Mapping[str, Any]) -> str:
 def load_sources_yaml(path: str | Path) -> list[str]:
     """Read a sources YAML file into spec strings for :func:`pipelines.sources.parse_source`.
 
-    Checks kinds, option names and types and that local paths exist, naming the file and the field at fault.
+    Checks kinds, option names and types and that local paths exist, naming the file and the field at fault;
+    URLs (``s3://…``) are left to the source, which lists them.
     """
     from . import SOURCE_KINDS
 
@@ -131,7 +133,9 @@ def load_sources_yaml(path: str | Path) -> list[str]:
         if not isinstance(raw_path, str) or not raw_path:
             raise UserError(f"{where}.path: expected a non-empty path string, got {raw_path!r}")
         resolved = Path(raw_path) if Path(raw_path).is_absolute() else file.parent / raw_path
-        if resolved.exists():
+        if is_url(raw_path):
+            source_path = raw_path  # object storage, checked when the source lists it
+        elif resolved.exists():
             source_path = str(resolved)
         elif kind == "hf":
             source_path = raw_path  # a Hub name, checked when the source opens it

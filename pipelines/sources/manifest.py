@@ -9,27 +9,33 @@ Two line shapes, so one file can mix them:
   optional ``ref_mask`` and ``bbox``: a ``manifest`` pair from two different photos.
 
 Optional ``"group"`` keeps related lines in one split; ``"id"`` overrides the line's unit id. Relative paths
-are resolved against the manifest's folder.
+are resolved against the manifest's folder, on the manifest's filesystem (``manifest:s3://bucket/m.jsonl``
+reads ``a.jpg`` from ``s3://bucket/a.jpg``); absolute paths and URLs are taken as they are.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import posixpath
+from pathlib import PurePosixPath
 from typing import Any, Iterator
 
 from unieditkit.errors import UserError
+from unieditkit.uri import is_url
 
 from .base import AnnotatedObject, WorkUnit
+from .files import is_file, join, normalize, open_text, parent
 
 
 class ManifestSource:
     kind = "manifest"
 
     def __init__(self, path: str) -> None:
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise UserError(f"manifest:{path}: file not found; pass --source manifest:/path/to/file.jsonl")
+        self.path = normalize(path)
+        if not is_file(f"manifest:{path}", self.path):
+            raise UserError(f"manifest:{path}: file not found; pass --source manifest:/path/to/file.jsonl (or s3://…, gs://…)")
+        self.folder = parent(self.path)
+        self.stem = PurePosixPath(self.path).stem
 
     def describe(self) -> str:
         return f"manifest:{self.path}"
@@ -37,8 +43,7 @@ class ManifestSource:
     def _resolve(self, value: Any, where: str) -> str:
         if not isinstance(value, str) or not value:
             raise UserError(f"{where}: expected a non-empty path string, got {value!r}")
-        p = Path(value)
-        return str(p if p.is_absolute() else self.path.parent / p)
+        return value if is_url(value) or posixpath.isabs(value) else join(self.folder, value)
 
     def _object(self, obj: Any, where: str, index: int) -> AnnotatedObject:
         if not isinstance(obj, dict) or not isinstance(obj.get("category"), str):
@@ -62,7 +67,7 @@ class ManifestSource:
         )
 
     def units(self) -> Iterator[WorkUnit]:
-        with open(self.path, encoding="utf-8") as fh:
+        with open_text(self.path) as fh:
             for lineno, line in enumerate(fh, 1):
                 if not line.strip():
                     continue
@@ -80,12 +85,12 @@ class ManifestSource:
             objects = rec.get("objects")
             if not isinstance(objects, list):
                 raise UserError(f"{where}: 'objects' must be a list of {{category, bbox|mask|polygon}}")
-            unit_id = f"manifest/{self.path.stem}/{rec.get('id', rec['image'])}"
+            unit_id = f"manifest/{self.stem}/{rec.get('id', rec['image'])}"
             return WorkUnit(
                 unit_id=unit_id,
                 group_id=str(rec.get("group", unit_id)),
                 source_kind=self.kind,
-                source_root=str(self.path.parent),
+                source_root=self.folder,
                 pair_kind="self",
                 tgt_uri=self._resolve(rec["image"], f"{where}.image"),
                 objects=tuple(self._object(o, f"{where}.objects[{i}]", i) for i, o in enumerate(objects)),
@@ -95,12 +100,12 @@ class ManifestSource:
                 raise UserError(f"{where}: a ref/target pair needs the target 'mask' (or at least its 'bbox')")
             obj = self._object({**rec, "id": 0}, where, 0)
             pair_id = rec.get("id", f"{rec['ref']}|{rec['target']}")
-            unit_id = f"manifest/{self.path.stem}/{pair_id}"
+            unit_id = f"manifest/{self.stem}/{pair_id}"
             return WorkUnit(
                 unit_id=unit_id,
                 group_id=str(rec.get("group", unit_id)),
                 source_kind=self.kind,
-                source_root=str(self.path.parent),
+                source_root=self.folder,
                 pair_kind="manifest",
                 tgt_uri=self._resolve(rec["target"], f"{where}.target"),
                 ref_uri=self._resolve(rec["ref"], f"{where}.ref"),

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import logging
 import math
+import posixpath
 from collections import Counter
-from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
 import numpy as np
@@ -32,13 +32,10 @@ from unieditkit.errors import UserError
 
 from .base import WorkUnit
 from .config import format_spec
+from .files import Tree, hidden, normalize, read_text
 from .images import IMAGE_EXTENSIONS
 
 log = logging.getLogger(__name__)
-
-
-def _views(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
 
 
 def target_views(n: int, min_gap_frac: float, count: int) -> list[int]:
@@ -54,14 +51,13 @@ class MultiviewSource:
     OPTIONS: ClassVar[dict[str, type]] = {"min_gap_frac": float, "pairs_per_object": int}
 
     def __init__(self, path: str, min_gap_frac: float = 0.5, pairs_per_object: int = 1) -> None:
-        self.root = Path(path)
+        self.path = normalize(path)
         self.options: dict[str, Any] = {"min_gap_frac": min_gap_frac, "pairs_per_object": pairs_per_object}
         if not 0.0 < min_gap_frac <= 1.0:
             raise UserError(f"{self.describe()}: min_gap_frac must be in (0, 1], e.g. 0.5 (half-way through the capture)")
         if pairs_per_object < 1:
             raise UserError(f"{self.describe()}: pairs_per_object must be at least 1")
-        if not self.root.is_dir():
-            raise UserError(f"multiview:{path}: not a folder; pass --source multiview:/path/to/MVImgNet/")
+        self.tree = Tree(f"multiview:{path}", path, "pass --source multiview:/path/to/MVImgNet/ (or s3://bucket/MVImgNet/, gs://…)")
         self.min_gap_frac, self.pairs_per_object = min_gap_frac, pairs_per_object
         self.objects = self._find_objects()
         if not self.objects:
@@ -69,53 +65,51 @@ class MultiviewSource:
         self.skipped: Counter[str] = Counter()
 
     def describe(self) -> str:
-        return format_spec(self.kind, str(self.root), self.options)
+        return format_spec(self.kind, self.path, self.options)
 
-    def _find_objects(self) -> list[tuple[Path, list[Path]]]:
-        """(object folder, its views) for every folder holding views directly or in ``images/``; sorted."""
+    def _find_objects(self) -> list[tuple[str, list[str]]]:
+        """(object folder, its views) for every folder holding views directly or in ``images/``, as paths relative
+        to the root; sorted."""
         found = []
-        for folder in [self.root, *sorted(p for p in self.root.rglob("*") if p.is_dir())]:
-            rel = folder.relative_to(self.root)
-            if any(part.startswith(".") for part in rel.parts) or folder.name == "images":
+        for folder in sorted(self.tree.folders):
+            if hidden(folder) or posixpath.basename(folder) == "images":
                 continue
-            views = _views(folder / "images") if (folder / "images").is_dir() else _views(folder)
-            if views and folder != self.root:
+            images = f"{folder}/images"
+            views = self.tree.children(images if self.tree.is_dir(images) else folder, IMAGE_EXTENSIONS)
+            if views:
                 found.append((folder, views))
-        return sorted(found, key=lambda fv: fv[0].relative_to(self.root).as_posix())
+        return found
 
-    def _hint(self, folder: Path) -> str:
-        txt = folder / "category.txt"
-        if txt.is_file():
-            try:
-                lines = txt.read_text(encoding="utf-8").strip().splitlines()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise UserError(f"{txt}: cannot read ({exc}); write the category name as one UTF-8 line") from None
+    def _hint(self, folder: str) -> str:
+        txt = f"{folder}/category.txt"
+        if self.tree.is_file(txt):
+            lines = read_text(self.tree.uri(txt), "write the category name as one UTF-8 line").strip().splitlines()
             return lines[0].strip() if lines else ""
-        parent = folder.parent
-        if parent == self.root or parent.name.isdigit():
+        parent = posixpath.dirname(folder)
+        if not parent or posixpath.basename(parent).isdigit():
             return ""
-        return parent.name
+        return posixpath.basename(parent)
 
     def units(self) -> Iterator[WorkUnit]:
         self.skipped = Counter()
-        root_name = self.root.resolve().name
         for folder, views in self.objects:
             targets = target_views(len(views), self.min_gap_frac, self.pairs_per_object)
             if not targets:
                 self.skipped["single_view"] += 1
                 continue
-            group = f"multiview/{root_name}/{folder.relative_to(self.root).as_posix()}"
+            group = f"multiview/{self.tree.name}/{folder}"
             hint = self._hint(folder)
+            stem = [posixpath.splitext(posixpath.basename(v))[0] for v in views]
             for t in targets:
                 yield WorkUnit(
-                    unit_id=f"{group}#views={views[0].stem}-{views[t].stem}",
+                    unit_id=f"{group}#views={stem[0]}-{stem[t]}",
                     group_id=group,
                     source_kind=self.kind,
                     pair_kind="multiview",
-                    tgt_uri=str(views[t]),
-                    ref_uri=str(views[0]),
+                    tgt_uri=self.tree.uri(views[t]),
+                    ref_uri=self.tree.uri(views[0]),
                     needs_detection=True,
-                    source_root=str(self.root),
+                    source_root=self.tree.url,
                     category_hint=hint,
                 )
         if self.skipped:

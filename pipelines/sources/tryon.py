@@ -29,7 +29,7 @@ missing or unreadable is not checked here: the pair stage rejects that unit with
 
 from __future__ import annotations
 
-from pathlib import Path
+import posixpath
 from typing import Any, ClassVar, Iterator
 
 import numpy as np
@@ -40,6 +40,7 @@ from unieditkit.uri import with_fragment
 
 from .base import AnnotatedObject, WorkUnit
 from .config import format_spec
+from .files import Tree, normalize
 from .images import IMAGE_EXTENSIONS
 
 VITON_GARMENT_LABELS = (5, 6, 7)
@@ -48,32 +49,27 @@ DRESSCODE_LABELS = {"upper_body": (4,), "lower_body": (5, 6), "dresses": (7,)}
 DRESSCODE_SKIRT, DRESSCODE_PANTS = 5, 6
 
 
-def _first_existing(folder: Path, stem: str, suffixes: tuple[str, ...]) -> Path | None:
-    for suffix in suffixes:
-        if (folder / f"{stem}{suffix}").is_file():
-            return folder / f"{stem}{suffix}"
-    return None
-
-
-def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+def _stem(rel: str) -> str:
+    return posixpath.splitext(posixpath.basename(rel))[0]
 
 
 class TryonSource:
+    """Works on paths relative to the dataset root (``train/image/X.jpg``), answered from one listing."""
+
     kind = "tryon"
     OPTIONS: ClassVar[dict[str, type]] = {"upper_category": str, "lower_category": str}
 
     def __init__(self, path: str, upper_category: str = "shirt", lower_category: str = "auto") -> None:
-        self.root = Path(path)
+        self.path = normalize(path)
         self.options: dict[str, Any] = {"upper_category": upper_category, "lower_category": lower_category}
         if not upper_category or not lower_category:
             raise UserError(f"{self.describe()}: upper_category and lower_category must be category names (lower_category may be 'auto')")
         self.upper_category, self.lower_category = upper_category, lower_category
-        if not self.root.is_dir():
-            raise UserError(f"tryon:{path}: not a folder; pass the VITON-HD or DressCode root")
-        self.viton = [d for d in (self.root / "train", self.root / "test", self.root) if (d / "image").is_dir() and (d / "cloth").is_dir()]
-        candidates = [self.root / c for c in DRESSCODE_CATEGORIES] + [self.root]
-        self.dresscode = [d for d in candidates if (d / "images").is_dir() and self._dresscode_category(d)]
+        self.tree = Tree(f"tryon:{path}", path, "pass the VITON-HD or DressCode root")
+        has = self.tree.is_dir
+        self.viton = [d for d in ("train", "test", "") if has(posixpath.join(d, "image")) and has(posixpath.join(d, "cloth"))]
+        candidates = [*DRESSCODE_CATEGORIES, ""]
+        self.dresscode = [d for d in candidates if has(posixpath.join(d, "images")) and self._dresscode_category(d)]
         if not self.viton and not self.dresscode:
             raise UserError(
                 f"tryon:{path}: neither VITON-HD ({{train,test}}/image + cloth) nor DressCode "
@@ -81,10 +77,17 @@ class TryonSource:
             )
 
     def describe(self) -> str:
-        return format_spec(self.kind, str(self.root), self.options)
+        return format_spec(self.kind, self.path, self.options)
 
-    def _dresscode_category(self, folder: Path) -> str:
-        return folder.name if folder.name in DRESSCODE_CATEGORIES else ""
+    def _dresscode_category(self, folder: str) -> str:
+        name = posixpath.basename(folder) if folder else self.tree.name
+        return name if name in DRESSCODE_CATEGORIES else ""
+
+    def _first_existing(self, folder: str, stem: str, suffixes: tuple[str, ...]) -> str | None:
+        for suffix in suffixes:
+            if self.tree.is_file(posixpath.join(folder, f"{stem}{suffix}")):
+                return posixpath.join(folder, f"{stem}{suffix}")
+        return None
 
     def units(self) -> Iterator[WorkUnit]:
         for split_dir in self.viton:
@@ -92,52 +95,56 @@ class TryonSource:
         for cat_dir in self.dresscode:
             yield from self._dresscode_units(cat_dir)
 
-    def _unit(self, person: Path, garment: Path, garment_mask: Path | None, parse: Path, labels: tuple[int, ...], category: str) -> WorkUnit:
-        root_name = self.root.resolve().name
+    def _unit(self, person: str, garment: str, garment_mask: str | None, parse: str, labels: tuple[int, ...], category: str) -> WorkUnit:
+        uri = self.tree.uri
         obj = AnnotatedObject(
             category=category,
             bbox=(0.0, 0.0, 0.0, 0.0),
             object_id="garment",
-            mask_uri=with_fragment(str(parse), labels=",".join(str(v) for v in labels)),
+            mask_uri=with_fragment(uri(parse), labels=",".join(str(v) for v in labels)),
         )
         return WorkUnit(
-            unit_id=f"tryon/{root_name}/{person.relative_to(self.root).as_posix()}",
-            group_id=f"tryon/{root_name}/{garment.relative_to(self.root).as_posix()}",
+            unit_id=f"tryon/{self.tree.name}/{person}",
+            group_id=f"tryon/{self.tree.name}/{garment}",
             source_kind=self.kind,
             pair_kind="tryon",
-            tgt_uri=str(person),
-            ref_uri=str(garment),
-            ref_mask_uri=str(garment_mask) if garment_mask else "",
+            tgt_uri=uri(person),
+            ref_uri=uri(garment),
+            ref_mask_uri=uri(garment_mask) if garment_mask else "",
             objects=(obj,),
-            source_root=str(self.root),
+            source_root=self.tree.url,
         )
 
-    def _viton_units(self, split_dir: Path) -> Iterator[WorkUnit]:
-        for person in _images(split_dir / "image"):
-            stem = person.stem
-            garment = _first_existing(split_dir / "cloth", stem, (".jpg", ".png", ".jpeg")) or split_dir / "cloth" / person.name
-            mask = _first_existing(split_dir / "cloth-mask", stem, (".jpg", ".png", ".jpeg"))
-            parse = _first_existing(split_dir / "image-parse-v3", stem, (".png",)) or _first_existing(split_dir / "image-parse", stem, (".png",))
-            yield self._unit(person, garment, mask, parse or split_dir / "image-parse-v3" / f"{stem}.png", VITON_GARMENT_LABELS, self.upper_category)
+    def _viton_units(self, split_dir: str) -> Iterator[WorkUnit]:
+        image, cloth, cloth_mask, parse_v3, parse_v1 = (
+            posixpath.join(split_dir, name) for name in ("image", "cloth", "cloth-mask", "image-parse-v3", "image-parse")
+        )
+        for person in self.tree.children(image, IMAGE_EXTENSIONS):
+            stem = _stem(person)
+            garment = self._first_existing(cloth, stem, (".jpg", ".png", ".jpeg")) or posixpath.join(cloth, posixpath.basename(person))
+            mask = self._first_existing(cloth_mask, stem, (".jpg", ".png", ".jpeg"))
+            parse = self._first_existing(parse_v3, stem, (".png",)) or self._first_existing(parse_v1, stem, (".png",))
+            yield self._unit(person, garment, mask, parse or posixpath.join(parse_v3, f"{stem}.png"), VITON_GARMENT_LABELS, self.upper_category)
 
-    def _dresscode_units(self, cat_dir: Path) -> Iterator[WorkUnit]:
+    def _dresscode_units(self, cat_dir: str) -> Iterator[WorkUnit]:
         category = self._dresscode_category(cat_dir)
-        for person in _images(cat_dir / "images"):
-            if not person.stem.endswith("_0"):
+        images, cloth_mask, masks, label_maps = (posixpath.join(cat_dir, name) for name in ("images", "cloth_mask", "masks", "label_maps"))
+        for person in self.tree.children(images, IMAGE_EXTENSIONS):
+            if not _stem(person).endswith("_0"):
                 continue
-            item = person.stem[:-2]
-            garment = _first_existing(cat_dir / "images", f"{item}_1", (".jpg", ".png", ".jpeg")) or cat_dir / "images" / f"{item}_1.jpg"
-            mask = _first_existing(cat_dir / "cloth_mask", f"{item}_1", (".png", ".jpg")) or _first_existing(cat_dir / "masks", f"{item}_1", (".png", ".jpg"))
-            parse = cat_dir / "label_maps" / f"{item}_4.png"
+            item = _stem(person)[:-2]
+            garment = self._first_existing(images, f"{item}_1", (".jpg", ".png", ".jpeg")) or posixpath.join(images, f"{item}_1.jpg")
+            mask = self._first_existing(cloth_mask, f"{item}_1", (".png", ".jpg")) or self._first_existing(masks, f"{item}_1", (".png", ".jpg"))
+            parse = posixpath.join(label_maps, f"{item}_4.png")
             labels, name = DRESSCODE_LABELS[category], {"upper_body": self.upper_category, "dresses": "dress"}.get(category, self.lower_category)
             if category == "lower_body" and self.lower_category == "auto":
                 labels, name = self._lower_kind(parse)
             yield self._unit(person, garment, mask, parse, labels, name)
 
-    def _lower_kind(self, parse: Path) -> tuple[tuple[int, ...], str]:
+    def _lower_kind(self, parse: str) -> tuple[tuple[int, ...], str]:
         """Skirt or trousers, from which label covers more of the person; both labels when it cannot tell."""
         try:
-            counts = np.bincount(load_label_map(parse).ravel().clip(0, 255), minlength=256)
+            counts = np.bincount(load_label_map(self.tree.uri(parse)).ravel().clip(0, 255), minlength=256)
         except ImageReadError:
             return DRESSCODE_LABELS["lower_body"], "trousers"
         if counts[DRESSCODE_SKIRT] == counts[DRESSCODE_PANTS] == 0:

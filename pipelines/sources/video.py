@@ -27,6 +27,11 @@ A clip without annotation gives ``needs_detection`` units (objects come from the
 An annotated clip gives one unit per (pair, instance), pairs drawn among the frames where that instance is
 visible, with masks referenced as ``clips/dog/00012.png#labels=2`` (see ``unieditkit.imageio.load_mask_uri``).
 
+Clips live on a local or shared filesystem; ``video:s3://…`` is refused with that fix. OpenCV decodes local
+files only, and a clip is decoded whole on the driver (frame count, shots) and again by every worker that
+reads one of its pairs: downloading it at each of those places would move each clip several times, where
+copying the folder once (``aws s3 sync``) moves it once.
+
 Broken inputs: an unreadable annotation mask only drops that frame (counted in ``skipped_mask_frames``); a
 frame of an annotated clip that the video lacks is rejected by the pair stage, with its reason. A clip that cannot be opened, or has too few decodable frames for one pair, is skipped and
 counted (``skipped`` and one warning per source). It cannot become a unit: without a frame count there are no
@@ -49,12 +54,12 @@ import numpy as np
 
 from unieditkit.errors import UserError
 from unieditkit.imageio import ImageReadError, load_label_map
-from unieditkit.uri import with_fragment
+from unieditkit.uri import is_url, with_fragment
 from unieditkit.video import DEFAULT_CUT_THRESHOLD, VIDEO_EXTENSIONS, frame_count, shots
 
 from .base import AnnotatedObject, WorkUnit
 from .config import format_spec
-from .images import list_files
+from .files import Tree
 
 log = logging.getLogger(__name__)
 
@@ -119,12 +124,16 @@ class VideoSource:
             raise UserError(f"{self.describe()}: cut_threshold must be >= 0 (PySceneDetect ContentDetector, default 27; 0 = no shot detection)")
         if pairs_per_video < 1:
             raise UserError(f"{self.describe()}: pairs_per_video must be at least 1")
+        if is_url(path):
+            raise UserError(f"video:{path}: videos are decoded by OpenCV, which reads local files only; copy the clips to a local "
+                            "or shared folder (aws s3 sync, gsutil rsync) and pass --source video:/that/folder/")
         if self.path.is_file():
             if self.path.suffix.lower() not in VIDEO_EXTENSIONS:
                 raise UserError(f"video:{path}: not a video file ({', '.join(sorted(VIDEO_EXTENSIONS))})")
             self.root, self.videos = self.path.parent, [self.path]
         elif self.path.is_dir():
-            self.root, self.videos = self.path, list_files(self.path, VIDEO_EXTENSIONS)
+            found = Tree(f"video:{path}", path, "pass --source video:/path/to/clips/").find(VIDEO_EXTENSIONS)
+            self.root, self.videos = self.path, [self.path / rel for rel in found]
             if not self.videos:
                 raise UserError(f"video:{path}: no video files found (looked for {', '.join(sorted(VIDEO_EXTENSIONS))}, any case)")
         else:

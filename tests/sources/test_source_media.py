@@ -47,6 +47,21 @@ def test_images_source_recursive_sorted_any_case(tmp_path: Path):
     assert err.value.reason == "undecodable"
 
 
+def test_images_source_follows_symbolic_links_once(tmp_path: Path):
+    """A linked file or folder is input like any other (datasets are often assembled from links); a link back
+    up the tree is not followed round, and a dangling link is no file."""
+    elsewhere = tmp_path / "elsewhere"
+    write_image(elsewhere / "x.jpg")
+    root = tmp_path / "photos"
+    write_image(root / "a.jpg")
+    (root / "linked.jpg").symlink_to(elsewhere / "x.jpg")
+    (root / "more").symlink_to(elsewhere, target_is_directory=True)
+    (root / "zloop").symlink_to(root, target_is_directory=True)
+    (root / "dangling.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    rels = [u.relative(u.tgt_uri) for u in units_of(f"images:{root}")]
+    assert rels == ["a.jpg", "linked.jpg", "more/x.jpg"]
+
+
 def test_images_source_errors(tmp_path: Path):
     with pytest.raises(UserError, match="not a folder"):
         parse_source(f"images:{tmp_path / 'nope'}")
