@@ -123,6 +123,7 @@ def check_build_config(
         "plan": plan_fingerprint(shards),
         "inputs": inputs_fingerprint(shards),
     }
+    entry = json.loads(json.dumps(entry))  # as it reads back from the file: tuples become lists
     previous = recorded["domains"].get(config.domain)
     if previous is not None and previous != entry:
         what = [k for k in entry if previous.get(k) != entry[k]]

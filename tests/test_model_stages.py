@@ -1,4 +1,4 @@
-"""Model stages in the build: box-only input segmented by the fallback, missing weights stop before any work."""
+"""Model stages in the build: box-only input segmented by the fallback (and resumed), missing weights stop before any work."""
 
 from __future__ import annotations
 
@@ -33,8 +33,11 @@ def test_box_only_annotations_are_segmented_by_grabcut(tmp_path: Path, ray_local
     object_photo(src / "a.jpg", (40, 30, 120, 100))
     (src / "m.jsonl").write_text(json.dumps({"image": "a.jpg", "objects": [{"category": "dress", "bbox": [40, 30, 120, 100]}]}) + "\n")
     out = tmp_path / "out"
-    summary = build(BuildConfig(domain="garments", out_dir=str(out), sources=(f"manifest:{src / 'm.jsonl'}",), settings=ALL_TRAIN, progress=False))
+    config = BuildConfig(domain="garments", out_dir=str(out), sources=(f"manifest:{src / 'm.jsonl'}",), settings=ALL_TRAIN, progress=False)
+    summary = build(config)
     assert summary.samples_written == 1, summary.rejected
+    # the same command again is a resume with nothing left to do, not "built here with different models"
+    assert build(config).shards_written == 0
     import webdataset as wds
 
     sample = next(iter(wds.WebDataset(str(next(out.glob("*.tar"))), shardshuffle=False).decode("l8")))
