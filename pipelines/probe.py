@@ -27,8 +27,8 @@ from typing import Any
 from unieditkit.format import PROBES_FILE
 from unieditkit.storage import Folder
 
-from .config import BuildConfig
-from .runner import TASK_RETRIES, start_ray
+from .config import TASK_RETRIES, BuildConfig
+from .runner import start_ray
 from .sources import Source
 from .sources.base import ProbedSource, ProbeRequest
 
