@@ -1,9 +1,11 @@
 """``unieditkit build``: sources → plan → Ray Data stages → shard writer → index and card.
 
-Follow one sample: a source yields a ``WorkUnit`` (``pipelines/sources``), the plan puts it into a split and
-a shard (``plan.py``), Ray Data runs it through the stages (``stages/pair.py`` cuts the reference and the
-fine mask, ``stages/mats.py`` adds the rough and box masks), the driver collects rows per shard and writes
-the shard when all its units are in (``writer.py``), and ``catalog.py`` refreshes the index and the card.
+Follow one sample: a source yields a ``WorkUnit`` (``pipelines/sources``; what a source must decode to make its
+units, such as a clip's frame count, is measured first in parallel Ray tasks and kept in the output folder,
+``probe.py``), the plan puts it into a split and a shard (``plan.py``), Ray Data runs it through the stages
+(``stages/pair.py`` cuts the reference and the fine mask, ``stages/mats.py`` adds the rough and box masks), the
+driver collects rows per shard and writes the shard when all its units are in (``writer.py``), and
+``catalog.py`` refreshes the index and the card.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from .config import MODEL_STAGES, BuildConfig
 from .distributor import ShardDistributor
 from .lock import build_lock
 from .plan import ShardPlan, SourceReport, make_plan, pending
+from .probe import Probes, probe_sources
 from .runner import run_stages
 from .sources import Source, default_sources, parse_source
 from .sources.files import remote_versions
@@ -54,6 +57,8 @@ class BuildSummary:
     repaired: dict[str, str] = field(default_factory=dict)
     #: fallbacks and warnings about how the samples were made (e.g. GrabCut instead of SAM, random weights)
     notes: list[str] = field(default_factory=list)
+    #: what planning measured (clips' frame counts and shots) and what it took from the output folder's cache
+    probes: Probes | None = None
 
     def lines(self) -> list[str]:
         skipped = self.shards_total - self.shards_written
@@ -61,6 +66,8 @@ class BuildSummary:
             f"{self.domain}: {self.samples_written} samples written in {self.shards_written} shards "
             f"({skipped} of {self.shards_total} shards already done) in {self.seconds:.1f} s → {self.out_dir}"
         ]
+        if self.probes is not None and self.probes.probed + self.probes.cached:
+            out.append(self.probes.line())
         for name, why in sorted(self.repaired.items()):
             out.append(f"rebuilt {name}: {why}")
         if self.rejected:
@@ -189,12 +196,14 @@ def build(config: BuildConfig) -> BuildSummary:
     taxonomy.domain(config.domain)
     sources = [parse_source(s) for s in config.sources] if config.sources else default_sources()
     out = output_folder(config.out_dir)
+    probes = probe_sources(sources, out, config)
     shards, report = make_plan(sources, taxonomy, config.domain, config.settings)
     if not shards:
         raise UserError(f"no input for domain '{config.domain}' in {', '.join(s.describe() for s in sources)} ({report.units_total} units read, none with objects of this domain)")
     out.makedirs()
     with build_lock(out.local_path()) if out.local else nullcontext():
         try:
+            probes.save()
             summary = _build_locked(config, taxonomy, sources, out, shards, report)
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
@@ -205,6 +214,8 @@ def build(config: BuildConfig) -> BuildSummary:
                 f"disk full while writing into {out} ({exc.filename or 'a shard'}): the {done} complete shards are kept; "
                 "free some space and re-run the same command to finish"
             ) from None
+    summary.probes = probes
+    summary.notes += probes.notes
     summary.seconds = time.perf_counter() - t0
     return summary
 

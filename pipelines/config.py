@@ -23,6 +23,14 @@ from unieditkit.mats import MatsParams
 if TYPE_CHECKING:
     from .models.weights import ModelSpec
 
+#: how often Ray runs a task again after its worker died (a native crash, an OOM kill, its node lost): the stage
+#: tasks and actor calls, the units re-run alone, the probes and the shard writers. It is also what rebuilds a
+#: block lost with a dead node's object store: Ray's lineage reconstruction runs the task that made the block
+#: again, and only a task with retries left can be run again. Bounded, unlike Ray Data's default (forever), so a
+#: poison sample ends in quarantine instead of a loop (``runner.py``).
+TASK_RETRIES = 2
+
+
 @dataclass(frozen=True)
 class OutputSettings:
     seed: int = 0

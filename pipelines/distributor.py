@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .config import TASK_RETRIES
 from .plan import ShardPlan
 from .writer import write_shard
 
@@ -71,7 +72,7 @@ class ShardDistributor:
         self.unit_shard = {u.unit_id: s.name for s in shards for u in s.units}
         self.unit_seen: Counter = Counter()
         self._summarize = ray.remote(block_units).options(num_cpus=0)
-        self._write = ray.remote(write_from_blocks).options(max_retries=2, retry_exceptions=False)
+        self._write = ray.remote(write_from_blocks).options(max_retries=TASK_RETRIES, retry_exceptions=False)
         self.writing: list[Any] = []
 
     def add_block(self, ref: Any) -> int:

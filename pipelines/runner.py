@@ -22,7 +22,7 @@ import pyarrow as pa
 from unieditkit.faults import share_with_workers
 from unieditkit.format import row_schema
 
-from .config import BuildConfig
+from .config import TASK_RETRIES, BuildConfig
 from .plan import ShardPlan
 from .stages.base import Stage
 from .stages.pair import complete_row, rejected, unit_key
@@ -31,8 +31,6 @@ from .distributor import ShardDistributor
 
 if TYPE_CHECKING:
     from .models.weights import ModelSpec
-
-TASK_RETRIES = 2  # Ray's default for Ray Data is to retry a crashing worker forever
 
 
 def unit_rows(shards: list[ShardPlan]) -> list[dict[str, Any]]:

@@ -1,6 +1,7 @@
 """Object storage and a real two-node Ray cluster: a build from and to ``s3://`` on an S3-compatible server on
-127.0.0.1 (moto's server mode) equals a local build byte for byte, survives SIGKILL of its driver, and is read
-back by ``datasets``. Every process started here is stopped by its own id, even when a test fails."""
+127.0.0.1 (moto's server mode) equals a local build byte for byte, survives SIGKILL of its driver and the loss of
+its second node, and is read back by ``datasets``. Every process started here is stopped by its own id, even
+when a test fails."""
 
 from __future__ import annotations
 
@@ -98,38 +99,127 @@ def _shard_files(files: dict[str, bytes]) -> dict[str, bytes]:
     return {n: b for n, b in files.items() if n.endswith(SHARD_FILES)}
 
 
-@pytest.fixture(scope="module")
-def cluster(s3: dict[str, str]) -> Iterator[str]:
-    """A head node and a second node (its own temp dir), one CPU each, both with the S3 environment."""
-    port = _free_port()
-    temp = Path(tempfile.mkdtemp(prefix="rc", dir="/tmp"))  # Ray's socket paths must stay short
-    common = ["--num-cpus", "1", "--block", "--disable-usage-stats"]
-    ray = str(Path(sys.executable).parent / "ray")
-    nodes = [subprocess.Popen([ray, "start", "--head", "--port", str(port), "--include-dashboard=false", "--temp-dir", str(temp / "head"), *common],
-                              env=s3, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)]
-    address = f"127.0.0.1:{port}"
-    try:
-        alive = [sys.executable, "-c", f"import ray; ray.init(address={address!r}, logging_level='ERROR'); "
+def _mentioning(text: str) -> list[int]:
+    """Processes whose command line contains ``text`` (a zombie's is empty)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text.encode() in cmdline.read_bytes():
+                found.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+def _descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (Ray's workers run in process groups of their own, under the raylet)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended while we looked
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        found.append(todo.pop())
+        todo.extend(children.get(found[-1], []))
+    return found
+
+
+class Cluster:
+    """A head node and a second node on this machine, one CPU each, each with its own temp dir, both with the S3
+    environment. Each node's Ray processes carry ``UNIEDITKIT_HOLD_AT=tar-written:RELEASE`` with a release file of
+    its own (workers inherit the environment of ``ray start``; the driver's does not reach them). While the files
+    exist that costs nothing; ``hold_writers()`` removes them, so each node's shard writer stops after uploading
+    its tar, until ``release_writers()``.
+    """
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.temp = Path(tempfile.mkdtemp(prefix="rc", dir="/tmp"))  # Ray's socket paths must stay short
+        self.releases = {"head": self.temp / "release-head", "second": self.temp / "release-second"}
+        self.release_writers()
+        self.address = f"127.0.0.1:{_free_port()}"
+        self.ray = str(Path(sys.executable).parent / "ray")
+        self.head: subprocess.Popen | None = None
+        self.second: subprocess.Popen | None = None
+        self.second_dir = self.temp
+        self.starts = 0
+
+    def start(self) -> None:
+        self.head = self._start("--head", "--port", self.address.rsplit(":", 1)[1], "--include-dashboard=false", "--temp-dir", str(self.temp / "head"),
+                                env={**self.env, "UNIEDITKIT_HOLD_AT": f"tar-written:{self.releases['head']}"})
+        _wait(lambda: self.nodes_alive() == 1, 120, "Ray head node")
+        self.two_nodes()
+
+    def _start(self, *args: str, env: dict[str, str]) -> subprocess.Popen:
+        return subprocess.Popen([self.ray, "start", *args, "--num-cpus", "1", "--block", "--disable-usage-stats"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def nodes_alive(self) -> int:
+        probe = [sys.executable, "-c", f"import ray; ray.init(address={self.address!r}, logging_level='ERROR'); "
                  "print(sum(n['Alive'] for n in ray.nodes()))"]
+        done = subprocess.run(probe, env=self.env, capture_output=True, text=True, timeout=60)
+        return int(done.stdout.split()[-1]) if done.returncode == 0 and done.stdout.split() else -1
 
-        def nodes_alive(n: int) -> bool:
-            done = subprocess.run(alive, env=s3, capture_output=True, text=True, timeout=60)
-            return done.returncode == 0 and done.stdout.strip().endswith(str(n))
+    def two_nodes(self) -> str:
+        """The cluster's address, with a second node (started again if a test has killed it)."""
+        if self.second is None or self.second.poll() is not None:
+            if self.second is not None:  # a killed node counts as alive until Ray notices; do not count it twice
+                _wait(lambda: self.nodes_alive() == 1, 120, "Ray to notice the lost node")
+            self.starts += 1
+            self.second_dir = self.temp / f"node{self.starts + 1}"
+            self.second = self._start("--address", self.address, "--temp-dir", str(self.second_dir),
+                                      env={**self.env, "UNIEDITKIT_HOLD_AT": f"tar-written:{self.releases['second']}"})
+            _wait(lambda: self.nodes_alive() == 2, 120, "second Ray node")
+        return self.address
 
-        _wait(lambda: nodes_alive(1), 120, "Ray head node")
-        nodes.append(subprocess.Popen([ray, "start", "--address", address, "--temp-dir", str(temp / "node2"), *common],
-                                      env=s3, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
-        _wait(lambda: nodes_alive(2), 120, "second Ray node")
-        yield address
+    def hold_writers(self) -> Path:
+        """Arm both nodes' holds; returns the file the second node's writer creates when it is held. It gets there:
+        while the head's writer is held, the head has no CPU left and the rest of the build runs on the second node."""
+        for release in self.releases.values():
+            release.unlink(missing_ok=True)
+            Path(f"{release}.reached").unlink(missing_ok=True)
+        return Path(f"{self.releases['second']}.reached")
+
+    def release_writers(self) -> None:
+        for release in self.releases.values():
+            release.touch()
+
+    def kill_second_node(self) -> int:
+        """SIGKILL every Ray process of the second node at once, as a lost machine would end them; how many there were."""
+        assert self.second is not None
+        pids = _descendants(self.second.pid)
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.second.wait(timeout=30)
+        _wait(lambda: not _mentioning(str(self.second_dir)), 30, "the end of the second node's processes")
+        return len(pids)
+
+    def stop(self) -> None:
+        for proc in (self.second, self.head):
+            if proc is not None:
+                _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def cluster(s3: dict[str, str]) -> Iterator[Cluster]:
+    nodes = Cluster(s3)
+    try:
+        nodes.start()
+        yield nodes
     finally:
-        for proc in reversed(nodes):
-            _stop(proc)
+        nodes.stop()
 
 
 @pytest.mark.slow
-def test_two_node_build_from_and_to_s3_equals_a_local_build(s3: dict[str, str], cluster: str, built_dataset: Path, tmp_path: Path) -> None:
+def test_two_node_build_from_and_to_s3_equals_a_local_build(s3: dict[str, str], cluster: Cluster, built_dataset: Path, tmp_path: Path) -> None:
     done = subprocess.run(_cli("--source", f"coco:s3://{BUCKET}/sample/instances.json", "--out", f"s3://{BUCKET}/cluster",
-                               "--units-per-shard", "8", "--ray-address", cluster),
+                               "--units-per-shard", "8", "--ray-address", cluster.two_nodes()),
                           env=s3, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "object storage has no build lock" in done.stdout
@@ -146,10 +236,38 @@ def test_two_node_build_from_and_to_s3_equals_a_local_build(s3: dict[str, str], 
     assert not any(n.endswith(".tmp") for n in remote)
 
     rerun = subprocess.run(_cli("--source", f"coco:s3://{BUCKET}/sample/instances.json", "--out", f"s3://{BUCKET}/cluster",
-                                "--units-per-shard", "8", "--ray-address", cluster),
+                                "--units-per-shard", "8", "--ray-address", cluster.two_nodes()),
                            env=s3, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0 and "0 samples written in 0 shards" in rerun.stdout, rerun.stdout + rerun.stderr[-2000:]
     assert _remote_files(s3, "cluster") == remote
+
+
+@pytest.mark.slow
+def test_losing_the_second_node_mid_build_finishes_on_the_head_and_equals_an_uninterrupted_build(
+    s3: dict[str, str], cluster: Cluster, built_dataset: Path, tmp_path: Path
+) -> None:
+    address = cluster.two_nodes()
+    reached = cluster.hold_writers()
+    proc = subprocess.Popen(_cli("--source", f"coco:s3://{BUCKET}/sample/instances.json", "--out", f"s3://{BUCKET}/lost-node",
+                                 "--units-per-shard", "8", "--ray-address", address),
+                            env=s3, stdout=subprocess.DEVNULL, stderr=(tmp_path / "stderr").open("w"), start_new_session=True)
+    try:
+        _wait(lambda: reached.exists() or proc.poll() is not None, 400, "a shard writer on the second node")
+        assert reached.exists(), f"the build ended before the second node wrote a shard: {(tmp_path / 'stderr').read_text()[-2000:]}"
+        assert cluster.kill_second_node() >= 3  # ray start, the raylet and at least the held worker
+        cluster.release_writers()
+        proc.wait(timeout=600)
+    finally:
+        cluster.release_writers()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, (tmp_path / "stderr").read_text()[-3000:]
+    remote = _remote_files(s3, "lost-node")
+    local = {p.name: p.read_bytes() for p in built_dataset.iterdir() if p.is_file()}
+    assert _shard_files(remote) and _shard_files(remote) == _shard_files(local)
+    for name in ("index.parquet", "rejected.parquet"):
+        assert remote[name] == local[name], name
 
 
 def _generate_source(root: Path, per_domain: int) -> Path:

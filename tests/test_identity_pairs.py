@@ -171,7 +171,7 @@ def test_tracker_follows_each_look_alike(tmp_path: Path, zoom: int) -> None:
 
 def test_no_pair_across_a_hard_cut(tmp_path: Path) -> None:
     video = write_cut_video(tmp_path / "cut.avi", cut=20)
-    assert shots(video, N) == [(0, 20), (20, N)]
+    assert shots(video, N) == [(0, 20), (20, N)] and shots(video, N, threshold=0) == [(0, N)]
     units = list(parse_source(f"video:{video}?pairs_per_video=12&min_gap_frac=0.2&max_gap_frac=0.6").units())
     assert len(units) == 12
     for unit in units:
@@ -180,14 +180,6 @@ def test_no_pair_across_a_hard_cut(tmp_path: Path) -> None:
         assert math.ceil(0.2 * 20) <= b - a <= math.floor(0.6 * 20)
     across = list(parse_source(f"video:{video}?pairs_per_video=12&min_gap_frac=0.2&max_gap_frac=0.6&cut_threshold=0").units())
     assert any((a < 20) != (b < 20) for a, b in map(frames_of, across)), "without shot detection pairs do cross"
-
-
-def test_shot_cache_gives_the_same_shots(tmp_path: Path) -> None:
-    video = write_cut_video(tmp_path / "cut.avi", cut=25)
-    first = shots(video, N, cache_dir=tmp_path / "cache")
-    assert len(list((tmp_path / "cache").glob("shots-*.json"))) == 1
-    assert shots(video, N, cache_dir=tmp_path / "cache") == first == shots(video, N) == [(0, 25), (25, N)]
-    assert shots(video, N, threshold=0) == [(0, N)]
 
 
 def _obj(oid: str, sub: str, box: tuple[int, int, int, int], image: np.ndarray, colour: tuple[int, int, int]) -> dict:

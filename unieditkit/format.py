@@ -227,6 +227,8 @@ INDEX_FILE = "index.parquet"
 REJECTED_FILE = "rejected.parquet"
 CARD_FILE = "README.md"
 BUILD_CONFIG_FILE = "build_config.json"
+#: what planning measured of the inputs (clips' frame counts and shots), kept so a re-run does not decode them again
+PROBES_FILE = "probes.json"
 DUPLICATES_FILE = "duplicates.parquet"
 _DUPLICATES_META_KEY = b"unieditkit"
 

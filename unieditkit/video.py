@@ -11,12 +11,8 @@ Failures are :class:`~unieditkit.imageio.ImageReadError` so that the build recor
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import tempfile
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Iterator
 
 import cv2
@@ -147,26 +143,26 @@ DEFAULT_CUT_THRESHOLD = 27.0
 MIN_SHOT_FRAMES = 15
 
 
-def shots(path: str | os.PathLike, n_frames: int, threshold: float = DEFAULT_CUT_THRESHOLD, cache_dir: str | os.PathLike | None = None) -> list[tuple[int, int]]:
+def shots(path: str | os.PathLike, n_frames: int, threshold: float = DEFAULT_CUT_THRESHOLD) -> list[tuple[int, int]]:
     """The shots of a video as ``[start, end)`` frame ranges covering ``range(n_frames)``, in order.
 
     Cuts come from PySceneDetect's ``ContentDetector`` (``threshold``; ``0`` turns detection off: one shot).
     A cut the detector places beyond ``n_frames`` (the frames that decode, see :func:`frame_count`) is dropped.
-    Detection decodes the whole video, so with ``cache_dir`` the result is kept there under a key of the
-    file's path, size and modification time and the detector settings; the cut list only depends on the
-    pixels, so a cached and a fresh result are the same.
+    Detection decodes the whole video; a build keeps the result in its output folder (``pipelines/probe.py``),
+    keyed by :func:`shot_settings` among others, so a resume does not detect again.
     """
     if threshold <= 0 or n_frames <= 1:
         return [(0, n_frames)] if n_frames > 0 else []
-    cache = _shot_cache_file(path, threshold, cache_dir) if cache_dir else None
-    if cache is not None and cache.is_file():
-        cuts = json.loads(cache.read_text())
-    else:
-        cuts = _detect_cuts(path, threshold)
-        if cache is not None:
-            _write_atomic(cache, json.dumps(cuts))
+    cuts = _detect_cuts(path, threshold)
     bounds = [0, *sorted(c for c in set(cuts) if 0 < c < n_frames), n_frames]
     return list(zip(bounds[:-1], bounds[1:]))
+
+
+def shot_settings(threshold: float) -> str:
+    """Everything besides the file's bytes that decides what :func:`shots` returns, for the key of a cached result."""
+    import scenedetect
+
+    return f"cut_threshold={float(threshold)!r}&min_shot_frames={MIN_SHOT_FRAMES}&scenedetect={scenedetect.__version__}"
 
 
 def _detect_cuts(path: str | os.PathLike, threshold: float) -> list[int]:
@@ -178,19 +174,3 @@ def _detect_cuts(path: str | os.PathLike, threshold: float) -> list[int]:
     except VideoOpenFailure as exc:
         raise ImageReadError("video_unreadable", f"{path}: PySceneDetect cannot open it ({exc})") from None
     return [int(start.frame_num) for start, _ in scenes[1:]]
-
-
-def _shot_cache_file(path: str | os.PathLike, threshold: float, cache_dir: str | os.PathLike) -> Path:
-    import scenedetect
-
-    st = os.stat(path)
-    key = json.dumps([os.path.abspath(path), st.st_size, st.st_mtime_ns, threshold, MIN_SHOT_FRAMES, scenedetect.__version__])
-    return Path(cache_dir) / f"shots-{hashlib.sha1(key.encode()).hexdigest()[:20]}.json"
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(handle, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)

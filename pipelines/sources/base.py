@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator, Protocol
+from typing import Any, Callable, Iterator, Mapping, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -78,3 +78,29 @@ class Source(Protocol):
     def units(self) -> Iterator[WorkUnit]: ...
 
     def describe(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class ProbeRequest:
+    """A measurement planning needs that decodes an input (a clip's frame count and shots): named so the build can
+    run all of them as parallel Ray tasks and keep the answers in its output folder (``pipelines/probe.py``),
+    instead of the source measuring one input after another on the driver on every run.
+
+    ``key`` names the input by its place in the source plus every setting the answer depends on; ``path`` is the
+    file, whose size and modification time must also match for a kept answer to be used again. ``measure()``
+    returns a JSON-able answer; one with an ``"error"`` entry (the input could not be read) is used but not
+    kept, since the cause may be the worker's (a clip missing on one node's mount) rather than the file's.
+    """
+
+    key: str
+    path: str
+    measure: Callable[[], dict[str, Any]]
+
+
+@runtime_checkable
+class ProbedSource(Protocol):
+    """A source whose units depend on measurements of its inputs; without ``use_probes`` it measures them itself."""
+
+    def probe_requests(self) -> list[ProbeRequest]: ...
+
+    def use_probes(self, answers: Mapping[str, dict[str, Any]]) -> None: ...

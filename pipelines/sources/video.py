@@ -37,27 +37,31 @@ frame of an annotated clip that the video lacks is rejected by the pair stage, w
 counted (``skipped`` and one warning per source). It cannot become a unit: without a frame count there are no
 frame numbers to refer to. Frames are counted with ``unieditkit.video.frame_count``, which does not trust the
 header of a truncated file, so the pairs of a partly broken clip only use frames that decode.
+
+Counting and shot detection decode the clip, so a build asks for them up front (``probe_requests``), runs them
+as parallel Ray tasks and keeps the answers in its output folder (``pipelines/probe.py``); the units are the
+same whether a clip was probed there, taken from that cache, or probed here on the spot (no build).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import math
-import os
 from collections import Counter
 from pathlib import Path
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar, Iterator, Mapping
 
 import numpy as np
 
 from unieditkit.errors import UserError
 from unieditkit.imageio import ImageReadError, load_label_map
 from unieditkit.uri import is_url, with_fragment
-from unieditkit.video import DEFAULT_CUT_THRESHOLD, VIDEO_EXTENSIONS, frame_count, shots
+from unieditkit.video import DEFAULT_CUT_THRESHOLD, VIDEO_EXTENSIONS, frame_count, shot_settings, shots
 
-from .base import AnnotatedObject, WorkUnit
+from .base import AnnotatedObject, ProbeRequest, WorkUnit
 from .config import format_spec
 from .files import Tree
 
@@ -142,9 +146,21 @@ class VideoSource:
         self.pairs_per_video, self.seed = pairs_per_video, seed
         self.skipped: Counter[str] = Counter()
         self.skipped_mask_frames: Counter[str] = Counter()
+        self.probes: dict[str, dict[str, Any]] = {}
 
     def describe(self) -> str:
         return format_spec(self.kind, str(self.path), self.options)
+
+    def probe_requests(self) -> list[ProbeRequest]:
+        """One per unannotated clip (an annotated clip's frames are named by its masks: nothing to measure)."""
+        return [ProbeRequest(self._probe_key(video), str(video), functools.partial(probe_clip, str(video), self.cut_threshold))
+                for video in self.videos if not _annotated(video)]
+
+    def use_probes(self, answers: Mapping[str, dict[str, Any]]) -> None:
+        self.probes = dict(answers)
+
+    def _probe_key(self, video: Path) -> str:
+        return f"{self._unit_base(video.relative_to(self.root).as_posix())}?{shot_settings(self.cut_threshold)}"
 
     def units(self) -> Iterator[WorkUnit]:
         self.skipped, self.skipped_mask_frames = Counter(), Counter()
@@ -167,12 +183,13 @@ class VideoSource:
         return f"video/{self.root.resolve().name}/{rel}"
 
     def _video_units(self, video: Path, rel: str) -> Iterator[WorkUnit]:
-        ann_dir, ann_json = video.with_suffix(""), video.with_suffix(".json")
-        if ann_json.is_file() or (ann_dir.is_dir() and any(p.stem.isdigit() for p in ann_dir.glob("*.png"))):
-            yield from self._annotated_units(video, rel, ann_dir, ann_json)
+        if _annotated(video):
+            yield from self._annotated_units(video, rel, video.with_suffix(""), video.with_suffix(".json"))
             return
-        n = frame_count(video)
-        cuts = shots(video, n, self.cut_threshold, cache_dir=shot_cache_dir())
+        probe = self.probes.get(self._probe_key(video)) or probe_clip(str(video), self.cut_threshold)
+        if "error" in probe:
+            raise ImageReadError(*probe["error"])
+        n, cuts = probe["frames"], [(start, end) for start, end in probe["shots"]]
         pairs = choose_pairs(n, self.min_gap_frac, self.pairs_per_video, rel, self.seed, self.max_gap_frac, cuts)
         if not pairs:
             raise ImageReadError("video_too_short", f"{video} has {n} decodable frames in {len(cuts)} shots, too few for one pair")
@@ -232,9 +249,21 @@ class VideoSource:
                 )
 
 
-def shot_cache_dir() -> Path:
-    """Where shot lists are kept between builds (detection decodes every frame; the plan is made on each run)."""
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "unieditkit" / "shots"
+def _annotated(video: Path) -> bool:
+    """A clip with ``NAME.json`` or per-frame masks in ``NAME/`` (which ``read_categories`` then checks)."""
+    ann_dir = video.with_suffix("")
+    return video.with_suffix(".json").is_file() or (ann_dir.is_dir() and any(p.stem.isdigit() for p in ann_dir.glob("*.png")))
+
+
+def probe_clip(path: str, cut_threshold: float) -> dict[str, Any]:
+    """What planning needs of an unannotated clip, as JSON (a build runs it in a Ray task and keeps the answer):
+    how many frames decode and the shots as ``[start, end)``; ``{"error": [reason, detail]}`` for a clip that
+    cannot be read, which the source then skips and counts as it always did."""
+    try:
+        n = frame_count(path)
+        return {"frames": n, "shots": [[start, end] for start, end in shots(path, n, cut_threshold)]}
+    except ImageReadError as exc:
+        return {"error": [exc.reason, exc.detail]}
 
 
 def read_categories(ann_json: Path, ann_dir: Path) -> dict[int, str]:

@@ -51,3 +51,19 @@ def write_label_map(path: Path, labels: np.ndarray, palette: bool = True) -> Pat
         img.putpalette([v for i in range(256) for v in ((i * 37) % 256, (i * 91) % 256, (i * 53) % 256)])
     img.save(path)
     return path
+
+
+def write_cut_video(path: Path, frames: int, cut: int) -> Path:
+    """A clip with one hard cut at frame ``cut`` that PySceneDetect finds: a flat colour that changes at the cut,
+    crossed by a white column moving one pixel a frame (so consecutive frames differ, but only a little)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    w, h = FRAME_SIZE
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*FOURCC[path.suffix.lower()]), 10, (w, h))
+    assert writer.isOpened(), f"OpenCV cannot write {path.suffix} here"
+    for i in range(frames):
+        frame = np.empty((h, w, 3), np.uint8)
+        frame[:] = (30, 180, 60) if i < cut else (200, 40, 160)
+        frame[:, i % w] = 255
+        writer.write(frame)
+    writer.release()
+    return path

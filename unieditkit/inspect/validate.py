@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 
 from unieditkit.errors import TaxonomyError, UserError
 from unieditkit.format import (
-    BUILD_CONFIG_FILE, CARD_FILE, DUPLICATES_FILE, FORMAT_VERSION, INDEX_COLUMNS, INDEX_FILE, MASK_MEMBERS, MASK_VARIANTS, MEMBERS,
+    BUILD_CONFIG_FILE, CARD_FILE, DUPLICATES_FILE, FORMAT_VERSION, INDEX_COLUMNS, INDEX_FILE, MASK_MEMBERS, MASK_VARIANTS, MEMBERS, PROBES_FILE,
     REJECTED_FILE, SAMPLE_FILES, SHARD_RE, SHARD_SUFFIXES, SPLITS, duplicates_coverage, duplicates_info, empty_meta, index_record,
     marker_name, mask_member,
 )
@@ -52,7 +52,7 @@ LABEL_CHECKS = ("agree", "disagree", "unchecked")
 MASK_SOURCES = ("annotation", "sam", "mobile_sam", "sam2", "grabcut")
 FOLDER_FILES = (CARD_FILE, BUILD_CONFIG_FILE, INDEX_FILE, REJECTED_FILE)
 #: folder files that only some builds have
-OPTIONAL_FILES = (DUPLICATES_FILE,)
+OPTIONAL_FILES = (DUPLICATES_FILE, PROBES_FILE)
 STATS_FIELDS = {"shard", "domain", "split", "units", "samples", "rejected", "label_disagreements", "bytes", "files", "format_version"}
 #: element type and length of list fields (the template's lists are empty, so they cannot say)
 LIST_ITEMS: dict[str, tuple[Any, int | None]] = {
