@@ -3,10 +3,13 @@
 A misspelt key in a YAML file would otherwise be ignored and the run would silently use the default, so every
 unknown key and every wrongly typed value is a one-line ``UserError`` naming the file and the dotted key.
 The defaults are the small built-in editor that trains on a CPU (64x64 images, 4 layers, width 128).
+The command-line flags that override keys live here too, beside the keys they fill: ``unieditkit train`` and
+``python -m training.train`` (what torchrun starts) both read them, and neither imports the other.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import pathlib
 import typing
@@ -285,3 +288,54 @@ def _coerce(tp: Any, value: Any, where: str, key: str) -> Any:
         return value
     raise TypeError(f"unsupported config type {tp} for {key}")  # a programming error in this module
 
+
+# flag -> (dotted config key, type); each overrides that key of the config file
+OVERRIDES = {
+    "--data": ("data.root", str),
+    "--out": ("train.run_dir", str),
+    "--max-steps": ("train.max_steps", int),
+    "--lr": ("optim.lr", float),
+    "--batch-size": ("train.batch_size", int),
+    "--save-every": ("train.save_every", int),
+    "--preview-every": ("train.preview_every", int),
+    "--backbone": ("model.backbone", str),
+    "--pretrained": ("model.pretrained", str),
+    "--cache": ("data.cache", str),
+    "--val-every": ("train.val_every", int),
+}
+SWITCHES = ("--overwrite", "--allow-world-size-change")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options ``unieditkit train`` and ``python -m training.train`` share."""
+    parser.add_argument("--config", help="YAML config (default: the built-in small editor; see docs/TRAINING.md)")
+    helps = {
+        "--data": "dataset folder written by `unieditkit build`",
+        "--out": "run folder for checkpoints, logs and previews",
+        "--max-steps": "total optimizer steps",
+        "--lr": "peak learning rate",
+        "--batch-size": "samples per step and process",
+        "--save-every": "checkpoint every N steps (and at the end)",
+        "--preview-every": "preview image every N steps",
+        "--backbone": "builtin (small DiT, trains on a CPU) or flux-fill (FLUX.1-Fill with MoT experts)",
+        "--pretrained": "FLUX.1-Fill-dev snapshot folder for --backbone flux-fill",
+        "--cache": "folder to keep VAE latents and text embeddings in (flux-fill), computed once per sample",
+        "--val-every": "validation loss per mask variant on a fixed val subset every N steps (0: off)",
+    }
+    for flag, (key, kind) in OVERRIDES.items():
+        parser.add_argument(flag, type=kind, help=f"{helps[flag]} (overrides {key})")
+    parser.add_argument("--resume", help="'latest' (the run folder's newest checkpoint, if any) or a step_*.pt path")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start a run folder that already has checkpoints again from step 0 (deletes them)")
+    parser.add_argument("--allow-world-size-change", action="store_true",
+                        help="resume on a different number of processes, approximately (noted in log.jsonl)")
+
+
+def overrides_from(args: argparse.Namespace) -> dict:
+    """The dotted config keys the command line sets."""
+    found = {}
+    for flag, (key, _) in OVERRIDES.items():
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None:
+            found[key] = value
+    return found

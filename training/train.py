@@ -24,8 +24,7 @@ from training.backends import Backend, make_backend
 from training.checkpoint import (
     agree_on_resume, checkpoint_dir, clear_run_dir, guard_run_dir, load_checkpoint, save_checkpoint,
 )
-from training.cli import add_arguments, overrides_from
-from training.config import Config, OptimConfig, backbone_trains, load_config, save_config
+from training.config import Config, OptimConfig, add_arguments, backbone_trains, load_config, overrides_from, save_config
 from training.curriculum import Curriculum
 from training.data import BatchSource, duplicate_skips, find_shards, fixed_subset
 from training.distributed import (
