@@ -189,20 +189,22 @@ def test_the_inputs_fingerprint_sees_an_object_replaced_in_place(inputs: Path, s
 
 @pytest.mark.slow
 def test_a_build_from_s3_sources_equals_a_build_from_their_local_copy(inputs: Path, s3: dict[str, str], tmp_path: Path) -> None:
-    """All four kinds in one build each side; random-weight detect + segment for the unannotated ones."""
-    mining = ("--random-weights", "--models", "detect,segment", "--box-threshold", "0.05", "--text-threshold", "0.05",
-              "--min-detector-score", "0", "--min-category-score", "0", "--units-per-shard", "4")
+    """The annotated kinds (pixels and masks read by the workers from S3), the build's own model choice (none
+    needed): the unannotated ``images:`` kind reads its files the same way, and its units are compared above;
+    running the mining models here would only make the test slow."""
+    specs = [spec for spec in SPECS if spec.startswith(("manifest:", "tryon:"))]
     outs = {}
     for side, root in (("local", str(inputs)), ("s3", f"s3://{PREFIX}")):
         outs[side] = tmp_path / side
-        sources = [arg for spec in SPECS for arg in ("--source", spec.format(root))]
-        done = subprocess.run(_cli(*sources, *mining, "--out", str(outs[side])), env=s3, capture_output=True, text=True, timeout=900)
+        sources = [arg for spec in specs for arg in ("--source", spec.format(root))]
+        done = subprocess.run(_cli(*sources, "--units-per-shard", "4", "--out", str(outs[side])), env=s3,
+                              capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stderr[-3000:]
     local, remote = ({p.name: p.read_bytes() for p in outs[side].iterdir() if p.name.endswith(SHARD_FILES)} for side in ("local", "s3"))
     assert local and remote == local
     for name in ("index.parquet", "rejected.parquet"):
         assert (outs["s3"] / name).read_bytes() == (outs["local"] / name).read_bytes(), name
     stats = [json.loads(b) for n, b in local.items() if n.endswith("_stats.json")]
-    assert sum(s["units"] for s in stats) == len(_units_of([spec.format(inputs) for spec in SPECS]))
+    assert sum(s["units"] for s in stats) == len(_units_of([spec.format(inputs) for spec in specs]))
     kinds = {r["pair_kind"] for r in pq.read_table(outs["local"] / "index.parquet").to_pylist()}
     assert {"manifest", "tryon"} <= kinds, kinds
