@@ -118,7 +118,7 @@ def flux_loss(pred: torch.Tensor, inputs: dict) -> torch.Tensor:
 
 def mot_step(transformer: nn.Module, inputs: dict, autocast: AbstractContextManager, experts: int = 8,
              rank: int = 16, top_k: int = 2, balance_coef: float = 0.01,
-             optimizer: str = "adamw8bit") -> tuple[nn.Module, torch.optim.Optimizer, Step]:
+             optimizer: str = "adamw8bit", compile_on_cpu: bool = True) -> tuple[nn.Module, torch.optim.Optimizer, Step]:
     """Wrap ``transformer`` in FluxMoT with fp32 experts and router; returns the model, its optimizer (by default
     the one ``unieditkit train`` uses for FLUX: AdamW with 8-bit moments) and a step."""
     model = FluxMoT(transformer, Anchors.from_taxonomy(), num_experts=experts, rank=rank, alpha=float(rank),
@@ -126,7 +126,7 @@ def mot_step(transformer: nn.Module, inputs: dict, autocast: AbstractContextMana
     for p in [*expert_parameters(transformer), *model.router.parameters()]:
         p.data = p.data.float()  # fp32 master weights; the frozen backbone stays in its own dtype
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = adamw(params, optimizer, lr=1e-4, compile_on_cpu=True)
+    opt = adamw(params, optimizer, lr=1e-4, compile_on_cpu=compile_on_cpu)
     flux_kwargs = {k: inputs[k] for k in FLUX_KEYS}
     ref_tokens = inputs["hidden_states"][:, inputs["ref_index"]]
 
@@ -144,7 +144,7 @@ def mot_step(transformer: nn.Module, inputs: dict, autocast: AbstractContextMana
 
 
 def lora_step(transformer: nn.Module, inputs: dict, autocast: AbstractContextManager,
-              rank: int = 32, optimizer: str = "adamw") -> tuple[nn.Module, torch.optim.Optimizer, Step]:
+              rank: int = 32, optimizer: str = "adamw", compile_on_cpu: bool = True) -> tuple[nn.Module, torch.optim.Optimizer, Step]:
     """One plain LoRA of ``rank`` on the linears MoT would route, made by peft through diffusers' ``add_adapter``
     (the FLUX LoRA training scripts' way, whose default optimizer is fp32 AdamW), fp32 adapter weights; returns
     the model, its optimizer and a step."""
@@ -155,7 +155,7 @@ def lora_step(transformer: nn.Module, inputs: dict, autocast: AbstractContextMan
     params = [p for p in transformer.parameters() if p.requires_grad]
     for p in params:
         p.data = p.data.float()
-    opt = adamw(params, optimizer, lr=1e-4, compile_on_cpu=True)
+    opt = adamw(params, optimizer, lr=1e-4, compile_on_cpu=compile_on_cpu)
     flux_kwargs = {k: inputs[k] for k in FLUX_KEYS}
 
     def step(_: int) -> torch.Tensor:
@@ -186,7 +186,7 @@ def run_variant(name: str, args: argparse.Namespace, config: dict, device: torch
     autocast = torch.autocast(device.type, dtype=torch.bfloat16)
     if name == "mot":
         model, opt, step = mot_step(transformer, inputs, autocast, args.experts, args.rank, args.top_k,
-                                    optimizer=args.mot_optimizer)
+                                    optimizer=args.mot_optimizer, compile_on_cpu=not args.eager)
     else:
         model, opt, step = lora_step(transformer, inputs, autocast, args.rank * args.top_k)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -232,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--top-k", type=int, default=2)
     p.add_argument("--mot-optimizer", default="adamw8bit", choices=["adamw8bit", "adamw"],
                    help="MoT's optimizer (unieditkit train's FLUX default: adamw8bit); the LoRA baseline uses adamw")
+    p.add_argument("--eager", action="store_true",
+                   help="on a CPU, run the 8-bit optimizer step eagerly (as the trainer does there) instead of compiling it")
     p.add_argument("--no-checkpointing", action="store_true", help="keep all activations (more memory)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--steps", type=int, default=10)

@@ -24,7 +24,7 @@ import gpu_flux  # noqa: E402
 def test_gpu_script_runs_mot_and_the_lora_baseline_on_a_tiny_config(tmp_path):
     out = tmp_path / "gpu.json"
     argv = ["--tiny", "--device", "cpu", "--baseline", "--width", "64", "--height", "32", "--text-tokens", "8",
-            "--warmup", "1", "--steps", "2", "--json", str(out)]
+            "--warmup", "1", "--steps", "2", "--eager", "--json", str(out)]
     assert gpu_flux.main(argv) == 0
     result = json.loads(out.read_text())
     lora, mot = result["rows"]
@@ -48,9 +48,13 @@ def test_gpu_script_refuses_cuda_without_a_gpu(capsys):
 def test_mot_vs_lora_benchmark_runs_side_by_side(tmp_path):
     out = tmp_path / "bench.json"
     argv = ["--dim", "32", "--heads", "2", "--double", "1", "--single", "1", "--width", "64", "--height", "32",
-            "--text-tokens", "8", "--steps", "1", "--rounds", "1", "--json", str(out)]
+            "--text-tokens", "8", "--steps", "1", "--rounds", "1", "--eager", "--json", str(out)]
     assert bench_mot.main(argv) == 0
     rows = json.loads(out.read_text())["rows"]
-    assert [r["variant"] for r in rows] == ["lora-r32", "mot"]
+    assert [r["variant"] for r in rows] == ["lora-r32", "mot", "mot-adamw", "lora-r32-8bit"]
+    state = {r["variant"]: r["state_mib"] for r in rows}
+    # 8-bit moments are counted by their real bytes: 6 bytes less per expert weight than fp32 AdamW's two moments
+    saved = (state["mot-adamw"] - state["mot"]) * 2**20
+    assert 0.9 * 6 * (rows[1]["trainable_params"] - 8 * 210) < saved < 6 * rows[1]["trainable_params"]
     assert rows[0]["time_x"] == 1.0 and rows[0]["memory_x"] == 1.0
     assert all(r["peak_mib"] > r["state_mib"] > 0 for r in rows)
