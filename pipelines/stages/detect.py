@@ -64,8 +64,7 @@ class DetectStage(ImageStage):
             uris.update(dict.fromkeys(u for u in (row["tgt_uri"], row["ref_uri"]) if u))
         found: dict[tuple[str, tuple[str, ...]], str] = {}
         for key, (prompts, uris) in wanted.items():
-            decoded = [(uri, images.get(uri)) for uri in uris]
-            readable = [(uri, image) for uri, image in decoded if image is not None]
+            readable = [(uri, image) for uri in uris if (image := images.get(uri)) is not None]
             detections = self.detector.detect_batch([image for _, image in readable], prompts.prompts, self.batch_size)
             for (uri, image), dets in zip(readable, detections):
                 size = (image.shape[1], image.shape[0])
