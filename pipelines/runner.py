@@ -3,7 +3,7 @@
 The chain (built by ``stages/registry.py``), in the order a row flows: [detect → segment → embed] → pair →
 [caption → categorize] → filter → mats (model stages in brackets run only when the build needs them). CPU stages
 are plain callables, so Ray Data fuses adjacent ones into one task per batch; model stages are actor pools that
-load their model once.
+load their model once (detect, segment and embed share one pool, ``stages/images.py``).
 
 Failures: a worker that dies (a native crash, OOM kill) is retried by Ray a few times. A batch that still
 fails is dropped by Ray Data instead of failing the build (``max_errored_blocks``); afterwards every unit that
@@ -121,7 +121,8 @@ def _quarantine(row: dict[str, Any], domain: str, error: BaseException) -> pa.Ta
 
 def rerun_missing(rows: list[dict[str, Any]], chain: list[Stage], config: BuildConfig, distributor: ShardDistributor) -> None:
     """Each unit in its own task; what still fails is quarantined, so every shard gets written. The re-run's
-    output stays in the object store like any other block; only a quarantine row (no pixels) is made here."""
+    output stays in the object store like any other block; only a quarantine row (no pixels) is made here.
+    A worker process builds each model once for all the units it re-runs (``Stage.instantiate``)."""
     import ray
 
     gpus = max((st.resources.num_gpus for st in chain if st.resources is not None), default=0.0)

@@ -53,8 +53,24 @@ def test_chain_comes_from_the_registry_in_order() -> None:
     cfg = BuildConfig(domain="garments", out_dir="unused")
     assert [s.name for s in build_chain(cfg, None)] == ["pair", "filter", "mats"]
     mined = ModelSpec(stages=("detect", "segment", "caption", "categorize"))
-    assert [s.name for s in build_chain(cfg, mined)] == list(CHAIN)
+    images = "+".join(CHAIN[:3])  # detect, segment and embed share one actor, so each image is decoded once for all
+    assert [s.name for s in build_chain(cfg, mined)] == [images, *CHAIN[3:]]
     assert [s.name for s in build_chain(cfg, ModelSpec(stages=("segment",)))] == ["segment", "pair", "filter", "mats"]
+
+
+def test_fused_image_stages_take_the_largest_resources_and_keep_their_model_batches() -> None:
+    from pipelines.config import ModelStagesConfig, StageResources
+    from pipelines.models.weights import ModelSpec
+
+    resources = {"detect": StageResources(batch_size=4, concurrency=2, num_gpus=1.0),
+                 "segment": StageResources(batch_size=16, concurrency=3, num_gpus=0.5, num_cpus=2.0)}
+    cfg = BuildConfig(domain="garments", out_dir="unused", model_stages=ModelStagesConfig(resources=resources))
+    fused = build_chain(cfg, ModelSpec(stages=("detect", "segment")))[0]
+    assert fused.name == "detect+segment"
+    assert fused.resources == StageResources(batch_size=16, concurrency=3, num_gpus=1.0, num_cpus=2.0)
+    (detect, detect_kwargs), (segment, segment_kwargs) = fused.kwargs["members"]
+    assert (detect.__name__, detect_kwargs["batch_size"], detect_kwargs["device"]) == ("DetectStage", 4, "cuda")
+    assert (segment.__name__, segment_kwargs["batch_size"], segment_kwargs["device"]) == ("SegmentStage", 16, "cuda")
 
 
 def _masks(tar_path: Path) -> list[tuple[dict, np.ndarray, np.ndarray]]:

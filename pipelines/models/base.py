@@ -42,6 +42,11 @@ class Detector(ABC):
     def detect(self, image: np.ndarray, prompts: Sequence[str]) -> list[Detection]:
         """Detections in ``image`` for ``prompts``, best score first."""
 
+    def detect_batch(self, images: Sequence[np.ndarray], prompts: Sequence[str], batch_size: int = 8) -> list[list[Detection]]:
+        """``detect`` of each image; a network overrides it to run up to ``batch_size`` images per forward pass,
+        with each image's result equal to ``detect``'s (the stage relies on that for reproducible shards)."""
+        return [self.detect(image, prompts) for image in images]
+
 
 class Segmenter(ABC):
     """Box-prompted segmenter: one mask per box."""
@@ -52,6 +57,11 @@ class Segmenter(ABC):
     @abstractmethod
     def segment(self, image: np.ndarray, boxes: np.ndarray) -> list[np.ndarray]:
         """One bool ``H x W`` mask per row of ``boxes`` (``N x 4`` xyxy pixels), each zero outside its box."""
+
+    def segment_batch(self, items: Sequence[tuple[np.ndarray, np.ndarray]], batch_size: int = 8) -> list[list[np.ndarray]]:
+        """``segment`` of each ``(image, boxes)``; a network overrides it to embed up to ``batch_size`` images per
+        forward pass, with each image's masks equal to ``segment``'s."""
+        return [self.segment(image, boxes) for image, boxes in items]
 
 
 class Captioner(ABC):

@@ -6,6 +6,13 @@ prompts passed in (never a fragment spanning two prompts, as decoding thresholde
 back to its taxonomy subcategory through ``PromptMap``. A domain's prompt list can exceed the 256 tokens the
 text encoder takes, so prompts are split into chunks that each fit; detections of all chunks are merged with
 class-agnostic NMS.
+
+Batches hold images of one input size only. GroundingDINO takes padded batches (a padding mask travels with
+the images), but the Swin backbone's windows see the padding, so an image's detections would depend on its
+batch-mates: with random weights, one image's boxes moved by up to 400 px and its detection count went from 100
+to 17 when padded next to a larger image. A unit's shard must not depend on which units Ray batches it with, and
+images of one size (video frames, multi-view captures, most datasets) give the same detections batched as
+alone, bit for bit on CPU (``tests/models/test_detect.py``).
 """
 
 from __future__ import annotations
@@ -189,15 +196,39 @@ class GroundingDinoDetector(Detector):
     def detect(self, image: np.ndarray, prompts: Sequence[str]) -> list[Detection]:
         return self.detect_batch([image], prompts)[0]
 
-    @torch.inference_mode()
-    def detect_batch(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> list[list[Detection]]:
-        """``detect`` for several images in one forward pass per prompt chunk (images are padded together)."""
+    def input_size(self, height: int, width: int) -> tuple[int, int]:
+        """The size an image is resized to (shorter side ``image_size``, longer at most ``max_size``); images of
+        equal input size can share a forward pass."""
+        scale = self.image_size / min(height, width)
+        if max(height, width) * scale > self.max_size:
+            scale = self.max_size / max(height, width)
+        return max(1, round(height * scale)), max(1, round(width * scale))
+
+    def detect_batch(self, images: Sequence[np.ndarray], prompts: Sequence[str], batch_size: int = 8) -> list[list[Detection]]:
+        """``detect`` for several images: those of equal input size go through the model together, at most
+        ``batch_size`` per forward pass (see the module docstring for why sizes are not mixed)."""
         for i, image in enumerate(images):
             check_image(image, f"image {i}")
+        if batch_size < 1:
+            raise UserError(f"detector batch_size {batch_size}: must be at least 1 (stages.yaml batch_size)")
+        results: list[list[Detection]] = [[] for _ in images]
         if not images or not prompts:
-            return [[] for _ in images]
+            return results
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for i, image in enumerate(images):
+            by_size.setdefault(self.input_size(*image.shape[:2]), []).append(i)
+        for size, members in by_size.items():
+            for start in range(0, len(members), batch_size):
+                chunk = members[start : start + batch_size]
+                for i, found in zip(chunk, self._forward([images[i] for i in chunk], size, prompts)):
+                    results[i] = found
+        return results
+
+    @torch.inference_mode()
+    def _forward(self, images: Sequence[np.ndarray], size: tuple[int, int], prompts: Sequence[str]) -> list[list[Detection]]:
+        """One forward pass per prompt chunk for images that all resize to ``size``."""
         plans = self._plan(tuple(prompts))
-        samples = self._batch(images)
+        samples = self._batch(images, size)
         found: list[list[tuple[np.ndarray, float, int]]] = [[] for _ in images]
         for chunk in plans:
             with warnings.catch_warnings():
@@ -227,27 +258,17 @@ class GroundingDinoDetector(Detector):
             self._plans[prompts] = plan_chunks(prompts, self.model.tokenizer, self.max_text_len)
         return self._plans[prompts]
 
-    def _batch(self, images: Sequence[np.ndarray]):
-        """Resize (shorter side ``image_size``, longer at most ``max_size``), normalise and pad to one batch."""
+    def _batch(self, images: Sequence[np.ndarray], size: tuple[int, int]) -> _DeviceNestedTensor:
+        """Resize each image to ``size``, normalise, and stack; the padding mask is all False (nothing padded)."""
+        mean = torch.tensor(_MEAN, device=self.device)[:, None, None]
+        std = torch.tensor(_STD, device=self.device)[:, None, None]
         tensors = []
         for image in images:
-            h, w = image.shape[:2]
-            scale = self.image_size / min(h, w)
-            if max(h, w) * scale > self.max_size:
-                scale = self.max_size / max(h, w)
-            size = (max(1, round(h * scale)), max(1, round(w * scale)))
             t = torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(2, 0, 1)[None].float() / 255
             t = F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=True)[0]
-            mean = torch.tensor(_MEAN, device=self.device)[:, None, None]
-            std = torch.tensor(_STD, device=self.device)[:, None, None]
             tensors.append((t - mean) / std)
-        height = max(t.shape[1] for t in tensors)
-        width = max(t.shape[2] for t in tensors)
-        batch = torch.zeros((len(tensors), 3, height, width), device=self.device)
-        mask = torch.ones((len(tensors), height, width), dtype=torch.bool, device=self.device)
-        for i, t in enumerate(tensors):
-            batch[i, :, : t.shape[1], : t.shape[2]] = t
-            mask[i, : t.shape[1], : t.shape[2]] = False
+        batch = torch.stack(tensors)
+        mask = torch.zeros((len(tensors), *size), dtype=torch.bool, device=self.device)
         return _DeviceNestedTensor(batch, mask)
 
     def _merge(self, items: list[tuple[np.ndarray, float, int]], prompts: Sequence[str]) -> list[Detection]:

@@ -16,7 +16,7 @@ import importlib
 from abc import abstractmethod
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import cv2
 import numpy as np
@@ -142,14 +142,47 @@ class SamSegmenter(PromptedSegmenter):
         sam.to(self.device).eval()
         self.predictor = SamPredictor(sam)
 
+    @torch.inference_mode()
+    def segment_batch(self, items: Sequence[tuple[np.ndarray, np.ndarray]], batch_size: int = 8) -> list[list[np.ndarray]]:
+        """``segment`` of each ``(image, boxes)`` with the image encoder (nearly all of SAM's cost) run on up to
+        ``batch_size`` images at once. SAM pads every image to the same square before the encoder, so an image's
+        embedding does not depend on its batch-mates: the masks equal ``segment``'s (``tests/models/test_segment.py``)."""
+        if batch_size < 1:
+            raise UserError(f"segmenter batch_size {batch_size}: must be at least 1 (stages.yaml batch_size)")
+        checked = [(check_image(image, f"image {i}"), check_boxes(boxes, image.shape)) for i, (image, boxes) in enumerate(items)]
+        todo = [i for i, (_, boxes) in enumerate(checked) if len(boxes)]
+        results: list[list[np.ndarray]] = [[] for _ in items]
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start : start + batch_size]
+            for i, embedding in zip(chunk, self._embed([checked[i][0] for i in chunk])):
+                image, boxes = checked[i]
+                results[i] = [clip_mask_to_box(m, b) for m, b in zip(self._decode(embedding, image, boxes), boxes)]
+        return results
+
     def _predict(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        self.predictor.set_image(image, image_format="RGB")
+        return self._decode(self._embed([image])[0], image, boxes)
+
+    def _embed(self, images: Sequence[np.ndarray]) -> list[torch.Tensor]:
+        """``SamPredictor.set_image``'s resize and padding per image, then one encoder pass for all of them."""
+        transform, model = self.predictor.transform, self.predictor.model
+        inputs = [torch.as_tensor(transform.apply_image(image), device=self.device).permute(2, 0, 1).contiguous()[None]
+                  for image in images]
+        features = model.image_encoder(torch.cat([model.preprocess(t) for t in inputs]))
+        return [features[i : i + 1] for i in range(len(images))]
+
+    def _decode(self, features: torch.Tensor, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """All boxes of one image from its embedding, through ``SamPredictor.predict_torch``; the predictor's
+        image state is set as ``set_torch_image`` sets it (features, original and resized size)."""
+        predictor = self.predictor
+        predictor.features, predictor.is_image_set = features, True
+        predictor.original_size = image.shape[:2]
+        predictor.input_size = predictor.transform.get_preprocess_shape(*image.shape[:2], predictor.transform.target_length)
         try:
             prompt = torch.as_tensor(boxes, dtype=torch.float32, device=self.device)
-            prompt = self.predictor.transform.apply_boxes_torch(prompt, image.shape[:2])
-            masks, _, _ = self.predictor.predict_torch(None, None, boxes=prompt, multimask_output=False)
+            prompt = predictor.transform.apply_boxes_torch(prompt, image.shape[:2])
+            masks, _, _ = predictor.predict_torch(None, None, boxes=prompt, multimask_output=False)
         finally:
-            self.predictor.reset_image()
+            predictor.reset_image()
         return masks[:, 0].cpu().numpy()
 
 

@@ -8,6 +8,7 @@ batch; model stages are classes whose constructor loads the model (their setup),
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -34,4 +35,19 @@ class Stage:
     resources: StageResources | None = None
 
     def instantiate(self) -> RowStage:
-        return self.fn if self.resources is None else self.fn(**self.kwargs)
+        """The callable; a model stage is built once per process and then reused. Units whose batch was lost run
+        again one per Ray task (``runner.rerun_missing``) on a few worker processes: without reuse, each unit
+        would load every model again."""
+        if self.resources is None:
+            return self.fn
+        key = pickle.dumps((self.name, self.fn, self.kwargs))
+        if key not in _BUILT:
+            if len(_BUILT) >= _BUILT_MAX:
+                _BUILT.pop(next(iter(_BUILT)))
+            _BUILT[key] = self.fn(**self.kwargs)
+        return _BUILT[key]
+
+
+#: model stages built in this process, by stage and constructor arguments; a few builds' worth at most
+_BUILT: dict[bytes, RowStage] = {}
+_BUILT_MAX = 8

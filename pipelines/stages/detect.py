@@ -1,8 +1,10 @@
 """Detect stage: GroundingDINO boxes for the domain's subcategory prompts on unannotated units.
 
-A Ray Data actor: the detector is built once per actor in ``__init__`` and each call handles a batch of unit
-rows. Units that already carry annotations pass through untouched. Two-image units (video frames, views)
-are detected in both images, so the pair stage can match the same object across them.
+An image model stage (``images.py``): the detector is built once per actor and each call handles a batch of
+unit rows. Units that already carry annotations pass through untouched. Two-image units (video frames, views)
+are detected in both images, so the pair stage can match the same object across them. Each distinct image of a
+call is detected once per prompt set, however many units share it, and images go through the detector
+``batch_size`` at a time.
 """
 
 from __future__ import annotations
@@ -13,12 +15,10 @@ from typing import Any
 import pyarrow as pa
 
 from taxonomy import load_taxonomy
-from unieditkit.imageio import ImageReadError
-from unieditkit.media import load_uri
-
 from ..models.detect import PromptMap
 from ..models.factory import build_detector
 from ..models.weights import ModelSpec
+from .images import DecodedImages, ImageStage
 
 
 def detections_to_objects(dets: list, prompt_map: PromptMap, size: tuple[int, int], max_objects: int) -> list[dict[str, Any]]:
@@ -41,35 +41,36 @@ def detections_to_objects(dets: list, prompt_map: PromptMap, size: tuple[int, in
     return objects
 
 
-class DetectStage:
-    def __init__(self, spec: ModelSpec, domain: str, taxonomy_path: str = "", max_objects: int = 3, device: str = "cpu", **options: Any) -> None:
+class DetectStage(ImageStage):
+    def __init__(self, spec: ModelSpec, domain: str, taxonomy_path: str = "", max_objects: int = 3, device: str = "cpu",
+                 batch_size: int = 8, **options: Any) -> None:
         self.detector = build_detector(spec, device=device, **options)
         self.taxonomy = load_taxonomy(taxonomy_path or None)
         self.domain = domain
         self.prompt_map = PromptMap(self.taxonomy.domain(domain).subcategories)
         self.max_objects = max_objects
+        self.batch_size = batch_size
 
     def prompts_for(self, hint: str) -> PromptMap:
         """A source that knows the object's category (a multiview folder name) narrows the prompts to it."""
         sub = self.taxonomy.lookup(hint) if hint else None
         return PromptMap([sub]) if sub is not None and sub.domain == self.domain else self.prompt_map
 
-    def _detect(self, uri: str, prompts: PromptMap) -> list[dict[str, Any]]:
-        try:
-            image = load_uri(uri)
-        except ImageReadError:
-            return []  # the pair stage reloads the image and records why it failed
-        h, w = image.shape[:2]
-        return detections_to_objects(self.detector.detect(image, prompts.prompts), prompts, (w, h), self.max_objects)
-
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        rows = batch.to_pylist()
-        for row in rows:
-            if not row["needs_detection"]:
-                continue
-            prompts = self.prompts_for(row["category_hint"])
-            row["objects"] = json.dumps(self._detect(row["tgt_uri"], prompts), sort_keys=True)
+    def process(self, rows: list[dict[str, Any]], images: DecodedImages) -> None:
+        todo = [(row, self.prompts_for(row["category_hint"])) for row in rows if row["needs_detection"]]
+        wanted: dict[tuple[str, ...], tuple[PromptMap, dict[str, None]]] = {}  # prompt set -> its map, its URIs in order
+        for row, prompts in todo:
+            uris = wanted.setdefault(tuple(prompts.prompts), (prompts, {}))[1]
+            uris.update(dict.fromkeys(u for u in (row["tgt_uri"], row["ref_uri"]) if u))
+        found: dict[tuple[str, tuple[str, ...]], str] = {}
+        for key, (prompts, uris) in wanted.items():
+            readable = [(uri, image) for uri in uris if (image := images.get(uri)) is not None]
+            detections = self.detector.detect_batch([image for _, image in readable], prompts.prompts, self.batch_size)
+            for (uri, image), dets in zip(readable, detections):
+                size = (image.shape[1], image.shape[0])
+                found[uri, key] = json.dumps(detections_to_objects(dets, prompts, size, self.max_objects), sort_keys=True)
+        for row, prompts in todo:
+            key = tuple(prompts.prompts)
+            row["objects"] = found.get((row["tgt_uri"], key), "[]")  # unreadable: the pair stage records why
             if row["ref_uri"]:
-                row["ref_objects"] = json.dumps(self._detect(row["ref_uri"], prompts), sort_keys=True)
-        return pa.Table.from_pylist(rows, schema=batch.schema)
-
+                row["ref_objects"] = found.get((row["ref_uri"], key), "[]")

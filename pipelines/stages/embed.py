@@ -17,16 +17,14 @@ import json
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import torch
 
 from unieditkit import rle
 from unieditkit.format import GREY
-from unieditkit.imageio import ImageReadError
-from unieditkit.media import load_uri
 
 from ..models.factory import build_categorizer
 from ..models.weights import ModelSpec
+from .images import DecodedImages, ImageStage
 
 DECIMALS = 5
 
@@ -42,16 +40,14 @@ def object_crop(image: np.ndarray, mask: np.ndarray, box: list[float]) -> np.nda
     return np.ascontiguousarray(cut, dtype=np.uint8)
 
 
-class EmbedStage:
+class EmbedStage(ImageStage):
     def __init__(self, spec: ModelSpec, device: str = "cpu") -> None:
         self.clip = build_categorizer(spec, device=device).clip
 
     @torch.inference_mode()
-    def embed_objects(self, uri: str, objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        try:
-            image = load_uri(uri)
-        except ImageReadError:
-            return objects  # the pair stage reloads the image and records why it failed
+    def embed_objects(self, image: np.ndarray | None, objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if image is None:
+            return objects  # unreadable: the pair stage records why
         h, w = image.shape[:2]
         todo, crops = [], []
         for obj in objects:
@@ -69,10 +65,8 @@ class EmbedStage:
                 obj["embedding"] = [round(float(v), DECIMALS) for v in vec]
         return objects
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        rows = batch.to_pylist()
+    def process(self, rows: list[dict[str, Any]], images: DecodedImages) -> None:
         for row in rows:
             if row["needs_detection"] and row["ref_uri"]:
-                row["objects"] = json.dumps(self.embed_objects(row["tgt_uri"], json.loads(row["objects"])), sort_keys=True)
-                row["ref_objects"] = json.dumps(self.embed_objects(row["ref_uri"], json.loads(row["ref_objects"])), sort_keys=True)
-        return pa.Table.from_pylist(rows, schema=batch.schema)
+                row["objects"] = json.dumps(self.embed_objects(images.get(row["tgt_uri"]), json.loads(row["objects"])), sort_keys=True)
+                row["ref_objects"] = json.dumps(self.embed_objects(images.get(row["ref_uri"]), json.loads(row["ref_objects"])), sort_keys=True)

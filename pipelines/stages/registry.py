@@ -32,11 +32,39 @@ def register(name: str) -> Callable[[Builder], Builder]:
 
 
 def build_chain(config: BuildConfig, models: ModelSpec | None) -> list[Stage]:
-    """The stages of this build, in ``CHAIN`` order."""
+    """The stages of this build, in ``CHAIN`` order, consecutive image model stages fused into one actor."""
     missing = [n for n in CHAIN if n not in REGISTRY]
     if missing:
         raise RuntimeError(f"stages without a builder: {missing}")
-    return [st for st in (REGISTRY[name](config, models) for name in CHAIN) if st is not None]
+    return fuse_image_stages([st for st in (REGISTRY[name](config, models) for name in CHAIN) if st is not None])
+
+
+def fuse_image_stages(chain: list[Stage]) -> list[Stage]:
+    """Each run of consecutive image model stages (detect, segment, embed) becomes one ``ImageStages`` actor, so
+    each image is decoded once for all of them (``images.py``). The actor holds every member's model, so it takes,
+    field by field, the largest of their resources (rows per call, actors, GPU and CPU share); each member still
+    feeds its model ``batch_size`` images at a time from its own ``stages.yaml`` entry."""
+    from dataclasses import fields
+
+    from ..config import StageResources
+    from .images import ImageStage, ImageStages
+
+    fused: list[Stage] = []
+    run: list[Stage] = []
+    for st in [*chain, None]:
+        if st is not None and isinstance(st.fn, type) and issubclass(st.fn, ImageStage):
+            run.append(st)
+            continue
+        if len(run) == 1:
+            fused.append(run[0])
+        elif run:
+            res = [r.resources for r in run if r.resources is not None]
+            merged = StageResources(**{f.name: max(getattr(r, f.name) for r in res) for f in fields(StageResources)})
+            fused.append(Stage("+".join(r.name for r in run), ImageStages, {"members": [(r.fn, r.kwargs) for r in run]}, merged))
+        run = []
+        if st is not None:
+            fused.append(st)
+    return fused
 
 
 def _runs(models: ModelSpec | None, *names: str) -> bool:
@@ -48,6 +76,12 @@ def _model_stage(name: str, cls: type, config: BuildConfig, models: ModelSpec | 
     return Stage(name, cls, {"spec": models, "device": "cuda" if res.num_gpus > 0 else "cpu", **kwargs}, res)
 
 
+def _batched_model_stage(name: str, cls: type, config: BuildConfig, models: ModelSpec | None, **kwargs: Any) -> Stage:
+    """A model stage that feeds its model ``batch_size`` images per forward pass (its ``stages.yaml`` entry)."""
+    batch_size = config.model_stages.resources_for(name).batch_size
+    return _model_stage(name, cls, config, models, batch_size=batch_size, **kwargs)
+
+
 @register("detect")
 def _detect(config: BuildConfig, models: ModelSpec | None) -> Stage | None:
     if not _runs(models, "detect"):
@@ -55,7 +89,7 @@ def _detect(config: BuildConfig, models: ModelSpec | None) -> Stage | None:
     from .detect import DetectStage
 
     s = config.settings
-    return _model_stage("detect", DetectStage, config, models, domain=config.domain, taxonomy_path=config.taxonomy_path,
+    return _batched_model_stage("detect", DetectStage, config, models, domain=config.domain, taxonomy_path=config.taxonomy_path,
                         max_objects=s.max_objects, box_threshold=s.box_threshold, text_threshold=s.text_threshold)
 
 
@@ -65,7 +99,7 @@ def _segment(config: BuildConfig, models: ModelSpec | None) -> Stage | None:
         return None
     from .segment import SegmentStage
 
-    return _model_stage("segment", SegmentStage, config, models)
+    return _batched_model_stage("segment", SegmentStage, config, models)
 
 
 @register("embed")

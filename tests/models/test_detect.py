@@ -78,15 +78,27 @@ def test_detect_returns_boxes_inside_the_image_for_taxonomy_prompts(detector, ph
     assert detector.detect(image, prompts) == detections
 
 
-def test_detect_batch_pads_images_of_different_sizes(detector, photos):
+def test_detect_batch_equals_detect_and_batches_images_of_one_input_size(detector, photos):
+    """Three crops of one size and one photo of another, two per forward pass: each image's detections are
+    exactly those of ``detect`` alone (no padding, so batch-mates cannot change them)."""
     prompts = ["cat", "coffee cup", "person"]
-    images = [photos["chelsea"], photos["coffee"]]
-    results = detector.detect_batch(images, prompts)
-    assert len(results) == 2
-    for detections, image in zip(results, images):
+    astronaut = photos["astronaut"]
+    images = [astronaut[:300, :400], photos["coffee"], astronaut[100:400, 50:450], photos["chelsea"][:300, :400]]
+    alone = [detector.detect(image, prompts) for image in images]
+    sizes: list[int] = []
+    handle = detector.model.register_forward_hook(lambda _m, inputs, _out: sizes.append(inputs[0].tensors.shape[0]))
+    try:
+        batched = detector.detect_batch(images, prompts, batch_size=2)
+    finally:
+        handle.remove()
+    assert sorted(sizes) == [1, 1, 2]  # the three crops in passes of 2 and 1, the coffee photo alone
+    assert batched == alone
+    for detections, image in zip(batched, images):
         _check_detections(detections, image, prompts, detector)
     assert detector.detect_batch([], prompts) == []
     assert detector.detect(photos["chelsea"], []) == []
+    with pytest.raises(UserError, match="batch_size 0: must be at least 1"):
+        detector.detect_batch(images, prompts, batch_size=0)
 
 
 def test_thresholds_and_cap_apply(detector, photos):

@@ -29,22 +29,44 @@ def test_sam_masks_are_bool_full_size_and_inside_their_boxes(sam, photos):
         assert _outside_box(mask, box) == 0
 
 
+def _encoder_batches(sam) -> tuple[list[int], object]:
+    """The batch size of every pass of SAM's image encoder, recorded by a forward hook on the real module."""
+    sizes: list[int] = []
+    handle = sam.predictor.model.image_encoder.register_forward_hook(lambda _m, inputs, _out: sizes.append(inputs[0].shape[0]))
+    return sizes, handle
+
+
 def test_sam_embeds_each_image_once_and_decodes_all_boxes_in_one_call(sam, photos, monkeypatch):
-    calls = {"set_image": 0, "predict_torch": 0}
-    predictor = sam.predictor
-    for name in calls:
-        original = getattr(predictor, name)
+    decodes = []
+    original = sam.predictor.predict_torch
+    monkeypatch.setattr(sam.predictor, "predict_torch", lambda *a, **k: decodes.append(len(k["boxes"])) or original(*a, **k))
+    sizes, handle = _encoder_batches(sam)
+    try:
+        for key in ("astronaut", "coffee"):
+            assert len(sam.segment(photos[key], BOXES[[0, 2]])) == 2
+        assert sam.segment(photos["chelsea"], np.zeros((0, 4))) == []
+    finally:
+        handle.remove()
+    assert sizes == [1, 1] and decodes == [2, 2]
 
-        def spy(*args, _name=name, _original=original, **kwargs):
-            calls[_name] += 1
-            return _original(*args, **kwargs)
 
-        monkeypatch.setattr(predictor, name, spy)
-    for key in ("astronaut", "coffee"):
-        assert len(sam.segment(photos[key], BOXES[[0, 2]])) == 2
-    assert calls == {"set_image": 2, "predict_torch": 2}
-    assert sam.segment(photos["chelsea"], np.zeros((0, 4))) == []
-    assert calls["set_image"] == 2
+def test_sam_batched_encoder_gives_the_masks_of_one_image_at_a_time(sam, photos):
+    """Three images of three sizes and one without boxes, two per encoder pass: each image's masks are exactly
+    those of ``segment`` alone, so a unit's masks never depend on its batch-mates."""
+    items = [(photos["astronaut"], BOXES[[0, 2]]), (photos["chelsea"], np.zeros((0, 4))),
+             (photos["coffee"], BOXES[[2]]), (photos["chelsea"], np.array([[100.0, 30.0, 300.0, 280.0]]))]
+    alone = [sam.segment(image, boxes) for image, boxes in items]
+    sizes, handle = _encoder_batches(sam)
+    try:
+        batched = sam.segment_batch(items, batch_size=2)
+    finally:
+        handle.remove()
+    assert sizes == [2, 1]  # the image without boxes is not embedded
+    assert [len(m) for m in batched] == [2, 0, 1, 1]
+    assert all(np.array_equal(a, b) for one, other in zip(alone, batched) for a, b in zip(one, other, strict=True))
+    assert sum(int(m.sum()) for masks in batched for m in masks) > 0
+    with pytest.raises(UserError, match="batch_size 0: must be at least 1"):
+        sam.segment_batch(items, batch_size=0)
 
 
 def test_sam_is_deterministic(sam, photos):
