@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import platform
 import shutil
@@ -82,10 +81,9 @@ def timed_build(coco: Path, warm_up: Path, out: Path, workers: int) -> tuple[flo
     from pipelines.build import build
     from pipelines.config import BuildConfig, OutputSettings
 
-    ray.init(num_cpus=workers, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     try:
-        def config(src: Path, dest: Path) -> BuildConfig:
-            return BuildConfig(domain="garments", out_dir=str(dest), sources=(f"coco:{src}",),
+        def config(src: Path, dest: Path) -> BuildConfig:  # the build starts Ray itself, as `unieditkit build` does
+            return BuildConfig(domain="garments", out_dir=str(dest), sources=(f"coco:{src}",), num_workers=workers,
                                settings=OutputSettings(split_ratios=(1.0, 0.0, 0.0)), progress=False)
 
         build(config(warm_up, out.with_name(out.name + "-warm")))  # worker processes and imports, on a small input
@@ -97,11 +95,10 @@ def timed_build(coco: Path, warm_up: Path, out: Path, workers: int) -> tuple[flo
 
 
 DRIVER = """
-import logging, resource, sys, ray
+import resource, sys
 from pipelines.build import build
 from pipelines.config import BuildConfig, OutputSettings
-ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
-build(BuildConfig(domain="garments", out_dir=sys.argv[2], sources=("coco:" + sys.argv[1],), settings=OutputSettings(split_ratios=(1.0, 0.0, 0.0)), progress=False))
+build(BuildConfig(domain="garments", out_dir=sys.argv[2], sources=("coco:" + sys.argv[1],), num_workers=2, settings=OutputSettings(split_ratios=(1.0, 0.0, 0.0)), progress=False))
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 

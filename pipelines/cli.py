@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--taxonomy", default="", help="a taxonomy YAML file instead of the bundled one")
     p.add_argument("--ray-address", default="", help="an existing Ray cluster (default: start a local Ray instance)")
     p.add_argument("--workers", type=int, default=0, help="CPUs for the local Ray instance (default: all)")
-    p.add_argument("--batch-size", type=int, default=16, help="units per Ray Data batch (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=BuildConfig.batch_size, help="units per Ray Data batch (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--config", default="", metavar="FILE.yaml", help="YAML with per-stage resources (stages.NAME: batch_size, concurrency, num_gpus, num_cpus) and every threshold and limit (settings:, see README 'Build settings'); flags given on the command line win")
 

@@ -69,13 +69,18 @@ def start_ray(config: BuildConfig) -> None:
     if ray.is_initialized():
         return
     share_with_workers()
-    kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    # One OpenCV thread per worker, as Ray gives each task one OMP thread per CPU: OpenCV's own pool would
+    # otherwise start a thread per core in every worker, and N workers on N cores contend for them.
+    runtime_env: dict[str, Any] = {"env_vars": {"OPENCV_FOR_THREADS_NUM": "1"}}
+    kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
+                                  runtime_env=runtime_env)
     if config.ray_address:
         import pipelines
         import taxonomy
         import unieditkit
 
-        kwargs.update(address=config.ray_address, runtime_env={"py_modules": [unieditkit, pipelines, taxonomy]})
+        runtime_env["py_modules"] = [unieditkit, pipelines, taxonomy]
+        kwargs["address"] = config.ray_address
     elif config.num_workers:
         kwargs["num_cpus"] = config.num_workers
     ray.init(**kwargs)
