@@ -21,6 +21,7 @@ Stream design (docs/TRAINING.md has the reasoning):
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import json
@@ -29,6 +30,7 @@ import pathlib
 import random
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -109,17 +111,31 @@ def _rgb(data: bytes, size: int) -> Image.Image:
     return img.convert("RGB")
 
 
+@functools.lru_cache(maxsize=64)
+def build_mats_params(shard_url: str, domain: str) -> Any:
+    """The ``MatsParams`` the shard's build drew its rough masks with (its folder's ``build_config.json``), so a
+    re-drawn rough mask looks like the stored ones: ``regenerate`` gives them back bit for bit."""
+    from unieditkit.format import recorded_mats_params
+
+    return recorded_mats_params(pathlib.Path(shard_url).parent, domain)
+
+
 def _mask_image(sample: dict, variant: str, meta: dict, rough_source: str, draw: int) -> Image.Image:
     """The variant's mask; a rough mask may be re-drawn from the fine one (``regenerate``: the stored seed, so
-    the same mask; ``resample``: a new seed per draw, so a new rough mask every time the sample comes up)."""
+    the same mask; ``resample``: a new seed per draw, so a new rough mask every time the sample comes up), with
+    the MATS parameters the build recorded."""
     if variant == "rough" and rough_source != "stored":
         from unieditkit.mats import rough_mask
 
+        if "__url__" not in sample:
+            raise UserError(f"curriculum.rough_source {rough_source}: sample {sample.get('__key__', '?')} was not "
+                            "read from a build folder, whose build_config.json holds its MATS parameters")
+        params = build_mats_params(str(sample["__url__"]), meta["domain"])
         seed = int(meta["mats"]["seed"])
         if rough_source == "resample":
             seed = stable_seed(seed, draw)
         fine = np.asarray(Image.open(io.BytesIO(sample["mask_fine.png"])).convert("L")) > 127
-        rough, _ = rough_mask(fine, seed=seed)
+        rough, _ = rough_mask(fine, seed=seed, params=params)
         return Image.fromarray(np.where(rough, 255, 0).astype(np.uint8), mode="L")
     return Image.open(io.BytesIO(sample[f"mask_{variant}.png"])).convert("L")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 
@@ -86,25 +87,33 @@ def test_curriculum_decides_each_steps_mask_variant(two_domain_shards):
     assert [b["variant"].unique().tolist() for b in batches] == [[0], [0], [2], [2]]
 
 
-def test_rough_masks_can_be_regenerated_from_the_stored_seed():
-    from unieditkit.mats import rough_mask
+def test_rough_masks_are_regenerated_from_the_stored_seed_with_the_builds_mats_parameters(tmp_path):
+    from unieditkit.format import BUILD_CONFIG_FILE
+    from unieditkit.mats import MatsParams, rough_mask
 
     fine = np.zeros((40, 56), dtype=bool)
     fine[10:25, 12:30] = True
-    rough, _ = rough_mask(fine, seed=7)
+    params = MatsParams(dilate_frac=(0.3, 0.4), octaves=1)  # what this (pretend) build was run with
+    (tmp_path / BUILD_CONFIG_FILE).write_text(json.dumps(
+        {"domains": {"garments": {"settings": {"mats": dataclasses.asdict(params)}}}}))
+    rough, _ = rough_mask(fine, seed=7, params=params)
+    assert not np.array_equal(rough, rough_mask(fine, seed=7)[0])  # the defaults would draw another mask
     png = io.BytesIO()
     Image.fromarray(np.where(fine, 255, 0).astype(np.uint8)).save(png, format="PNG")
     jpg = io.BytesIO()
     Image.new("RGB", (56, 40), (10, 200, 30)).save(jpg, format="JPEG")
     meta = {"domain": "garments", "subcategory_id": 3, "mats": {"seed": 7}}
     sample = {"__key__": "k", "json": json.dumps(meta).encode(), "ref.jpg": jpg.getvalue(), "tgt.jpg": jpg.getvalue(),
-              "mask_fine.png": png.getvalue()}
+              "mask_fine.png": png.getvalue(), "__url__": str(tmp_path / "garments-train-000000.tar")}
     regenerated = decode_sample(sample, "rough", 56, ANCHORS, "regenerate")["mask"][0, 8:48].bool().numpy()
     assert np.array_equal(regenerated, rough)
     resampled = [decode_sample(sample, "rough", 56, ANCHORS, "resample", draw)["mask"][0, 8:48].bool().numpy()
                  for draw in (1, 2)]
     assert all((r | fine).sum() == r.sum() for r in resampled)  # still ⊇ fine
     assert not np.array_equal(resampled[0], resampled[1])
+    del sample["__url__"]
+    with pytest.raises(UserError, match="build_config.json"):
+        decode_sample(sample, "rough", 56, ANCHORS, "regenerate")
 
 
 def test_bad_samples_are_skipped_and_counted(tmp_path, shard_writer):
