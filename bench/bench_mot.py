@@ -50,24 +50,16 @@ from training.anchors import Anchors  # noqa: E402
 from training.config import ModelConfig  # noqa: E402
 from training.editor import Editor  # noqa: E402
 from training.flow import flow_loss  # noqa: E402
+from training.optim import tensor_bytes  # noqa: E402
 
 Step = Callable[[int], torch.Tensor]
 Built = tuple[torch.nn.Module, torch.optim.Optimizer, Step]
 
 
-def _tensor_bytes(t: torch.Tensor) -> int:
-    """Bytes a tensor really holds: a quantized optimizer state (a tensor subclass that reports fp32) counts
-    its inner tensors (8-bit codes and scales)."""
-    if hasattr(t, "__tensor_flatten__"):
-        names, _ = t.__tensor_flatten__()
-        return sum(_tensor_bytes(getattr(t, n)) for n in names)
-    return t.numel() * t.element_size()
-
-
 def _state_bytes(model: torch.nn.Module, opt: torch.optim.Optimizer) -> int:
     tensors = list(model.parameters()) + list(model.buffers())
     tensors += [t for s in opt.state.values() for t in s.values() if torch.is_tensor(t)]
-    return sum(map(_tensor_bytes, tensors))
+    return sum(map(tensor_bytes, tensors))
 
 
 def _sync(device: torch.device) -> None:

@@ -66,6 +66,15 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], optim: OptimConfig, mo
     return adamw(params, optimizer_kind(optim, model), optim.lr, (optim.beta1, optim.beta2), optim.weight_decay)
 
 
+def tensor_bytes(t: torch.Tensor) -> int:
+    """Bytes a tensor really holds: a quantized optimizer state (a tensor subclass that reports fp32) counts
+    its inner tensors (8-bit codes, scales, code book)."""
+    if hasattr(t, "__tensor_flatten__"):
+        names, _ = t.__tensor_flatten__()
+        return sum(tensor_bytes(getattr(t, n)) for n in names)
+    return t.numel() * t.element_size()
+
+
 def optimizer_note(optim: OptimConfig, model: ModelConfig) -> str:
     """The run log's line on what ``auto`` chose, so a default never replaces a setting silently."""
     kind = optimizer_kind(optim, model)

@@ -7,15 +7,8 @@ import torch
 
 from training.config import ModelConfig, OptimConfig, load_config
 from training.mot import MoTLinear, Routing
-from training.optim import build_optimizer, optimizer_kind, optimizer_note
+from training.optim import build_optimizer, optimizer_kind, optimizer_note, tensor_bytes
 from unieditkit.errors import UserError
-
-
-def _state_bytes(t: torch.Tensor) -> int:
-    if hasattr(t, "__tensor_flatten__"):
-        names, _ = t.__tensor_flatten__()
-        return sum(_state_bytes(getattr(t, n)) for n in names)
-    return t.numel() * t.element_size()
 
 
 def test_auto_resolves_per_backbone_and_says_so():
@@ -50,7 +43,7 @@ def test_expert_moments_take_the_bytes_the_kind_promises_and_the_step_trains(kin
     assert losses[-1] < losses[0] * 0.9
     state = opt.state[layer.lora_A]
     numel = layer.lora_A.numel()
-    moments = _state_bytes(state["exp_avg"]) + _state_bytes(state["exp_avg_sq"])
+    moments = tensor_bytes(state["exp_avg"]) + tensor_bytes(state["exp_avg_sq"])
     # 8-bit: + one fp32 scale per 256 values and a 256-entry code book per moment tensor
     assert 2 * bytes_per_moment * numel <= moments <= 2 * bytes_per_moment * numel * 1.05
     assert layer.lora_A.dtype == torch.float32  # master weights stay fp32 either way
