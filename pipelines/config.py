@@ -228,8 +228,7 @@ def _settings(path: str, settings: Any) -> dict[str, Any]:
             if key == "against":  # relative to the config file, like any path in it
                 value = tuple(os.path.join(os.path.dirname(os.path.abspath(path)), os.path.expanduser(v)) for v in value)
         else:
-            _check_type(path, f"settings.{key}", value, default)
-            value = float(value) if isinstance(default, float) else value
+            value = _scalar(path, f"settings.{key}", value, default)
         out[key] = value
     return out
 
@@ -253,13 +252,18 @@ def _mats_params(path: str, values: Any) -> MatsParams:
                 _check_type(path, f"settings.mats.{key}[]", item, default[0])
             value = tuple(float(v) for v in value)
         else:
-            _check_type(path, f"settings.mats.{key}", value, default)
-            value = float(value) if isinstance(default, float) else value
+            value = _scalar(path, f"settings.mats.{key}", value, default)
         out[key] = value
     try:
         return MatsParams(**out)
     except UserError as exc:
         raise UserError(f"{path}: settings.mats: {exc}") from None
+
+
+def _scalar(path: str, where: str, value: Any, default: Any) -> Any:
+    """A checked scalar setting, an int given for a float stored as the float it stands for."""
+    _check_type(path, where, value, default)
+    return float(value) if isinstance(default, float) else value
 
 
 def _check_type(path: str, where: str, value: Any, default: Any) -> None:
