@@ -1,11 +1,15 @@
-"""Shared fixtures: one local Ray instance and one build of the bundled sample per test session."""
+"""Shared fixtures: one local Ray instance, one build of the bundled sample, and one small COCO source with its
+uninterrupted subprocess build (``buildproc.py``) per test session."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
+
+from buildproc import build_cmd, generate_source
 
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -33,4 +37,20 @@ def built_dataset(tmp_path_factory: pytest.TempPathFactory, ray_local) -> Path:
 
     out = tmp_path_factory.mktemp("built") / "out"
     build(BuildConfig(domain="garments", out_dir=str(out), settings=OutputSettings(units_per_shard=8), progress=False))
+    return out
+
+
+@pytest.fixture(scope="session")
+def coco_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The COCO annotation file of ``buildproc.generate_source``; read-only (copy it to edit an image)."""
+    return generate_source(tmp_path_factory.mktemp("coco"))
+
+
+@pytest.fixture(scope="session")
+def coco_reference(coco_source: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The out folder of an uninterrupted ``buildproc.build_cmd`` run: what every killed, crashed or remote run
+    of the same command must end up equal to."""
+    out = tmp_path_factory.mktemp("coco-reference") / "out"
+    subprocess.run(build_cmd(coco_source, out), check=True, capture_output=True, timeout=300)
+    assert len(list(out.glob("*.tar"))) >= 4
     return out

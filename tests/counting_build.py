@@ -18,8 +18,7 @@ LOG_ENV = "UNIEDITKIT_TEST_COUNT_LOG"
 
 
 def _count_in_worker() -> None:
-    from pipelines.models.detect import GroundingDinoDetector
-    from pipelines.models.segment import SamSegmenter
+    from pipelines.models import factory
     from pipelines.stages.base import Stage
     from unieditkit import media
 
@@ -34,12 +33,15 @@ def _count_in_worker() -> None:
         return load_rgb(path, *args, **kwargs)
 
     media.load_rgb = counted_load_rgb  # load_uri looks it up in its module at each call
-    for cls in (GroundingDinoDetector, SamSegmenter):
-        def counted_init(self, *args, _init=cls.__init__, _name=cls.__name__, **kwargs):
-            note("build", _name)
-            _init(self, *args, **kwargs)
+    # the factories, not the model classes: importing GroundingDINO takes seconds, and every worker runs this hook
+    # (the stage modules bind the factories when they are first imported, which is after this hook)
+    for name in ("build_detector", "build_segmenter"):
+        def counted_build(*args, _build=getattr(factory, name), **kwargs):
+            model = _build(*args, **kwargs)
+            note("build", type(model).__name__)
+            return model
 
-        cls.__init__ = counted_init
+        setattr(factory, name, counted_build)
     instantiate = Stage.instantiate
 
     def counted_instantiate(self):

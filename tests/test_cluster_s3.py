@@ -18,9 +18,10 @@ from typing import Iterator
 import pyarrow.parquet as pq
 import pytest
 
+from buildproc import build_cmd, folder_files, shard_files
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "pipelines" / "sample_data"
-SHARD_FILES = (".tar", ".parquet", "_stats.json")
 BUCKET = "unieditkit-test"
 
 
@@ -39,9 +40,9 @@ def _wait(check, seconds: float, what: str) -> None:
     raise TimeoutError(f"{what} not ready after {seconds} s")
 
 
-def _stop(proc: subprocess.Popen, grace: float = 20) -> None:
-    """SIGTERM the process group we started (start_new_session), then SIGKILL what is left."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10)):
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the process we started (start_new_session), then SIGKILL what is left of its group."""
+    for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 10)):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
@@ -76,7 +77,7 @@ def s3() -> Iterator[dict[str, str]]:
         fs.put(str(SAMPLE) + "/", f"{BUCKET}/sample/", recursive=True)
         yield env
     finally:
-        _stop(proc, grace=5)
+        _stop(proc)
 
 
 def _fs(env: dict[str, str]):
@@ -93,10 +94,6 @@ def _cli(*args: str) -> list[str]:
 def _remote_files(env: dict[str, str], prefix: str) -> dict[str, bytes]:
     fs = _fs(env)
     return {p.rsplit("/", 1)[-1]: fs.cat_file(p) for p in fs.ls(f"{BUCKET}/{prefix}", refresh=True)}
-
-
-def _shard_files(files: dict[str, bytes]) -> dict[str, bytes]:
-    return {n: b for n, b in files.items() if n.endswith(SHARD_FILES)}
 
 
 def _mentioning(text: str) -> list[int]:
@@ -190,20 +187,26 @@ class Cluster:
     def kill_second_node(self) -> int:
         """SIGKILL every Ray process of the second node at once, as a lost machine would end them; how many there were."""
         assert self.second is not None
-        pids = _descendants(self.second.pid)
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self.second.wait(timeout=30)
+        pids = _kill_tree(self.second)
         _wait(lambda: not _mentioning(str(self.second_dir)), 30, "the end of the second node's processes")
         return len(pids)
 
     def stop(self) -> None:
+        """Both nodes at once, as ``kill_second_node``: a head node asked to stop (SIGTERM) takes 20 s after a build."""
         for proc in (self.second, self.head):
-            if proc is not None:
-                _stop(proc)
+            if proc is not None and proc.poll() is None:
+                _kill_tree(proc)
+
+
+def _kill_tree(proc: subprocess.Popen) -> list[int]:
+    pids = _descendants(proc.pid)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait(timeout=30)
+    return pids
 
 
 @pytest.fixture(scope="module")
@@ -224,8 +227,8 @@ def test_two_node_build_from_and_to_s3_equals_a_local_build(s3: dict[str, str], 
     assert done.returncode == 0, done.stderr[-3000:]
     assert "object storage has no build lock" in done.stdout
     remote = _remote_files(s3, "cluster")
-    local = {p.name: p.read_bytes() for p in built_dataset.iterdir() if p.is_file()}
-    assert _shard_files(remote) and _shard_files(remote) == _shard_files(local)
+    local = folder_files(built_dataset)
+    assert shard_files(remote) and shard_files(remote) == shard_files(local)
     for name in ("index.parquet", "rejected.parquet"):
         assert remote[name] == local[name], name
 
@@ -264,54 +267,28 @@ def test_losing_the_second_node_mid_build_finishes_on_the_head_and_equals_an_uni
             proc.wait()
     assert proc.returncode == 0, (tmp_path / "stderr").read_text()[-3000:]
     remote = _remote_files(s3, "lost-node")
-    local = {p.name: p.read_bytes() for p in built_dataset.iterdir() if p.is_file()}
-    assert _shard_files(remote) and _shard_files(remote) == _shard_files(local)
+    local = folder_files(built_dataset)
+    assert shard_files(remote) and shard_files(remote) == shard_files(local)
     for name in ("index.parquet", "rejected.parquet"):
         assert remote[name] == local[name], name
 
 
-def _generate_source(root: Path, per_domain: int) -> Path:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("make_sample_data", ROOT / "scripts" / "make_sample_data.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.generate(root, per_domain, (480, 360))
-
-
 @pytest.mark.slow
-def test_sigkill_of_the_driver_on_s3_then_rerun_equals_an_uninterrupted_build(s3: dict[str, str], tmp_path: Path) -> None:
-    source = _generate_source(tmp_path / "src", 20)
-    args = ("--source", f"coco:{source}", "--units-per-shard", "3", "--workers", "1", "--batch-size", "1")
-    reference = tmp_path / "reference"
-    subprocess.run(_cli(*args, "--out", str(reference)), env=s3, check=True, capture_output=True, timeout=600)
-    expected = {p.name: p.read_bytes() for p in reference.iterdir() if p.name.endswith(SHARD_FILES)}
+def test_sigkill_of_the_driver_on_s3_then_rerun_equals_an_uninterrupted_build(s3: dict[str, str], coco_source: Path, coco_reference: Path) -> None:
+    expected = shard_files(folder_files(coco_reference))
     markers = sum(n.endswith("_stats.json") for n in expected)
-    assert markers >= 6
-
-    fs = _fs(s3)
-    proc = subprocess.Popen(_cli(*args, "--out", f"s3://{BUCKET}/killed"), env=s3, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-
-    def done_markers() -> int:
-        try:
-            return sum(p.endswith("_stats.json") for p in fs.ls(f"{BUCKET}/killed", refresh=True))
-        except FileNotFoundError:
-            return 0
-
-    try:
-        _wait(lambda: done_markers() >= 2, 400, "two done shards")
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
-        proc.wait()
+    out = f"s3://{BUCKET}/killed"
+    killed = subprocess.run(build_cmd(coco_source, out), env={**s3, "UNIEDITKIT_KILL_AT": "marker-written:2"},
+                            capture_output=True, timeout=600, start_new_session=True)
+    assert killed.returncode == -9, f"the build was not killed (exit {killed.returncode}): {killed.stderr[-2000:]!r}"
     partial = _remote_files(s3, "killed")
     done = [n[: -len("_stats.json")] for n in partial if n.endswith("_stats.json")]
     assert 2 <= len(done) < markers, f"kill landed outside the build ({len(done)} of {markers} shards done)"
     for name in done:  # a marked shard is complete, byte for byte
         assert partial[f"{name}.tar"] == expected[f"{name}.tar"]
 
-    subprocess.run(_cli(*args, "--out", f"s3://{BUCKET}/killed"), env=s3, check=True, capture_output=True, timeout=600)
-    assert _shard_files(_remote_files(s3, "killed")) == expected
+    subprocess.run(build_cmd(coco_source, out), env=s3, check=True, capture_output=True, timeout=600)
+    assert shard_files(_remote_files(s3, "killed")) == expected
 
 
 @pytest.mark.slow

@@ -58,14 +58,14 @@ def test_each_image_is_decoded_once_for_all_model_stages_and_once_per_unit_by_pa
 def test_quarantine_reruns_build_each_model_once_per_process(tmp_path: Path) -> None:
     photos = tmp_path / "photos"
     photos.mkdir()
-    for name in ("astronaut", "chelsea", "coffee", "rocket", "camera", "cat"):
-        rgb = getattr(skimage.data, name)()
-        _write(photos / f"{name}.jpg", rgb if rgb.ndim == 3 else cv2.cvtColor(rgb, cv2.COLOR_GRAY2RGB))
-    # the poison unit kills the pair task of the only batch, so all six units run again one per Ray task
+    for name in ("astronaut", "chelsea", "coffee", "rocket"):
+        _write(photos / f"{name}.jpg", getattr(skimage.data, name)())
+    # the poison unit kills the pair task of the only batch, so all four units run again one per Ray task, the
+    # poison one last (units run in name order): two processes share the three others
     done, log = _counting_build(tmp_path, [f"images:{photos}"], {"UNIEDITKIT_CRASH_ON": "rocket.jpg"})
     assert "quarantined 1" in done.stdout, done.stdout
     reruns = Counter(pid for pid, event, _ in log if event == "instantiate")
-    assert sum(reruns.values()) >= 6 * 4  # six units, four stages each (detect+segment, pair, filter, mats)
+    assert sum(reruns.values()) >= 4 * 4  # four units, four stages each (detect+segment, pair, filter, mats)
     assert max(reruns.values()) >= 2 * 4, f"no process re-ran two units, so reuse was not exercised: {reruns}"
     builds = Counter((pid, detail) for pid, event, detail in log if event == "build")
     assert builds and max(builds.values()) == 1, f"a process built a model twice: {builds}"

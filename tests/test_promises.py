@@ -8,31 +8,22 @@ the build there until FILE exists), so each test lands exactly where it says ins
 
 from __future__ import annotations
 
-import importlib.util
 import os
+import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import cv2
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from buildproc import build_cmd
+
 FINAL_NAMES = ("*.tar", "*.parquet", "*_stats.json", "README.md", "build_config.json")
 pytestmark = pytest.mark.slow  # each test runs real build processes
-
-
-def _generate_source(root: Path, per_domain: int) -> Path:
-    spec = importlib.util.spec_from_file_location("make_sample_data", ROOT / "scripts" / "make_sample_data.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.generate(root, per_domain, (240, 180))
-
-
-def _build_cmd(source: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "unieditkit.cli", "build", "--domain", "garments", "--source", f"coco:{source}",
-            "--out", str(out), "--units-per-shard", "2", "--workers", "1", "--batch-size", "1", "--no-progress"]
+#: one kill at each named point, each run resuming the folder the one before it was killed in: the first run
+#: dies after planning, the second after its 2nd tar, the third after the sidecar of the shard it redoes, ...
+KILL_POINTS = ("planned", "tar-written:2", "sidecar-written:1", "marker-written:1", "index-written")
 
 
 def _final_files(out: Path) -> dict[str, bytes]:
@@ -41,47 +32,38 @@ def _final_files(out: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _generate_source(tmp_path_factory.mktemp("src"), 8)
+def reference(coco_reference: Path) -> dict[str, bytes]:
+    return _final_files(coco_reference)
 
 
-@pytest.fixture(scope="module")
-def reference(source: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
-    out = tmp_path_factory.mktemp("reference") / "out"
-    subprocess.run(_build_cmd(source, out), check=True, capture_output=True, timeout=300)
-    files = _final_files(out)
-    assert sum(n.endswith(".tar") for n in files) >= 4
-    return files
-
-
-@pytest.mark.parametrize("point", ["planned", "tar-written:2", "sidecar-written:2", "marker-written:3", "index-written"])
-def test_sigkill_at_each_point_then_rerun_equals_uninterrupted_build(point: str, source: Path, reference: dict[str, bytes], tmp_path: Path) -> None:
+def test_sigkill_at_each_point_then_rerun_equals_uninterrupted_build(coco_source: Path, reference: dict[str, bytes], tmp_path: Path) -> None:
     out = tmp_path / "out"
-    env = {**os.environ, "UNIEDITKIT_KILL_AT": point}
-    proc = subprocess.run(_build_cmd(source, out), env=env, capture_output=True, timeout=300, start_new_session=True)
-    assert proc.returncode == -9, f"the build was not killed at {point} (exit {proc.returncode}): {proc.stderr[-500:]!r}"
-    for name, data in _final_files(out).items():
-        if name == "README.md" or name in ("index.parquet", "rejected.parquet"):
-            continue  # folder tables describe the done shards so far; they are checked after the re-run
-        assert data == reference[name], f"{name} is visible under its final name but is not the finished file"
-    if point == "planned":
-        assert not list(out.glob("*.tar")), "planning wrote a shard"
-    subprocess.run(_build_cmd(source, out), check=True, capture_output=True, timeout=300)
+    for point in KILL_POINTS:
+        env = {**os.environ, "UNIEDITKIT_KILL_AT": point}
+        proc = subprocess.run(build_cmd(coco_source, out), env=env, capture_output=True, timeout=300, start_new_session=True)
+        assert proc.returncode == -9, f"the build was not killed at {point} (exit {proc.returncode}): {proc.stderr[-500:]!r}"
+        for name, data in _final_files(out).items():
+            if name == "README.md" or name in ("index.parquet", "rejected.parquet"):
+                continue  # folder tables describe the done shards so far; they are checked after the last run
+            assert data == reference[name], f"killed at {point}: {name} is visible under its final name but is not the finished file"
+        if point == "planned":
+            assert not list(out.glob("*.tar")), "planning wrote a shard"
+    subprocess.run(build_cmd(coco_source, out), check=True, capture_output=True, timeout=300)
     assert _final_files(out) == reference
     assert not list(out.glob("*.tmp"))
 
 
-def test_a_second_build_process_is_refused_while_the_first_runs(source: Path, reference: dict[str, bytes], tmp_path: Path) -> None:
+def test_a_second_build_process_is_refused_while_the_first_runs(coco_source: Path, reference: dict[str, bytes], tmp_path: Path) -> None:
     out, release = tmp_path / "out", tmp_path / "release"
     env = {**os.environ, "UNIEDITKIT_HOLD_AT": f"planned:{release}"}
-    first = subprocess.Popen(_build_cmd(source, out), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = subprocess.Popen(build_cmd(coco_source, out), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         reached = Path(f"{release}.reached")
         deadline = time.monotonic() + 120
         while not reached.exists() and first.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
         assert reached.exists(), "the first build never reached its hold point"
-        second = subprocess.run(_build_cmd(source, out), capture_output=True, text=True, timeout=120)
+        second = subprocess.run(build_cmd(coco_source, out), capture_output=True, text=True, timeout=120)
         assert second.returncode == 2
         assert "another build is writing here" in second.stderr and second.stderr.count("\n") == 1
         release.touch()
@@ -91,14 +73,15 @@ def test_a_second_build_process_is_refused_while_the_first_runs(source: Path, re
     assert _final_files(out) == reference
 
 
-def test_an_input_edited_in_place_after_a_kill_refuses_the_resume(tmp_path: Path) -> None:
-    source = _generate_source(tmp_path / "src", 8)
+def test_an_input_edited_in_place_after_a_kill_refuses_the_resume(coco_source: Path, tmp_path: Path) -> None:
+    shutil.copytree(coco_source.parent, tmp_path / "src")
+    source = tmp_path / "src" / coco_source.name
     out = tmp_path / "out"
     env = {**os.environ, "UNIEDITKIT_KILL_AT": "marker-written:1"}
-    assert subprocess.run(_build_cmd(source, out), env=env, capture_output=True, timeout=300, start_new_session=True).returncode == -9
+    assert subprocess.run(build_cmd(source, out), env=env, capture_output=True, timeout=300, start_new_session=True).returncode == -9
     image = source.parent / "images" / "synthetic_garments_005.jpg"
     pixels = cv2.imread(str(image))
     cv2.imwrite(str(image), 255 - pixels)  # same name, other content
-    resumed = subprocess.run(_build_cmd(source, out), capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(build_cmd(source, out), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 2
     assert "different inputs" in resumed.stderr and "build_config.json" in resumed.stderr

@@ -1,23 +1,20 @@
-"""Reliability: hostile inputs, SIGKILL at any point and resume, poison samples that kill workers."""
+"""Reliability: hostile inputs, poison samples that kill workers, a full disk. (SIGKILL at each named point of a
+build and its resume: ``test_promises.py``.)"""
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.build import build
-from pipelines.config import BuildConfig, OutputSettings
 from pipelines.stages.pair import sample_key, unit_key
 from unieditkit.cli import main
+
+from buildproc import build_cmd, folder_files, shard_files
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,70 +49,25 @@ def test_hostile_inputs_are_recorded_or_converted(tmp_path: Path, ray_local) -> 
     assert rotated["fine_area"] > 0.2, "annotation in display orientation should cover the red box"
 
 
-def _generate_source(root: Path, per_domain: int) -> Path:
-    return _module(ROOT / "scripts" / "make_sample_data.py", "make_sample_data").generate(root, per_domain, (480, 360))
-
-
-def _build_cmd(source: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "unieditkit.cli", "build", "--domain", "garments", "--source", f"coco:{source}",
-            "--out", str(out), "--units-per-shard", "3", "--workers", "1", "--batch-size", "1", "--no-progress"]
-
-
-def _snapshot(out: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.suffix in (".tar", ".parquet") or p.name.endswith("_stats.json")}
-
-
 @pytest.mark.slow
-def test_sigkill_mid_build_then_rerun_equals_uninterrupted_build(tmp_path: Path) -> None:
-    source = _generate_source(tmp_path / "src", 20)
-    reference = tmp_path / "reference"
-    subprocess.run(_build_cmd(source, reference), check=True, capture_output=True, timeout=300)
-    expected = _snapshot(reference)
-    shards = [n for n in expected if n.endswith(".tar")]
-    assert len(shards) >= 6
-
-    out = tmp_path / "killed"
-    proc = subprocess.Popen(_build_cmd(source, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and len(list(out.glob("*_stats.json"))) < 2:
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver and every Ray process it started
-    proc.wait()
-    done = len(list(out.glob("*_stats.json")))
-    assert 2 <= done < len(shards), f"kill landed outside the build ({done} of {len(shards)} shards done)"
-    for tar in out.glob("*.tar"):  # anything under a final name is complete, byte for byte
-        assert tar.read_bytes() == expected[tar.name], f"{tar.name} is visible but incomplete"
-
-    subprocess.run(_build_cmd(source, out), check=True, capture_output=True, timeout=300)
-    assert _snapshot(out) == expected
-    assert not list(out.glob("*.tmp"))
-    keys = [r["key"] for r in pq.read_table(out / "index.parquet").to_pylist()]
-    assert len(keys) == len(set(keys)) == sum(json.loads(expected[n])["samples"] for n in expected if n.endswith("_stats.json"))
-
-
-@pytest.mark.slow
-def test_crashing_worker_is_retried_and_a_poison_unit_quarantined(tmp_path: Path) -> None:
-    source = _generate_source(tmp_path / "src", 8)
-    reference = tmp_path / "reference"
-    subprocess.run(_build_cmd(source, reference), check=True, capture_output=True, timeout=300)
-    expected = _snapshot(reference)
-
+def test_crashing_worker_is_retried_and_a_poison_unit_quarantined(coco_source: Path, coco_reference: Path, tmp_path: Path) -> None:
+    expected = shard_files(folder_files(coco_reference))
     marker = tmp_path / "crashed-once"
     transient = tmp_path / "transient"
     env = {**os.environ, "UNIEDITKIT_CRASH_ONCE": f"synthetic_garments_003.jpg:{marker}"}
-    subprocess.run(_build_cmd(source, transient), check=True, capture_output=True, timeout=300, env=env)
+    subprocess.run(build_cmd(coco_source, transient), check=True, capture_output=True, timeout=300, env=env)
     assert marker.exists(), "the injected crash did not happen"
-    assert _snapshot(transient) == expected, "a retried crash must not change the output"
+    assert shard_files(folder_files(transient)) == expected, "a retried crash must not change the output"
 
     poisoned = tmp_path / "poisoned"
     env = {**os.environ, "UNIEDITKIT_CRASH_ON": "synthetic_garments_003.jpg"}
-    done = subprocess.run(_build_cmd(source, poisoned), capture_output=True, text=True, timeout=300, env=env)
+    done = subprocess.run(build_cmd(coco_source, poisoned), capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "quarantined 1" in done.stdout
     rejected = pq.read_table(poisoned / "rejected.parquet").to_pylist()
     poison = [r for r in rejected if r["reason"] == "quarantined"]
     assert [r["key"] for r in poison] == [unit_key("garments", "coco/instances/synthetic_garments_003.jpg")]
-    ref_keys = {r["key"] for r in pq.read_table(reference / "index.parquet").to_pylist()}
+    ref_keys = {r["key"] for r in pq.read_table(coco_reference / "index.parquet").to_pylist()}
     got_keys = {r["key"] for r in pq.read_table(poisoned / "index.parquet").to_pylist()}
     assert got_keys == {k for k in ref_keys if not k.startswith(poison[0]["key"] + "_")}
     assert len(got_keys) < len(ref_keys)

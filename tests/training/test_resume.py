@@ -117,7 +117,10 @@ def test_ranks_that_disagree_on_the_checkpoint_stop_with_one_line(two_domain_sha
     script.write_text(SCRIPT)
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(script),
+        # torchrun stops the other workers at its first check after one fails (every 0.1 s by default): on a busy
+        # machine rank 0 could be stopped before it prints the error both ranks raise, so it checks every 5 s
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "--monitor-interval=5",
+         str(script),
          str(tiny_config), str(two_domain_shards), str(shared), str(local)],
         capture_output=True, text=True, env=env, cwd=ROOT, timeout=280)
     assert proc.returncode != 0
