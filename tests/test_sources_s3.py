@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 import skimage.data
 from PIL import Image
-from test_cluster_s3 import BUCKET, SHARD_FILES, _cli, _free_port, _fs, s3  # noqa: F401  (s3: the moto server fixture)
+from buildproc import folder_files, shard_files
+from test_cluster_s3 import BUCKET, _cli, _free_port, _fs, s3  # noqa: F401  (s3: the moto server fixture)
 
 from pipelines.sources import WorkUnit, parse_source
 from unieditkit.errors import UserError
@@ -200,7 +201,7 @@ def test_a_build_from_s3_sources_equals_a_build_from_their_local_copy(inputs: Pa
         done = subprocess.run(_cli(*sources, "--units-per-shard", "4", "--out", str(outs[side])), env=s3,
                               capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stderr[-3000:]
-    local, remote = ({p.name: p.read_bytes() for p in outs[side].iterdir() if p.name.endswith(SHARD_FILES)} for side in ("local", "s3"))
+    local, remote = (shard_files(folder_files(outs[side])) for side in ("local", "s3"))
     assert local and remote == local
     for name in ("index.parquet", "rejected.parquet"):
         assert (outs["s3"] / name).read_bytes() == (outs["local"] / name).read_bytes(), name
