@@ -17,7 +17,7 @@ SHARD_FILES = (".tar", ".parquet", "_stats.json")
 
 
 def generate_source(root: Path, per_domain: int = 8) -> Path:
-    """``scripts/make_sample_data.py``'s synthetic COCO set (8 photos per domain: 5 garments shards of 2 units)."""
+    """``scripts/make_sample_data.py``'s synthetic COCO set: 8 photos per domain, 5 garments shards with ``build_cmd``."""
     spec = importlib.util.spec_from_file_location("make_sample_data", ROOT / "scripts" / "make_sample_data.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -41,7 +41,7 @@ def _wait(check, seconds: float, what: str) -> None:
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    """SIGTERM the process we started (start_new_session), then SIGKILL what is left of its group."""
+    """SIGTERM the process group we started (start_new_session), then SIGKILL what is left."""
     for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 10)):
         try:
             os.killpg(proc.pid, sig)
