@@ -93,10 +93,10 @@ def inputs_fingerprint(shards: list[ShardPlan]) -> str:
     On object storage the version is the ETag (or what the filesystem reports, ``remote_versions``), from one
     listing per folder."""
     uris = [uri for s in shards for u in s.units for uri in (u.tgt_uri, u.ref_uri, u.ref_mask_uri, *(o.mask_uri for o in u.objects))]
-    remote = remote_versions(file_of(uri) for uri in uris if is_url(file_of(uri)))
+    paths = [file_of(uri) for uri in uris]
+    remote = remote_versions(path for path in paths if is_url(path))
     h = hashlib.sha256()
-    for uri in uris:
-        path = file_of(uri)
+    for uri, path in zip(uris, paths):
         if is_url(path):
             size, version = remote.get(path, (-1, "-1"))
             h.update(f"{uri}\0{size}\0{version}\0".encode())

@@ -24,6 +24,7 @@ import logging
 import math
 import posixpath
 from collections import Counter
+from pathlib import PurePosixPath
 from typing import Any, ClassVar, Iterator
 
 import numpy as np
@@ -99,7 +100,7 @@ class MultiviewSource:
                 continue
             group = f"multiview/{self.tree.name}/{folder}"
             hint = self._hint(folder)
-            stem = [posixpath.splitext(posixpath.basename(v))[0] for v in views]
+            stem = [PurePosixPath(v).stem for v in views]
             for t in targets:
                 yield WorkUnit(
                     unit_id=f"{group}#views={stem[0]}-{stem[t]}",

@@ -30,6 +30,7 @@ missing or unreadable is not checked here: the pair stage rejects that unit with
 from __future__ import annotations
 
 import posixpath
+from pathlib import PurePosixPath
 from typing import Any, ClassVar, Iterator
 
 import numpy as np
@@ -47,10 +48,6 @@ VITON_GARMENT_LABELS = (5, 6, 7)
 DRESSCODE_CATEGORIES = ("upper_body", "lower_body", "dresses")
 DRESSCODE_LABELS = {"upper_body": (4,), "lower_body": (5, 6), "dresses": (7,)}
 DRESSCODE_SKIRT, DRESSCODE_PANTS = 5, 6
-
-
-def _stem(rel: str) -> str:
-    return posixpath.splitext(posixpath.basename(rel))[0]
 
 
 class TryonSource:
@@ -120,7 +117,7 @@ class TryonSource:
             posixpath.join(split_dir, name) for name in ("image", "cloth", "cloth-mask", "image-parse-v3", "image-parse")
         )
         for person in self.tree.children(image, IMAGE_EXTENSIONS):
-            stem = _stem(person)
+            stem = PurePosixPath(person).stem
             garment = self._first_existing(cloth, stem, (".jpg", ".png", ".jpeg")) or posixpath.join(cloth, posixpath.basename(person))
             mask = self._first_existing(cloth_mask, stem, (".jpg", ".png", ".jpeg"))
             parse = self._first_existing(parse_v3, stem, (".png",)) or self._first_existing(parse_v1, stem, (".png",))
@@ -130,9 +127,9 @@ class TryonSource:
         category = self._dresscode_category(cat_dir)
         images, cloth_mask, masks, label_maps = (posixpath.join(cat_dir, name) for name in ("images", "cloth_mask", "masks", "label_maps"))
         for person in self.tree.children(images, IMAGE_EXTENSIONS):
-            if not _stem(person).endswith("_0"):
+            if not PurePosixPath(person).stem.endswith("_0"):
                 continue
-            item = _stem(person)[:-2]
+            item = PurePosixPath(person).stem[:-2]
             garment = self._first_existing(images, f"{item}_1", (".jpg", ".png", ".jpeg")) or posixpath.join(images, f"{item}_1.jpg")
             mask = self._first_existing(cloth_mask, f"{item}_1", (".png", ".jpg")) or self._first_existing(masks, f"{item}_1", (".png", ".jpg"))
             parse = posixpath.join(label_maps, f"{item}_4.png")
