@@ -205,6 +205,9 @@ def _read(path: pathlib.Path) -> dict:
 def _set_weights(path: pathlib.Path, model: nn.Module, weights: dict) -> None:
     expected = set(get_model_state_dict(model, options=_options(ignore_frozen_params=True)))
     missing = sorted(expected - set(weights))
+    if missing and "router.norm.weight" in weights:  # the router before issue 18 normed a mean-pooled reference
+        raise UserError(f"{path}: written by an earlier unieditkit whose router read the reference's mean; this "
+                        "version's router (attention pooling, anchor floor) cannot load it: train the run again")
     if missing:
         raise UserError(
             f"{path}: has no '{missing[0]}' ({len(missing)} trainable tensors missing); use the config the "

@@ -46,6 +46,8 @@ class ModelConfig:
     alpha: float = 16.0
     top_k: int = 2
     prior_scale: float = 2.0
+    anchor_floor: float = 0.25
+    routing: Literal["anchor", "random"] = "anchor"
     mot_patterns: list[str] = field(default_factory=list)
     taxonomy: str = ""
     train_backbone: Literal["auto", True, False] = "auto"
@@ -192,6 +194,9 @@ def validate(cfg: Config, where: str = "config") -> None:
         raise UserError(f"{where}: model.dim ({m.dim}) must be a multiple of model.heads ({m.heads})")
     if m.num_experts < 0 or (m.num_experts and not 1 <= m.top_k <= m.num_experts):
         raise UserError(f"{where}: model.top_k must be in 1..model.num_experts (0 experts = backbone only)")
+    if not 0.0 <= m.anchor_floor < 1.0:
+        raise UserError(f"{where}: model.anchor_floor must be in [0, 1) (the home expert's least routing "
+                        f"weight), got {m.anchor_floor}")
     if m.backbone == "flux-fill":
         _validate_flux(m, where)
     elif m.train_backbone is False and not m.init_checkpoint:

@@ -13,8 +13,9 @@ way for every image. Transformer blocks are DiT blocks with adaLN-Zero condition
 Only target tokens are decoded; the output is the velocity ``noise - x0`` of rectified flow (see ``flow.py``).
 
 MoT: the attention q/k/v/o and FFN fc1/fc2 linears of every block are ``MoTLinear`` (``model.mot_patterns``);
-the Anchor-Guided Router reads the mean of the reference tokens after the patch embedding (before any routed
-layer, so routing is known before the first block runs) and sets the batch's routing on all MoT layers.
+the router (``model.routing``, ``routing.py``) reads the reference tokens after the patch embedding (the random
+ablation: before it), i.e. before any routed layer, so routing is known before the first block runs, and sets
+the batch's routing on all MoT layers.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from torch.utils.checkpoint import checkpoint
 from training.anchors import Anchors
 from training.config import DIT_MOT_PATTERNS, ModelConfig, backbone_trains
 from training.mot import apply_mot, mot_layers, set_routing
-from training.routing import AnchorGuidedRouter, RouterOutput
+from training.routing import AnchorGuidedRouter, RandomRouter, RouterOutput, make_router
 from unieditkit.errors import UserError
 
 IN_CHANNELS = 7
@@ -159,16 +160,14 @@ class Editor(nn.Module):
         self.t_embed = TimestepEmbedder(d)
         self.blocks = nn.ModuleList(Block(d, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth))
         self.final = FinalLayer(d, OUT_CHANNELS * p * p)
-        self.router: AnchorGuidedRouter | None = None
+        self.router: AnchorGuidedRouter | RandomRouter | None = None
         self.mot_names: list[str] = []
         if cfg.num_experts > 0:
             self.mot_names = apply_mot(
                 self, cfg.mot_patterns or DIT_MOT_PATTERNS, cfg.num_experts, cfg.rank, cfg.alpha, freeze_base=True
             )
-            self.router = AnchorGuidedRouter(
-                cfg.num_experts, cfg.top_k, anchors.num_domains, anchors.num_subcategories, d,
-                cfg.prior_scale, list(anchors.subcategory_domains),
-            )
+            self.router = make_router(cfg.routing, cfg.num_experts, cfg.top_k, anchors, d, IN_CHANNELS * p * p,
+                                      cfg.prior_scale, cfg.anchor_floor)
         self._mot = mot_layers(self)
         self.set_backbone_trainable(backbone_trains(cfg))
 
@@ -193,11 +192,12 @@ class Editor(nn.Module):
         p = self.cfg.patch_size
         ref_in = torch.cat([ref, ref, torch.zeros_like(mask)], dim=1)
         tgt_in = torch.cat([x_t, masked_tgt, mask], dim=1)
-        ref_tok = self.embed(patchify(ref_in, p)) + self.pos_ref
+        ref_patches = patchify(ref_in, p)
+        ref_tok = self.embed(ref_patches) + self.pos_ref
         tgt_tok = self.embed(patchify(tgt_in, p)) + self.pos_tgt
         routed: RouterOutput | None = None
         if self.router is not None:
-            routed = self.router(domain, subcategory, ref_tok.mean(dim=1))
+            routed = self.router(domain, subcategory, raw=ref_patches, embedded=ref_tok)
             set_routing(self._mot, routed.routing)
         x = torch.cat([ref_tok, tgt_tok], dim=1)
         c = self.t_embed(t)

@@ -7,8 +7,8 @@ random one ``scripts/make_tiny_flux.py`` writes); neither is imported or touched
 * ``load_flux_fill_transformer(path)`` loads the transformer with diffusers' own class;
 * ``FluxMoT(transformer, anchors, ...)`` freezes it, turns the image-stream attention (q/k/v/out) and FFN linears of
   the double-stream blocks and the q/k/v and MLP linears of the single-stream blocks into ``MoTLinear`` (fp32
-  experts beside a bf16 backbone by default), and adds an ``AnchorGuidedRouter`` fed with the mean of
-  ``x_embedder`` over the *clean* reference tokens (see ``route``).
+  experts beside a bf16 backbone by default), and adds the router ``model.routing`` names (``routing.py``),
+  fed with the *clean* reference tokens (see ``route``).
 
 The text stream (``add_*_proj``, ``ff_context``) keeps the backbone only: experts are meant to specialise on the
 object category, which the image tokens carry. Latents, text embeddings and packing are in ``flux_inputs.py``.
@@ -23,8 +23,9 @@ import torch
 from torch import nn
 
 from training.anchors import Anchors
+from training.config import ModelConfig
 from training.mot import apply_mot, mot_layers, set_routing
-from training.routing import AnchorGuidedRouter, RouterOutput
+from training.routing import RouterOutput, make_router
 from unieditkit.errors import MissingModelError, UserError
 
 FLUX_MOT_PATTERNS = [
@@ -112,6 +113,8 @@ class FluxMoT(nn.Module):
         prior_scale: float = 2.0,
         patterns: list[str] | None = None,
         expert_dtype: torch.dtype | None = torch.float32,
+        anchor_floor: float = ModelConfig.anchor_floor,
+        routing: str = ModelConfig.routing,
     ) -> None:
         super().__init__()
         transformer.requires_grad_(False)
@@ -120,17 +123,17 @@ class FluxMoT(nn.Module):
                                    dtype=expert_dtype)
         self._mot = mot_layers(transformer)
         embedder: nn.Linear = transformer.x_embedder
-        self.router = AnchorGuidedRouter(
-            num_experts, top_k, anchors.num_domains, anchors.num_subcategories, embedder.out_features,
-            prior_scale, list(anchors.subcategory_domains),
+        self.router = make_router(
+            routing, num_experts, top_k, anchors, embedder.out_features, embedder.in_features, prior_scale,
+            anchor_floor,
         ).to(device=embedder.weight.device)
 
     def route(self, domain: torch.Tensor, subcategory: torch.Tensor, ref_tokens: torch.Tensor) -> RouterOutput:
         """Route from the reference half of the Fill diptych as clean tokens ``(B, N_ref, C_in)``: the reference
         latents in the noisy-latent slot (i.e. at t = 0), then its masked-image latents and an all-zero mask, so
-        the routing of a sample never depends on the timestep or the noise."""
-        features = self.transformer.x_embedder(ref_tokens).mean(dim=1)
-        out = self.router(domain, subcategory, features)
+        the routing of a sample never depends on the timestep or the noise. The anchor router pools them after
+        ``x_embedder``, the random ablation before it."""
+        out = self.router(domain, subcategory, raw=ref_tokens, embedded=self.transformer.x_embedder(ref_tokens))
         set_routing(self._mot, out.routing)
         return out
 

@@ -40,7 +40,8 @@ class FluxBackend:
             transformer.enable_gradient_checkpointing()
         self.module = FluxMoT(
             transformer, self.anchors, num_experts=m.num_experts, rank=m.rank, alpha=m.alpha, top_k=m.top_k,
-            prior_scale=m.prior_scale, patterns=m.mot_patterns or None,
+            prior_scale=m.prior_scale, patterns=m.mot_patterns or None, anchor_floor=m.anchor_floor,
+            routing=m.routing,
         ).to(device)
 
     def prepare(self, batch: dict) -> dict:

@@ -32,6 +32,7 @@ from training.distributed import (
 )
 from training.ema import Ema
 from training.optim import build_optimizer, optimizer_note
+from training.routing import routing_note
 from training.runlog import RunLog, preview_grid
 from training.seeding import stable_seed
 from unieditkit.errors import UserError
@@ -147,6 +148,7 @@ def _train(cfg: Config, info: DistInfo, resume: str | None, overwrite: bool, all
     barrier()  # no rank writes into the folder before rank 0 has cleared it
     if step == 0:
         notes.append(_backbone_note(cfg))
+        notes += [routing_note(cfg.model)] if cfg.model.num_experts else []
         notes.append(optimizer_note(cfg.optim, cfg.model))
         if cfg.optim.warmup_steps != warmup_steps(cfg.optim, t.max_steps):
             notes.append(f"optim.warmup_steps {cfg.optim.warmup_steps} >= train.max_steps {t.max_steps}: warm-up "

@@ -34,6 +34,11 @@ STEPS = 300
 HOME_WEIGHT_TOLERANCE = 0.9  # the home expert's routing weight may not fall below 90 % of its value at step 0
 
 
+def _route(router, domain: torch.Tensor, subcategory: torch.Tensor, tokens: torch.Tensor):
+    """The anchor router reads the embedded tokens only; ``raw`` is what the random ablation reads."""
+    return router(domain, subcategory, raw=tokens, embedded=tokens)
+
+
 def _train(tmp_path: pathlib.Path, data: pathlib.Path) -> tuple[pathlib.Path, np.ndarray]:
     """Train STEPS steps; returns the run folder and the per-step expert load (STEPS x K)."""
     path = tmp_path / "agr.yaml"
@@ -113,7 +118,7 @@ def test_home_slot_survives_any_learned_logits():
     with torch.no_grad():
         router.subcategory_bias.weight[:, 3] = -100.0  # the learned terms try to evict domain 3's home expert
         router.subcategory_bias.weight[:, 6] = 50.0
-    out = router(torch.tensor([3, 3, 5]), torch.tensor([12, 13, 20]), torch.randn(3, 4))
+    out = _route(router, torch.tensor([3, 3, 5]), torch.tensor([12, 13, 20]), torch.randn(3, 6, 4))
     assert out.routing.indices[:, 0].tolist() == [3, 3, 5]
     assert out.routing.indices[:, 1].tolist() == [6, 6, 6]  # the free slot follows the learned logits
 
@@ -123,7 +128,7 @@ def test_balance_loss_never_pushes_on_the_home_expert():
     router = AnchorGuidedRouter(8, 2, 8, 32, feature_dim=4, subcategory_domains=[s // 4 for s in range(32)])
     with torch.no_grad():
         router.subcategory_bias.weight.normal_()
-    out = router(torch.full((6,), 2), torch.tensor([8, 9, 10, 11, 8, 9]), torch.randn(6, 4))
+    out = _route(router, torch.full((6,), 2), torch.tensor([8, 9, 10, 11, 8, 9]), torch.randn(6, 6, 4))
     out.balance_loss.backward()
     grad = router.subcategory_bias.weight.grad
     assert grad[:, 2].abs().max() == 0  # domain 2's home: no balance gradient at all
@@ -134,7 +139,7 @@ def test_top_1_is_the_anchor_alone():
     router = AnchorGuidedRouter(4, 1, 8, 32, feature_dim=4, subcategory_domains=[s // 4 for s in range(32)])
     with torch.no_grad():
         router.gate.bias.copy_(torch.tensor([0.0, 9.0, 0.0, 0.0]))
-    out = router(torch.tensor([0, 2, 6]), torch.tensor([0, 9, 25]), torch.randn(3, 4))
+    out = _route(router, torch.tensor([0, 2, 6]), torch.tensor([0, 9, 25]), torch.randn(3, 6, 4))
     assert out.routing.indices[:, 0].tolist() == [0, 2, 2]
     out.routing.weights.sum().backward()  # the learned terms still get a gradient through the weight
     assert router.gate.bias.grad.abs().sum() > 0 and out.balance_loss.item() == 0.0
@@ -144,6 +149,6 @@ def test_top_1_is_the_anchor_alone():
 def test_few_experts_still_route(num_experts):
     router = AnchorGuidedRouter(num_experts, num_experts, 8, 32, feature_dim=4,
                                 subcategory_domains=[s // 4 for s in range(32)])
-    out = router(torch.arange(8), torch.arange(8) * 4, torch.randn(8, 4))
+    out = _route(router, torch.arange(8), torch.arange(8) * 4, torch.randn(8, 6, 4))
     assert out.routing.indices[:, 0].tolist() == [d % num_experts for d in range(8)]
     assert torch.isfinite(out.balance_loss) and torch.isfinite(out.routing.weights).all()

@@ -16,6 +16,11 @@ from unieditkit.errors import UserError
 ANCHORS = Anchors(tuple(f"d{i}" for i in range(8)), tuple(s // 4 for s in range(32)))
 
 
+def _route(router, domain: torch.Tensor, subcategory: torch.Tensor, tokens: torch.Tensor):
+    """The anchor router reads the embedded tokens only; ``raw`` is what the random ablation reads."""
+    return router(domain, subcategory, raw=tokens, embedded=tokens)
+
+
 def _randomise_experts(model: nn.Module) -> None:
     """B starts at zero (the layer equals the backbone); give it values so gradients reach A as well."""
     gen = torch.Generator().manual_seed(1)
@@ -104,7 +109,7 @@ def test_routing_follows_the_anchor(num_experts):
     router = AnchorGuidedRouter(num_experts, 2, 8, 32, feature_dim=16, subcategory_domains=list(ANCHORS.subcategory_domains))
     domain = torch.arange(8)
     sub = domain * 4 + 1
-    out = router(domain, sub, torch.randn(8, 16))
+    out = _route(router, domain, sub, torch.randn(8, 5, 16))
     assert out.routing.indices[:, 0].tolist() == [home_expert(d, num_experts) for d in range(8)]
     assert out.routing.indices[:, 1].tolist() == [secondary_expert(d, 4 * d + 1, num_experts) for d in range(8)]
     assert all(secondary_expert(d, s, num_experts) != home_expert(d, num_experts) for d in range(8) for s in range(32))
@@ -112,20 +117,20 @@ def test_routing_follows_the_anchor(num_experts):
 
 def test_unknown_subcategory_falls_back_to_the_domain_prior():
     router = AnchorGuidedRouter(8, 1, 8, 32, feature_dim=4, subcategory_domains=list(ANCHORS.subcategory_domains))
-    out = router(torch.tensor([3, 3]), torch.tensor([-1, 999]), torch.zeros(2, 4))
+    out = _route(router, torch.tensor([3, 3]), torch.tensor([-1, 999]), torch.zeros(2, 5, 4))
     assert out.routing.indices[:, 0].tolist() == [3, 3]
 
 
 def test_learned_gate_receives_gradient_and_chooses_the_free_slot():
     router = AnchorGuidedRouter(4, 2, 2, 4, feature_dim=3, prior_scale=1.0, subcategory_domains=[0, 0, 1, 1])
-    features = torch.tensor([[1.0, 0.0, -1.0]])
-    out = router(torch.tensor([0]), torch.tensor([0]), features)
+    tokens = torch.tensor([[[1.0, 0.0, -1.0], [0.5, 2.0, 0.0]]])
+    out = _route(router, torch.tensor([0]), torch.tensor([0]), tokens)
     assert out.routing.indices.tolist() == [[0, 1]]
     out.routing.weights.sum().backward()
     assert router.gate.weight.grad.abs().sum() > 0 and router.subcategory_bias.weight.grad.abs().sum() > 0
     with torch.no_grad():
         router.subcategory_bias.weight[0, 2] = 5.0
-    assert router(torch.tensor([0]), torch.tensor([0]), features).routing.indices.tolist() == [[0, 2]]
+    assert _route(router, torch.tensor([0]), torch.tensor([0]), tokens).routing.indices.tolist() == [[0, 2]]
 
 
 def test_balance_loss_is_one_when_uniform_and_k_when_collapsed():
