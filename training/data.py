@@ -41,7 +41,7 @@ from training.anchors import Anchors
 from training.curriculum import Curriculum
 from training.seeding import stable_seed
 from unieditkit.errors import UserError
-from unieditkit.format import GREY, MASK_VARIANTS
+from unieditkit.format import GREY, MASK_VARIANTS, SIDECAR_SUFFIX, TAR_SUFFIX
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,45 @@ def find_shards(root: str | pathlib.Path, split: str, domains: Iterable[str] = (
             "run `unieditkit build` into that folder first"
         )
     return shards
+
+
+#: the run folder's record of what it trained on (``write_trained_on``), read by ``unieditkit edit``
+TRAINED_ON = "trained_on.json"
+
+
+def trained_on(shards: list[str]) -> dict[str, Any]:
+    """The domains and subcategories (with sample counts) of ``shards``, from their parquet sidecars.
+
+    Recorded in the run folder because ``data.domains`` is empty when a run took every domain in the folder, so the
+    config alone cannot tell ``unieditkit edit`` which anchor a one-domain run's router expects. The sidecars hold
+    one row per sample, so this reads a few columns, never the tars.
+    """
+    import pyarrow.parquet as pq
+
+    counts: dict[tuple[str, str, int], int] = {}
+    for tar in shards:
+        sidecar = pathlib.Path(tar[: -len(TAR_SUFFIX)] + SIDECAR_SUFFIX)
+        if not sidecar.is_file():
+            raise UserError(f"{sidecar}: missing (a finished shard has one); re-run `unieditkit build` into that folder")
+        table = pq.read_table(sidecar, columns=["status", "domain", "subcategory", "subcategory_id"]).to_pydict()
+        for status, domain, sub, sub_id in zip(table["status"], table["domain"], table["subcategory"],
+                                                table["subcategory_id"]):
+            if status == "ok":
+                counts[(domain, sub, int(sub_id))] = counts.get((domain, sub, int(sub_id)), 0) + 1
+    return {
+        "domains": sorted({d for d, _, _ in counts}),
+        "subcategories": [{"domain": d, "key": k, "id": i, "samples": n} for (d, k, i), n in sorted(counts.items())],
+    }
+
+
+def write_trained_on(run_dir: pathlib.Path, shards: list[str]) -> None:
+    (run_dir / TRAINED_ON).write_text(json.dumps(trained_on(shards), indent=1) + "\n", encoding="utf-8")
+
+
+def read_trained_on(run_dir: pathlib.Path) -> dict[str, Any] | None:
+    """The run's record, or None for a run trained before runs recorded it."""
+    path = run_dir / TRAINED_ON
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def duplicate_skips(root: str | pathlib.Path) -> frozenset[str]:

@@ -51,7 +51,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--mask", help="edit region, white = replace (single form; same size as --image)")
     p.add_argument("--category", help="subcategory key or name (`unieditkit taxonomy`); default: the run's "
                                       "only domain")
-    p.add_argument("--prompt", default="", help="text prompt for flux-fill (default: the run's template)")
+    p.add_argument("--prompt", default="", help="flux-fill: a caption of the reference object, which is what "
+                                                "training gave a sample whose build stored captions (default: "
+                                                "model.prompt_template with the category's name, as training gave "
+                                                "a sample without one)")
     p.add_argument("--data", help="dataset folder written by `unieditkit build` (batch form)")
     p.add_argument("--split", default="test")
     p.add_argument("--domain", default="", help="batch form: only this domain")
@@ -95,6 +98,7 @@ class LoadedRun:
     backend: Any
     step: int
     device: Any
+    run_dir: pathlib.Path
 
 
 def load_run(run_dir: pathlib.Path, step: str, device: str, pretrained: str | None = None) -> LoadedRun:
@@ -122,7 +126,7 @@ def load_run(run_dir: pathlib.Path, step: str, device: str, pretrained: str | No
     backend = make_backend(cfg, dev)
     loaded_step = load_weights(path, backend.module)
     backend.module.eval()
-    return LoadedRun(cfg, backend, loaded_step, dev)
+    return LoadedRun(cfg, backend, loaded_step, dev, run_dir)
 
 
 def sample_seed(seed: int, key: str, variant: str) -> int:
@@ -163,8 +167,11 @@ def compose(pred: np.ndarray, target: Image.Image, mask: Image.Image) -> Image.I
 
 
 def _category(run: LoadedRun, key: str | None) -> tuple[int, int, str]:
-    """(domain index, subcategory id, display name) for ``--category``, or the run's only domain."""
+    """(domain index, subcategory id, display name) for ``--category``; without it, what the run trained on
+    (``trained_on.json``): its only subcategory, else its only domain with the subcategory unknown (the router
+    then uses the domain's anchor alone). Several domains leave the anchor undecidable, so the user must say."""
     from taxonomy import load_taxonomy
+    from training.data import TRAINED_ON, read_trained_on
 
     anchors = run.backend.anchors
     tax = load_taxonomy(run.cfg.model.taxonomy or None)
@@ -176,11 +183,22 @@ def _category(run: LoadedRun, key: str | None) -> tuple[int, int, str]:
             except Exception:  # noqa: BLE001 - any lookup failure is the same user mistake
                 raise UserError(f"--category {key}: not in the taxonomy; `unieditkit taxonomy` lists the keys") from None
         return anchors.domain_index(sub.domain), sub.id, sub.name
-    domains = run.cfg.data.domains
+    record = read_trained_on(run.run_dir)
+    domains = record["domains"] if record else list(run.cfg.data.domains)
+    subs = record["subcategories"] if record else []
+    if len(subs) == 1:
+        sub = tax.by_id(int(subs[0]["id"]))
+        print(f"edit: no --category; using the run's only subcategory, {sub.key}", file=sys.stderr)
+        return anchors.domain_index(sub.domain), sub.id, sub.name
     if len(domains) == 1:
+        print(f"edit: no --category; using the run's only domain, {domains[0]} (pass --category KEY for the "
+              "object's own subcategory experts)", file=sys.stderr)
         return anchors.domain_index(domains[0]), -1, tax.domain(domains[0]).name
-    raise UserError("--category KEY is needed: the run was trained on several domains, so the router needs the "
-                    "object's subcategory (`unieditkit taxonomy` lists them)")
+    if not domains:
+        raise UserError(f"--category KEY is needed: {run.run_dir} has no {TRAINED_ON} (trained before runs recorded "
+                        "their domains), so the router's anchor is unknown (`unieditkit taxonomy` lists the keys)")
+    raise UserError(f"--category KEY is needed: the run trained on {len(domains)} domains ({', '.join(domains)}), so "
+                    "the router needs the object's subcategory (`unieditkit taxonomy` lists them)")
 
 
 def _open(path: str, what: str) -> Image.Image:
@@ -203,6 +221,9 @@ def edit_one(run: LoadedRun, args: argparse.Namespace, out: pathlib.Path) -> Non
         raise UserError(f"--mask {args.mask}: {mask.size[0]}x{mask.size[1]} but --image is "
                         f"{tgt.size[0]}x{tgt.size[1]}; give a mask of the target's size")
     domain, sub, name = _category(run, args.category)
+    if run.cfg.model.backbone == "flux-fill" and not args.prompt:
+        print(f"edit: prompt '{run.cfg.model.prompt_template.format(name=name)}' (model.prompt_template; --prompt "
+              "gives a caption of the reference instead)", file=sys.stderr)
     size = run.cfg.model.image_size
     small_mask = letterbox(mask, size, 0, Image.BOX)
     item = {

@@ -26,7 +26,7 @@ from training.checkpoint import (
 )
 from training.config import Config, OptimConfig, add_arguments, backbone_trains, load_config, overrides_from, save_config
 from training.curriculum import Curriculum
-from training.data import BatchSource, duplicate_skips, find_shards, fixed_subset
+from training.data import BatchSource, duplicate_skips, find_shards, fixed_subset, write_trained_on
 from training.distributed import (
     DistInfo, barrier, gradient_sync, init_distributed, mean_across_ranks, shutdown, sum_across_ranks, wrap_model,
 )
@@ -145,6 +145,7 @@ def _train(cfg: Config, info: DistInfo, resume: str | None, overwrite: bool, all
             notes += [f"--overwrite: removed the earlier run's {', '.join(removed)}"] if removed else []
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
+        write_trained_on(run_dir, shards)
     barrier()  # no rank writes into the folder before rank 0 has cleared it
     if step == 0:
         notes.append(_backbone_note(cfg))

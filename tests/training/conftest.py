@@ -4,8 +4,8 @@ The shards let tests choose domains, shard counts and uneven sample counts, whic
 (``built_dataset``) does not offer.
 
 Each sample is a coloured ellipse (the object) pasted into a noisy scene; the reference is the same object on the
-neutral grey background. Only what training reads is written: the ``.tar`` (all seven members, sorted by key)
-and the ``_stats.json`` "done" marker.
+neutral grey background. Only what training reads is written: the ``.tar`` (all seven members, sorted by key),
+the ``.parquet`` sidecar and the ``_stats.json`` "done" marker.
 """
 
 from __future__ import annotations
@@ -15,9 +15,13 @@ import json
 import pathlib
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 from PIL import Image, ImageDraw
+
+from pipelines.writer import sidecar_table
+from unieditkit.format import index_record
 
 
 def _png(mask: np.ndarray) -> bytes:
@@ -98,6 +102,8 @@ def write_shards(root: pathlib.Path, counts: dict[str, list[int]], subcategory_i
             with wds.TarWriter(str(root / f"{name}.tar")) as sink:
                 for s in samples:
                     sink.write(s)
+            pq.write_table(sidecar_table([index_record(json.loads(s["json"]), name) for s in samples]),
+                           root / f"{name}.parquet")
             stats = {"shard": name, "domain": domain, "split": split, "units": n, "samples": n, "rejected": {},
                      "bytes": (root / f"{name}.tar").stat().st_size, "format_version": 1}
             (root / f"{name}_stats.json").write_text(json.dumps(stats, sort_keys=True))

@@ -108,3 +108,35 @@ def test_unletterbox_inverts_the_training_letterbox():
     assert np.abs(np.asarray(unletterbox(boxed, img.size)).astype(int) - np.asarray(img)).mean() < 1
     keep = Image.fromarray(np.zeros((40, 64), dtype=np.uint8))
     assert np.array_equal(np.asarray(compose(boxed, img, keep)), np.asarray(img))
+
+
+def test_a_run_on_one_domain_without_data_domains_edits_without_category(tmp_path, tiny_config, capsys):
+    """``data.domains`` empty means "every domain in the folder": the run folder's record, not the config, tells
+    edit that there was only one, and which subcategories."""
+    from conftest import write_shards
+
+    from training.data import read_trained_on
+
+    data = tmp_path / "out"
+    write_shards(data, {"vehicles": [4]}, {"vehicles": 130}, size=40)
+    run = tmp_path / "run"
+    assert _cli("train", ["--config", str(tiny_config), "--data", str(data), "--out", str(run), "--max-steps", "1"]) == 0
+    record = read_trained_on(run)
+    assert record["domains"] == ["vehicles"]
+    assert [(s["id"], s["samples"]) for s in record["subcategories"]] == [(130, 2), (131, 2)]
+    target = np.zeros((30, 50, 3), dtype=np.uint8)
+    mask = np.zeros((30, 50), dtype=np.uint8)
+    mask[5:20, 10:30] = 255
+    for name, arr in (("tgt", target), ("mask", mask), ("ref", target[5:20, 10:30])):
+        Image.fromarray(arr).save(tmp_path / f"{name}.png")
+    argv = ["--checkpoint", str(run), "--ref", str(tmp_path / "ref.png"), "--image", str(tmp_path / "tgt.png"),
+            "--mask", str(tmp_path / "mask.png"), "--out", str(tmp_path / "o.png"), "--steps", "1"]
+    capsys.readouterr()
+    assert _cli("edit", argv) == 0
+    assert "using the run's only domain, vehicles" in capsys.readouterr().err
+
+    write_shards(data, {"garments": [2]}, {"garments": 0}, size=40)
+    two = tmp_path / "two"
+    assert _cli("train", ["--config", str(tiny_config), "--data", str(data), "--out", str(two), "--max-steps", "1"]) == 0
+    with pytest.raises(UserError, match=r"--category KEY is needed: the run trained on 2 domains \(garments, vehicles\)"):
+        _cli("edit", [*argv[:1], str(two), *argv[2:]])
