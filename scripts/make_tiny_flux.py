@@ -6,10 +6,13 @@ The folder has the layout of the ``black-forest-labs/FLUX.1-Fill-dev`` repositor
 ``diffusers.FluxFillPipeline.from_pretrained(DIR)`` loads it and ``unieditkit train --backbone flux-fill
 --pretrained DIR`` takes the same code path a real snapshot takes. Everything is scaled down consistently:
 
-* VAE: 4 latent channels, 3 down blocks (8x smaller latents, like FLUX's), so a packed 2x2 latent patch has
-  ``4 * 4 = 16`` channels and the packed mask ``8 * 8 * 4 = 256``; the transformer's Fill input is
-  ``16 (noisy) + 16 (masked image) + 256 (mask) = 288`` channels (FLUX.1-Fill: ``64 + 64 + 256 = 384``);
-* transformer: one double-stream and one single-stream block, 2 heads of 16, guidance embedding, text width 32;
+* VAE: 16 latent channels, as FLUX's, and 3 down blocks (8x smaller latents, as FLUX's), but 8-16 conv
+  channels; so the packing is FLUX.1-Fill's own: a packed 2x2 latent patch has ``4 * 16 = 64`` channels, the
+  packed mask ``8 * 8 * 4 = 256``, and the transformer takes ``64 (noisy) + 64 (masked image) + 256 (mask) = 384``
+  channels in and gives 64 out, FLUX.1-Fill-dev's ``in_channels`` / ``out_channels``;
+* transformer: one double-stream and one single-stream block, 2 heads of 16, guidance embedding, text width 32
+  (``--heads``, ``--head-dim``, ``--double``, ``--single`` and ``--dtype bf16`` make it larger: at FLUX's width,
+  24 heads of 128, ``bench/bench_flux_load.py`` measures loading it);
 * CLIP text encoder (pooled width 32) with a byte-level BPE vocabulary generated here, and a T5 encoder
   (width 32) with a character-level Unigram ``tokenizer.json`` built here: nothing comes from the hub.
 
@@ -25,8 +28,10 @@ import string
 import sys
 import tempfile
 
-LATENT_CHANNELS = 4
+LATENT_CHANNELS = 16  # FLUX's VAE
 WIDTH = 32  # text width of both encoders = the transformer's joint_attention_dim and pooled_projection_dim
+#: the transformer's size (FluxTransformer2DModel arguments); the rest of its config follows from the VAE and WIDTH
+TINY_TRANSFORMER = {"num_layers": 1, "num_single_layers": 1, "num_attention_heads": 2, "attention_head_dim": 16}
 
 
 def clip_tokenizer(folder: pathlib.Path):
@@ -57,8 +62,9 @@ def t5_tokenizer():
                            extra_ids=0, model_max_length=512)
 
 
-def build_pipeline(seed: int = 0):
-    """The tiny FluxFillPipeline, deterministic for a seed."""
+def build_pipeline(seed: int = 0, transformer_size: dict | None = None, dtype: str = "fp32"):
+    """The tiny FluxFillPipeline, deterministic for a seed; ``transformer_size`` overrides ``TINY_TRANSFORMER``
+    keys, and ``dtype`` is the transformer's (FLUX.1-Fill-dev ships bf16; the tiny default keeps fp32 exact)."""
     import torch
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxFillPipeline, FluxTransformer2DModel
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
@@ -75,11 +81,18 @@ def build_pipeline(seed: int = 0):
     )
     scale = 2 ** (len(vae.config.block_out_channels) - 1)
     packed = 4 * LATENT_CHANNELS
-    transformer = FluxTransformer2DModel(
-        patch_size=1, in_channels=2 * packed + 4 * scale * scale, out_channels=packed, num_layers=1,
-        num_single_layers=1, attention_head_dim=16, num_attention_heads=2, joint_attention_dim=WIDTH,
-        pooled_projection_dim=WIDTH, guidance_embeds=True, axes_dims_rope=(4, 6, 6),
-    )
+    size = TINY_TRANSFORMER | (transformer_size or {})
+    head = size["attention_head_dim"]
+    before = torch.get_default_dtype()
+    torch.set_default_dtype({"fp32": torch.float32, "bf16": torch.bfloat16}[dtype])  # built in it: no fp32 copy
+    try:
+        transformer = FluxTransformer2DModel(
+            patch_size=1, in_channels=2 * packed + 4 * scale * scale, out_channels=packed, joint_attention_dim=WIDTH,
+            pooled_projection_dim=WIDTH, guidance_embeds=True,
+            axes_dims_rope=(head // 4, 3 * head // 8, 3 * head // 8), **size,
+        )
+    finally:
+        torch.set_default_dtype(before)
     text_encoder = CLIPTextModel(CLIPTextConfig(
         vocab_size=len(tokenizer), hidden_size=WIDTH, intermediate_size=64, num_hidden_layers=1,
         num_attention_heads=2, max_position_embeddings=77, projection_dim=WIDTH,
@@ -97,11 +110,12 @@ def build_pipeline(seed: int = 0):
                             text_encoder_2=text_encoder_2, tokenizer_2=tokenizer_2, transformer=transformer)
 
 
-def make_tiny_flux(out: str | pathlib.Path, seed: int = 0) -> pathlib.Path:
+def make_tiny_flux(out: str | pathlib.Path, seed: int = 0, transformer_size: dict | None = None,
+                   dtype: str = "fp32") -> pathlib.Path:
     """Write the snapshot to ``out`` (created) and return it."""
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    build_pipeline(seed).save_pretrained(str(out))
+    build_pipeline(seed, transformer_size, dtype).save_pretrained(str(out))
     return out
 
 
@@ -109,8 +123,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", help="folder to write the snapshot into")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--heads", type=int, default=TINY_TRANSFORMER["num_attention_heads"],
+                        help="attention heads (FLUX: 24)")
+    parser.add_argument("--head-dim", type=int, default=TINY_TRANSFORMER["attention_head_dim"],
+                        help="width per head, a multiple of 8 (FLUX: 128)")
+    parser.add_argument("--double", type=int, default=TINY_TRANSFORMER["num_layers"],
+                        help="double-stream blocks (FLUX: 19)")
+    parser.add_argument("--single", type=int, default=TINY_TRANSFORMER["num_single_layers"],
+                        help="single-stream blocks (FLUX: 38)")
+    parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="the transformer's weights on disk")
     args = parser.parse_args(argv)
-    path = make_tiny_flux(args.out, args.seed)
+    size = {"num_attention_heads": args.heads, "attention_head_dim": args.head_dim, "num_layers": args.double,
+            "num_single_layers": args.single}
+    path = make_tiny_flux(args.out, args.seed, size, args.dtype)
     print(f"tiny FLUX.1-Fill snapshot (random weights) written to {path}")
     return 0
 

@@ -2,7 +2,9 @@
 
 A misspelt key in a YAML file would otherwise be ignored and the run would silently use the default, so every
 unknown key and every wrongly typed value is a one-line ``UserError`` naming the file and the dotted key.
-The defaults are the small built-in editor that trains on a CPU (64x64 images, 4 layers, width 128).
+The defaults are the small built-in editor that trains on a CPU (64x64 images, 4 layers, width 128); with
+``model.backbone: flux-fill`` the keys the user leaves unset take the public FLUX LoRA recipes' values instead
+(``FLUX_FILL_DEFAULTS``, each with its source), which the run's ``config.yaml`` records and its log announces.
 The command-line flags that override keys live here too, beside the keys they fill: ``unieditkit train`` and
 ``python -m training.train`` (what torchrun starts) both read them, and neither imports the other.
 """
@@ -14,7 +16,7 @@ import dataclasses
 import pathlib
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 
@@ -121,6 +123,9 @@ class Config:
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    #: the dotted keys ``load_config`` filled from ``FLUX_FILL_DEFAULTS`` because neither the YAML nor a flag set
+    #: them; not a config key (never read from or written to YAML), only what the run log announces
+    backbone_defaults: ClassVar[tuple[str, ...]] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -130,8 +135,28 @@ class Config:
         return self.data.batches_per_epoch or self.train.save_every
 
 
+#: ``model.backbone: flux-fill`` values for the keys a user leaves unset (dotted key -> (value, source)). The
+#: built-in defaults size a small editor for a CPU (64 px, batch 8, lr 3e-4, no checkpointing); on FLUX.1-Fill
+#: they train a 64-px editor nobody would keep. These are what the public FLUX LoRA recipes use.
+FLUX_FILL_DEFAULTS: dict[str, tuple[Any, str]] = {
+    "model.image_size": (512, "diffusers examples/dreambooth/train_dreambooth_lora_flux.py --resolution default and "
+                              "its README_flux.md LoRA command; the smallest bucket of ai-toolkit's "
+                              "config/examples/train_lora_flux_24gb.yaml"),
+    "model.gradient_checkpointing": (True, "ai-toolkit train_lora_flux_24gb.yaml (on unless the GPU has memory to "
+                                           "spare); kohya sd-scripts docs/flux_train_network.md example command"),
+    "train.batch_size": (1, "diffusers README_flux.md LoRA command (--train_batch_size=1); ai-toolkit "
+                            "train_lora_flux_24gb.yaml (batch_size: 1)"),
+    "train.grad_accum": (4, "diffusers README_flux.md LoRA command (--gradient_accumulation_steps=4)"),
+    "optim.lr": (1e-4, "diffusers train_dreambooth_lora_flux.py --learning_rate default; ai-toolkit "
+                       "train_lora_flux_24gb.yaml (lr: 1e-4); kohya flux_train_network.md (--learning_rate=1e-4)"),
+}
+#: a flux-fill run below this many pixels per half gets a warning in its log (FLUX.1-Fill works at ~1024 px)
+FLUX_FILL_MIN_PX = 256
+
+
 def load_config(path: str | pathlib.Path | None, overrides: dict[str, Any] | None = None) -> Config:
-    """Defaults, then the YAML file (if any), then ``overrides`` (dotted keys, e.g. ``{"train.max_steps": 5}``)."""
+    """Defaults, then the YAML file (if any), then ``overrides`` (dotted keys, e.g. ``{"train.max_steps": 5}``);
+    for flux-fill, ``FLUX_FILL_DEFAULTS`` where neither set a key (listed in ``Config.backbone_defaults``)."""
     data: dict[str, Any] = {}
     where = "config"
     if path is not None:
@@ -151,14 +176,59 @@ def load_config(path: str | pathlib.Path | None, overrides: dict[str, Any] | Non
             raise UserError(f"{p}: top level must be a mapping of sections (model, data, curriculum, optim, train)")
         data = loaded
     for dotted, value in (overrides or {}).items():
-        node = data
-        *heads, last = dotted.split(".")
-        for h in heads:
-            node = node.setdefault(h, {})
-        node[last] = value
+        _put(data, dotted, value)
+    filled = _unset_backbone_defaults(data)
+    for dotted, value in filled.items():
+        _put(data, dotted, value)
     cfg = _build(Config, data, where, "")
+    cfg.backbone_defaults = tuple(filled)
     validate(cfg, where)
     return cfg
+
+
+def _put(data: dict[str, Any], dotted: str, value: Any) -> None:
+    node = data
+    *heads, last = dotted.split(".")
+    for h in heads:
+        node = node.setdefault(h, {})
+    node[last] = value
+
+
+def _unset_backbone_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """The ``FLUX_FILL_DEFAULTS`` whose key ``data`` (the YAML with the flags applied) leaves unset, when its
+    backbone is flux-fill. A key the user set is theirs, even when it equals the built-in default; a section that
+    is not a mapping is left for ``_build`` to report."""
+    model = data.get("model")
+    if not isinstance(model, dict) or model.get("backbone") != "flux-fill":
+        return {}
+    unset = {}
+    for dotted, (value, _) in FLUX_FILL_DEFAULTS.items():
+        section, key = dotted.split(".")
+        node = data.get(section, {})
+        if isinstance(node, dict) and key not in node:
+            unset[dotted] = value
+    return unset
+
+
+def config_notes(cfg: Config) -> list[str]:
+    """What the run log says about the config itself: the keys that took the backbone's defaults, and a flux-fill
+    resolution too low for an editor worth keeping (``unieditkit edit`` upsamples such an output into the mask)."""
+    notes = []
+    if cfg.backbone_defaults:
+        values = []
+        for dotted in cfg.backbone_defaults:
+            section, key = dotted.split(".")
+            value = getattr(getattr(cfg, section), key)
+            values.append(f"{dotted} {str(value).lower() if isinstance(value, bool) else value}")
+        notes.append(f"model.backbone flux-fill: {', '.join(values)} (set neither in the config nor by a flag: the "
+                     "FLUX LoRA recipes' values, sources in docs/TRAINING.md and training/config.py)")
+    m = cfg.model
+    if m.backbone == "flux-fill" and m.image_size < FLUX_FILL_MIN_PX:
+        default = FLUX_FILL_DEFAULTS["model.image_size"][0]
+        notes.append(f"warning: model.image_size {m.image_size} px per half is below {FLUX_FILL_MIN_PX} for "
+                     "flux-fill, which works at about 1024 px: `unieditkit edit` would upsample this editor's output "
+                     f"into the mask; use --image-size {default} (the flux-fill default) or more")
+    return notes
 
 
 def backbone_trains(m: ModelConfig) -> bool:
@@ -301,6 +371,7 @@ OVERRIDES = {
     "--max-steps": ("train.max_steps", int),
     "--lr": ("optim.lr", float),
     "--batch-size": ("train.batch_size", int),
+    "--image-size": ("model.image_size", int),
     "--save-every": ("train.save_every", int),
     "--preview-every": ("train.preview_every", int),
     "--backbone": ("model.backbone", str),
@@ -320,6 +391,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-steps": "total optimizer steps",
         "--lr": "peak learning rate",
         "--batch-size": "samples per step and process",
+        "--image-size": "training resolution per half in pixels, square (64; 512 for flux-fill, a multiple of 16)",
         "--save-every": "checkpoint every N steps (and at the end)",
         "--preview-every": "preview image every N steps",
         "--backbone": "builtin (small DiT, trains on a CPU) or flux-fill (FLUX.1-Fill with MoT experts)",

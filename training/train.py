@@ -24,7 +24,9 @@ from training.backends import Backend, make_backend
 from training.checkpoint import (
     agree_on_resume, checkpoint_dir, clear_run_dir, guard_run_dir, load_checkpoint, save_checkpoint,
 )
-from training.config import Config, OptimConfig, add_arguments, backbone_trains, load_config, overrides_from, save_config
+from training.config import (
+    Config, OptimConfig, add_arguments, backbone_trains, config_notes, load_config, overrides_from, save_config,
+)
 from training.curriculum import Curriculum
 from training.data import BatchSource, duplicate_skips, find_shards, fixed_subset, write_trained_on
 from training.distributed import (
@@ -149,6 +151,7 @@ def _train(cfg: Config, info: DistInfo, resume: str | None, overwrite: bool, all
     barrier()  # no rank writes into the folder before rank 0 has cleared it
     if step == 0:
         notes.append(_backbone_note(cfg))
+        notes += config_notes(cfg)
         notes += [routing_note(cfg.model)] if cfg.model.num_experts else []
         notes.append(optimizer_note(cfg.optim, cfg.model))
         if cfg.optim.warmup_steps != warmup_steps(cfg.optim, t.max_steps):

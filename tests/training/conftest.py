@@ -155,11 +155,13 @@ def one_torch_thread(monkeypatch):
     torch.set_num_threads(before)
 
 
+# 32 px and batch 2 keep the runs fast (and log the low-resolution warning); grad_accum 1 is set so each step
+# reads one batch; gradient checkpointing and the lr are the flux-fill defaults (training/config.py)
 TINY_FLUX_CONFIG = """
 model: {backbone: flux-fill, image_size: 32, num_experts: 4, rank: 4, top_k: 2, max_sequence_length: 48}
 data: {num_workers: 0, shuffle_buffer: 8, batches_per_epoch: 4}
 optim: {warmup_steps: 2}
-train: {batch_size: 2, save_every: 4, log_every: 1, preview_every: 4, preview_steps: 2, max_steps: 6,
+train: {batch_size: 2, grad_accum: 1, save_every: 4, log_every: 1, preview_every: 4, preview_steps: 2, max_steps: 6,
         progress: false, tensorboard: false}
 """
 

@@ -62,3 +62,54 @@ def test_backbone_is_frozen_by_default_whenever_it_has_pretrained_weights(tmp_pa
     assert backbone_trains(load_config(_write(tmp_path, "model: {train_backbone: true, init_checkpoint: b.pt}\n")).model)
     with pytest.raises(UserError, match=r"model\.train_backbone is 'yes'; use one of auto, true, false"):
         load_config(_write(tmp_path, "model: {train_backbone: 'yes'}\n"))
+
+
+def test_flux_fill_fills_only_the_keys_the_user_left_unset(tmp_path):
+    from training.config import FLUX_FILL_DEFAULTS
+
+    flux = {"model.backbone": "flux-fill", "model.pretrained": "snap"}
+    cfg = load_config(None, flux)
+    assert (cfg.model.image_size, cfg.model.gradient_checkpointing) == (512, True)
+    assert (cfg.train.batch_size, cfg.train.grad_accum, cfg.optim.lr) == (1, 4, 1e-4)
+    assert set(cfg.backbone_defaults) == set(FLUX_FILL_DEFAULTS)
+    assert cfg.to_dict()["model"]["image_size"] == 512  # what the run folder's config.yaml records
+    # set in the YAML or by a flag, even to the built-in editor's own default value: the user's value stays
+    path = _write(tmp_path, "model: {backbone: flux-fill, pretrained: snap, image_size: 64}\n"
+                            "train: {batch_size: 8}\n")
+    cfg = load_config(path, {"optim.lr": 3e-4, "model.gradient_checkpointing": False})
+    assert (cfg.model.image_size, cfg.train.batch_size, cfg.optim.lr) == (64, 8, 3e-4)
+    assert cfg.model.gradient_checkpointing is False
+    assert cfg.backbone_defaults == ("train.grad_accum",) and cfg.train.grad_accum == 4
+    assert load_config(None).backbone_defaults == () and load_config(None) == Config()  # built-in: unchanged
+
+
+def test_image_size_flag_sets_the_resolution_for_both_backbones():
+    import argparse
+
+    from training.config import add_arguments, overrides_from
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--image-size", "768", "--backbone", "flux-fill", "--pretrained", "snap"])
+    cfg = load_config(None, overrides_from(args))
+    assert cfg.model.image_size == 768 and "model.image_size" not in cfg.backbone_defaults
+    assert load_config(None, overrides_from(parser.parse_args(["--image-size", "32"]))).model.image_size == 32
+    with pytest.raises(UserError, match="multiple of 16"):
+        load_config(None, overrides_from(parser.parse_args(["--image-size", "520", "--backbone", "flux-fill",
+                                                            "--pretrained", "snap"])))
+
+
+def test_notes_announce_the_filled_defaults_and_warn_below_256_px_for_flux_only():
+    from training.config import config_notes
+
+    (filled,) = config_notes(load_config(None, {"model.backbone": "flux-fill", "model.pretrained": "snap"}))
+    assert filled.startswith("model.backbone flux-fill: model.image_size 512, model.gradient_checkpointing true, ")
+    assert "train.batch_size 1, train.grad_accum 4, optim.lr 0.0001" in filled
+    explicit = {"model.backbone": "flux-fill", "model.pretrained": "snap", "model.gradient_checkpointing": True,
+                "train.batch_size": 1, "train.grad_accum": 1, "optim.lr": 1e-4}
+    low = config_notes(load_config(None, {**explicit, "model.image_size": 128}))
+    assert low == ["warning: model.image_size 128 px per half is below 256 for flux-fill, which works at about "
+                   "1024 px: `unieditkit edit` would upsample this editor's output into the mask; use --image-size "
+                   "512 (the flux-fill default) or more"]
+    assert config_notes(load_config(None, {**explicit, "model.image_size": 256})) == []
+    assert config_notes(load_config(None, {"model.image_size": 64})) == []  # the built-in editor's own size

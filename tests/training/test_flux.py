@@ -37,7 +37,8 @@ def test_tiny_snapshot_loads_with_diffusers_fill_pipeline(tiny_flux):
 
     pipe = FluxFillPipeline.from_pretrained(str(tiny_flux))
     t = pipe.transformer.config
-    assert (t.in_channels, t.out_channels, t.guidance_embeds) == (16 + 16 + 256, 16, True)  # Fill layout, scaled
+    assert (t.in_channels, t.out_channels, t.guidance_embeds) == (64 + 64 + 256, 64, True)  # FLUX.1-Fill-dev's
+    assert pipe.vae.config.latent_channels == 16
     assert pipe.vae_scale_factor == 8 and type(pipe.tokenizer_2).__name__ == "T5TokenizerFast"
     image = Image.new("RGB", (64, 32), (120, 40, 40))
     mask = Image.new("L", (64, 32), 0)
@@ -92,11 +93,12 @@ def test_inputs_are_the_fill_diptych_and_experts_are_fp32_beside_a_bf16_backbone
     backend = make_backend(cfg, torch.device("cpu"))
     batch = _batch(two_domain_shards, cfg)
     fb = backend.prepare(batch)["flux"]
-    # 32x32 halves -> 4x8 latents -> 2x4 packed tokens: the left two columns are the reference
-    assert fb.x0.shape == (2, 8, 16) and fb.cond.shape == (2, 8, 16 + 256)
+    # 32x32 halves -> 16 x 4x8 latents -> 2x4 packed tokens of 4 * 16 = 64 channels: the left two columns are the
+    # reference; the condition is the 64 masked-image channels and the 8 * 8 * 4 = 256 mask channels (384 in all)
+    assert fb.x0.shape == (2, 8, 64) and fb.cond.shape == (2, 8, 64 + 256)
     assert fb.target.tolist() == [False, False, True, True] * 2
-    assert fb.cond[:, ~fb.target, 16:].abs().sum() == 0  # the reference half is not masked at all
-    masked_target = fb.cond[:, fb.target, 16:]
+    assert fb.cond[:, ~fb.target, 64:].abs().sum() == 0  # the reference half is not masked at all
+    masked_target = fb.cond[:, fb.target, 64:]
     assert masked_target.sum() > 0  # the target half carries the sample's mask
     assert fb.prompt_embeds.shape == (2, 48, 32) and fb.pooled.shape == (2, 32)
 
@@ -167,6 +169,37 @@ def _rows(run_dir):
     return {r["step"]: r["loss"] for r in rows if "loss" in r}
 
 
+def _notes(run_dir):
+    rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    return [r["note"] for r in rows if "note" in r]
+
+
+def test_flux_fill_without_a_config_resolves_to_a_run_worth_keeping(tiny_flux, two_domain_shards, tmp_path):
+    """`train --backbone flux-fill --pretrained SNAP` and nothing else: the run folder's config.yaml records 512 px
+    per half, gradient checkpointing and batch 1 with accumulation, and the log says so once."""
+    import yaml
+
+    from training.config import add_arguments, overrides_from
+    from training.train import resolve_config, run
+
+    out = tmp_path / "run"
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--data", str(two_domain_shards), "--out", str(out), "--backbone", "flux-fill",
+                              "--pretrained", str(tiny_flux), "--max-steps", "1"])
+    cfg = resolve_config(args.config, overrides_from(args))
+    # the one change: bf16 convolutions run ~30x slower on a CPU without bf16 units (the VAE at 512 px: minutes)
+    cfg.model.backbone_dtype = "fp32"
+    assert run(cfg) == 1
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["model"]["image_size"] >= 512 and saved["model"]["gradient_checkpointing"] is True
+    assert saved["train"]["batch_size"] == 1 and saved["train"]["grad_accum"] == 4 and saved["optim"]["lr"] == 1e-4
+    assert np.isfinite(_rows(out)[1])
+    filled = [n for n in _notes(out) if n.startswith("model.backbone flux-fill:")]
+    assert len(filled) == 1 and "model.image_size 512, model.gradient_checkpointing true" in filled[0]
+    assert not any(n.startswith("warning: model.image_size") for n in _notes(out))
+
+
 def test_one_process_flux_run_resumes_bit_exactly_with_grad_accumulation_and_cache(
         tiny_flux, tiny_flux_config, two_domain_shards, tmp_path):
     from training.train import run
@@ -181,6 +214,7 @@ def test_one_process_flux_run_resumes_bit_exactly_with_grad_accumulation_and_cac
     part.train.stop_after = 0
     assert run(part, "latest") == 6
     assert _rows(tmp_path / "part") == _rows(tmp_path / "full")
+    assert "warning: model.image_size 32 px per half is below 256 for flux-fill" in " ".join(_notes(tmp_path / "full"))
     assert sorted(p.name for p in (tmp_path / "full" / "previews").iterdir()) == ["step_00000004.png"]
     ck = torch.load(tmp_path / "full" / "checkpoints" / "step_00000006.pt", weights_only=True)
     assert ck["model"] and all(".lora_" in k or k.startswith("router.") for k in ck["model"])
