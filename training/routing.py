@@ -32,17 +32,17 @@ of the gate's gradient, for what is learned; 0 gives the unfloored router back. 
 gradient to the learned terms, hence ``< 1``.
 
 Why attention pooling: the embedder of both backbones is linear, so the mean of the embedded tokens is the
-embedding of the mean patch (the reference's mean colour, for FLUX its mean latent): two references with the same
-mean and different structure were indistinguishable, and the learned gate could be at most a domain/subcategory
-lookup table. Each of ``POOL_HEADS`` learned queries ``q_h`` weights the LayerNormed tokens by
-``softmax_n(q_h . x_n / sqrt(D))`` and the gate reads the ``H`` weighted means; key and value projections are left
-out because the score and the gate are linear in them, so they would fold into ``q_h`` and ``G``. The LayerNorm
-has no affine part for the same reason. The queries start random (std 1), not zero: zero queries would make every
-head the same mean and, with a zero gate, give every head the same gradient forever. The cost is
-``2 H N D`` multiply-adds per sample and ``H D (K + 1)`` parameters: at FLUX scale (1024 reference tokens of 3072,
-K = 8) 25 M multiply-adds beside ~3e13 for the transformer's forward at 512 px per half, 112 k parameters
-(32 k before), and on one CPU thread 72 ms forward and backward against 12 ms for the mean (the ``x_embedder``
-pass over the reference tokens that both need: 300 ms).
+embedding of the mean patch (in effect the reference's mean colour; for FLUX its mean latent): two references
+with the same mean and different structure were indistinguishable, and the learned gate could be at most a
+domain/subcategory lookup table. Each of ``POOL_HEADS`` learned queries ``q_h`` weights the LayerNormed tokens
+by ``softmax_n(q_h . x_n / sqrt(D))`` and the gate reads the ``H`` weighted means; key and value projections are
+left out because the score and the gate are linear in them, so they would fold into ``q_h`` and ``G``. The
+LayerNorm has no affine part for the same reason. The queries start random (std 1), not zero: zero queries would
+make every head the same mean and, with a zero gate, give every head the same gradient forever. The cost is
+``2 H N D`` multiply-adds per sample and ``H D (K + 1)`` parameters for queries and gate: at FLUX scale (1024
+reference tokens of 3072, K = 8) 25 M multiply-adds beside ~3e13 for the transformer's forward at 512 px per
+half, 112 k router parameters (32 k before), and on one CPU thread 72 ms forward and backward against 12 ms for
+the mean (the ``x_embedder`` pass over the reference tokens that both need: 300 ms).
 
 Why the home slot is pinned and the balance loss sees only the free slots: builds are per domain, so a batch is
 often one domain and every sample in it has the same home expert. The Switch loss then reads the home expert as
@@ -57,12 +57,13 @@ the learned logits was the alternative; a bound small enough to keep the home ex
 ``prior_scale / 4``) also freezes the choice of the second expert, which is the part worth learning.
 
 ``model.routing: random`` is the ablation that asks what routing by anchor adds to MoT's capacity
-(``RandomRouter``): the same k experts per sample, each weighted ``1/k``, chosen by a frozen random gate (random
-queries and a random projection, drawn from the seeded RNG and saved with the checkpoint) over the *raw* reference
-tokens, before any trained layer. It is not trained, ignores the anchor (no prior, no floor) and has no balance
-loss. A fixed function of the reference rather than a fresh draw per step, so a reference always meets the
-experts it was trained with and ``edit`` is deterministic; over the raw tokens rather than the embedded ones,
-because the built-in editor trains its embedding and the choice would drift during the run.
+(``RandomRouter``): the same k experts per sample, each weighted ``1/k`` (the weights sum to 1; anchor routing's are
+entries of one distribution, so they sum to at most 1), chosen by a frozen random gate (random queries and a random
+projection, drawn from the seeded RNG and saved with the checkpoint) over the *raw* reference tokens, before any
+trained layer. It is not trained, ignores the anchor (no prior, no floor) and has no balance loss. A fixed function
+of the reference rather than a fresh draw per step, so a reference always meets the experts it was trained with and
+``edit`` is deterministic; over the raw tokens rather than the embedded ones, because the built-in editor trains its
+embedding and the choice would drift during the run.
 """
 
 from __future__ import annotations
@@ -236,8 +237,10 @@ def routing_note(m: ModelConfig) -> str:
         return ("model.routing: random (ablation): each sample's experts are fixed by a frozen random gate over its "
                 f"raw reference tokens, weighted 1/{m.top_k}; not trained, no anchor prior, no balance loss "
                 "(model.prior_scale, model.anchor_floor and optim.balance_coef are unused)")
+    free = (f"{m.top_k - 1} more chosen by the learned gate over the attention-pooled reference" if m.top_k > 1
+            else "the only slot (top_k 1)")
     return (f"model.routing: anchor: slot 0 is the domain's home expert with weight >= model.anchor_floor "
-            f"{m.anchor_floor}, the other {m.top_k - 1} chosen by the learned gate over the attention-pooled reference")
+            f"{m.anchor_floor}, {free}")
 
 
 def balance_loss(probs: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
