@@ -40,9 +40,10 @@ left out because the score and the gate are linear in them, so they would fold i
 LayerNorm has no affine part for the same reason. The queries start random (std 1), not zero: zero queries would
 make every head the same mean and, with a zero gate, give every head the same gradient forever. The cost is
 ``2 H N D`` multiply-adds per sample and ``H D (K + 1)`` parameters for queries and gate: at FLUX scale (1024
-reference tokens of 3072, K = 8) 25 M multiply-adds beside ~3e13 for the transformer's forward at 512 px per
-half, 112 k router parameters (32 k before), and on one CPU thread 72 ms forward and backward against 12 ms for
-the mean (the ``x_embedder`` pass over the reference tokens that both need: 300 ms).
+reference tokens of 3072, K = 8) 25 M multiply-adds beside ~3e13 (12 B weights x 2560 tokens) for the
+transformer's forward at 512 px per half, 112 k router parameters (32 k before), and on one CPU thread 72 ms
+forward and backward against 12 ms for the mean (the fp32 ``x_embedder`` pass over the reference tokens that both
+need: 300 ms).
 
 Why the home slot is pinned and the balance loss sees only the free slots: builds are per domain, so a batch is
 often one domain and every sample in it has the same home expert. The Switch loss then reads the home expert as
