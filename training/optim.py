@@ -6,7 +6,8 @@ the 11.9 B-parameter FLUX.1-Fill transformer that is 5.8 GiB against the LoRA's 
 above a LoRA run. Block-wise 8-bit moments (torchao's ``AdamW8bit``, the bitsandbytes scheme:
 one fp32 scale per 256 values) cut the moments from 8 to 2 bytes per weight, so an expert weight costs 10
 bytes, and MoT stays within 1.10x of a LoRA run at any batch size (see BENCHMARKS.md). The master weights stay
-fp32; tensors under 4096 values (the router) keep fp32 moments.
+fp32; tensors under 4096 values keep fp32 moments (torchao's own rule). On FLUX the router's gate and pooling
+queries are above that and get 8-bit moments like the experts.
 
 ``optim.optimizer``: ``auto`` (8-bit for ``flux-fill``, plain AdamW for the small built-in editor, whose
 weights are few), ``adamw`` or ``adamw8bit``. torchao compiles the 8-bit step with ``torch.compile``; on a CPU
