@@ -4,7 +4,8 @@ Optional: needs ``pip install 'unieditkit[flux]'`` (diffusers) and a FLUX.1-Fill
 random one ``scripts/make_tiny_flux.py`` writes); neither is imported or touched until one of these is called:
 
 * ``check_snapshot(path)`` names every missing part of a snapshot in one line, with how to get it;
-* ``load_flux_fill_transformer(path)`` loads the transformer with diffusers' own class;
+* ``load_flux_fill_transformer(path, dtype, device)`` loads the transformer with diffusers' own class, straight
+  onto the rank's device;
 * ``FluxMoT(transformer, anchors, ...)`` freezes it, turns the image-stream attention (q/k/v/out) and FFN linears of
   the double-stream blocks and the q/k/v and MLP linears of the single-stream blocks into ``MoTLinear`` (fp32
   experts beside a bf16 backbone by default), and adds the router ``model.routing`` names (``routing.py``),
@@ -86,8 +87,14 @@ def check_snapshot(path: str | pathlib.Path) -> pathlib.Path:
     return root
 
 
-def load_flux_fill_transformer(path: str | pathlib.Path, dtype: torch.dtype = torch.bfloat16) -> nn.Module:
-    """The FLUX.1-Fill transformer from a local folder (the repo snapshot, or its ``transformer/`` subfolder)."""
+def load_flux_fill_transformer(path: str | pathlib.Path, dtype: torch.dtype = torch.bfloat16,
+                               device: torch.device | str = "cpu") -> nn.Module:
+    """The FLUX.1-Fill transformer from a local folder (the repo snapshot, or its ``transformer/`` subfolder),
+    loaded straight onto ``device``: with ``device_map`` diffusers builds the model on the meta device and moves each
+    tensor of the memory-mapped safetensors shards to ``device`` as it reads it, so on a GPU a rank's host memory
+    holds at most the shard being read (pages the OS shares between ranks), never the whole 23.8 GB model waiting
+    for a ``.to(device)``. On a CPU, when ``dtype`` is the file's, the weights stay memory-mapped: one copy, in
+    pages ranks share. ``bench/bench_flux_load.py`` measures the peak RSS."""
     diffusers = require_diffusers()
     root = pathlib.Path(path)
     sub = "transformer" if (root / "transformer" / "config.json").is_file() else None
@@ -96,7 +103,8 @@ def load_flux_fill_transformer(path: str | pathlib.Path, dtype: torch.dtype = to
             f"FLUX.1-Fill weights not found at {root}: run `huggingface-cli download {FLUX_FILL_REPO} "
             f"--local-dir {root}` (accept the model licence on huggingface.co first)"
         )
-    return diffusers.FluxTransformer2DModel.from_pretrained(str(root), subfolder=sub, torch_dtype=dtype)
+    return diffusers.FluxTransformer2DModel.from_pretrained(str(root), subfolder=sub, torch_dtype=dtype,
+                                                            device_map={"": torch.device(device)})
 
 
 class FluxMoT(nn.Module):

@@ -10,6 +10,9 @@
 * **Routing** from the clean reference tokens (``FluxBatch.ref_tokens``): independent of ``t`` and the noise.
 * **Precision.** The backbone is frozen in ``model.backbone_dtype`` (bf16 by default); experts and router stay
   fp32 (the optimizer updates fp32 master weights), cast to the activations' dtype inside each ``MoTLinear``.
+* **Text encoders.** Training with ``data.cache`` encodes every prompt of the run's shards into the cache at its
+  first batch (``prepare``) and then releases T5 and CLIP (``FluxFillInputs.cache_prompts``): no training step
+  holds their ~10 GB. Sampling alone (``unieditkit edit``) loads them on the first uncached prompt, as before.
 * **Sampling** (previews, ``unieditkit edit``) integrates with the snapshot's ``FlowMatchEulerDiscreteScheduler``
   on the pipeline's shifted sigmas, decodes with the VAE and pastes the known target pixels back.
 """
@@ -25,17 +28,20 @@ from training.anchors import Anchors
 from training.config import Config
 from training.flow import LossParts, noise_like, paste_known, sample_t
 from training.flux_adapter import FluxMoT, load_flux_fill_transformer
-from training.flux_inputs import FluxBatch, FluxFillInputs
+from training.flux_inputs import FluxBatch, FluxFillInputs, shard_prompts
 
 
 class FluxBackend:
     def __init__(self, cfg: Config, device: torch.device) -> None:
         m = cfg.model
         self.cfg = m
+        self.data = cfg.data
+        self.val_every = cfg.train.val_every
+        self._prompts_pending = bool(cfg.data.cache)
         self.device = device
         self.anchors = Anchors.from_taxonomy(m.taxonomy)
         self.inputs = FluxFillInputs(m, device, cfg.data.cache)
-        transformer = load_flux_fill_transformer(self.inputs.root, self.inputs.dtype)
+        transformer = load_flux_fill_transformer(self.inputs.root, self.inputs.dtype, device)
         if m.gradient_checkpointing:
             transformer.enable_gradient_checkpointing()
         self.module = FluxMoT(
@@ -45,7 +51,22 @@ class FluxBackend:
         ).to(device)
 
     def prepare(self, batch: dict) -> dict:
+        if self._prompts_pending:
+            self._cache_prompts()
         return {**batch, "flux": self.inputs.encode(batch)}
+
+    def _cache_prompts(self) -> None:
+        """Every prompt of the train split (and the val split when validating) into the cache, then the text
+        encoders go; rank r of n starts at the r/n point of the list, so the ranks share the first run's work."""
+        from training.data import find_shards, val_shards
+
+        d = self.data
+        shards = find_shards(d.root, d.split, d.domains) + (val_shards(d.root, d.domains) if self.val_every else [])
+        prompts = shard_prompts(shards, self.cfg.prompt_template)
+        dist = torch.distributed
+        rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        self.inputs.cache_prompts(prompts, len(prompts) * rank // world)
+        self._prompts_pending = False
 
     def _mu(self, fb: FluxBatch) -> float:
         from diffusers.pipelines.flux.pipeline_flux_fill import calculate_shift

@@ -14,18 +14,26 @@ Follow one batch (``ref``, ``tgt``, ``mask`` at ``R x R`` in [-1, 1], from ``dat
    ``FluxFillPipeline.encode_prompt`` gives the T5 sequence, the CLIP pooled embedding and the text ids.
 
 Everything here is diffusers' own code called on our tensors; this module only decides what goes in. With
-``data.cache`` (``--cache DIR``) the VAE latents and text embeddings are kept on disk (``latent_cache.py``) and the
-text encoders are not even loaded while every prompt is cached: T5-XXL alone is ~9.5 GB in bf16.
+``data.cache`` (``--cache DIR``) the VAE latents and text embeddings are kept on disk (``latent_cache.py``), and the
+text encoders (T5-XXL alone is ~9.5 GB in bf16) are loaded only while some prompt is not cached: before training,
+``cache_prompts`` encodes every prompt of the run's shards (``shard_prompts``) that the cache lacks and releases
+them, so no training step holds them; with every prompt cached they are never loaded. They load straight onto the
+device (``device_map``), never as a whole model in host memory. Without a cache every batch needs them: they stay.
 """
 
 from __future__ import annotations
 
+import gc
+import json
+import tarfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from training.config import ModelConfig
+from training.data import caption
 from training.flux_adapter import check_snapshot, require_diffusers
 from training.latent_cache import LatentCache
 
@@ -56,6 +64,20 @@ def prompts_for(batch: dict, template: str) -> list[str]:
     return [c or template.format(name=n) for c, n in zip(batch["captions"], batch["names"])]
 
 
+def shard_prompts(shards: Iterable[str], template: str) -> list[str]:
+    """Every distinct prompt the samples of ``shards`` give, in first-seen order, by ``prompts_for``'s rule on
+    ``data.decode_sample``'s caption and name; only the ``.json`` members are read (tarfile seeks past the images)."""
+    found: dict[str, None] = {}
+    for shard in shards:
+        with tarfile.open(shard) as tar:
+            for member in tar:
+                if member.isfile() and member.name.endswith(".json"):
+                    meta = json.load(tar.extractfile(member))
+                    name = str(meta.get("subcategory_name") or meta.get("subcategory") or "")
+                    found.update(dict.fromkeys(prompts_for({"captions": [caption(meta)], "names": [name]}, template)))
+    return list(found)
+
+
 class FluxFillInputs:
     """VAE and text encoders of a FLUX.1-Fill snapshot, frozen, turning batches into ``FluxBatch`` and back."""
 
@@ -82,19 +104,43 @@ class FluxFillInputs:
         self._text_loaded = False
 
     def _load_text_encoders(self) -> None:
-        """Loaded on the first prompt that is not cached (with a full cache, never)."""
+        """Loaded on the first prompt that is not cached (with a full cache, never), straight onto the device."""
         import transformers
 
-        root, kw = str(self.root), {"dtype": self.dtype}
+        root, kw = str(self.root), {"dtype": self.dtype, "device_map": {"": self.device}}
         p = self.pipe
         p.tokenizer = transformers.CLIPTokenizer.from_pretrained(root, subfolder="tokenizer")
         p.tokenizer_2 = transformers.T5TokenizerFast.from_pretrained(root, subfolder="tokenizer_2")
         p.text_encoder = transformers.CLIPTextModel.from_pretrained(root, subfolder="text_encoder", **kw)
         p.text_encoder_2 = transformers.T5EncoderModel.from_pretrained(root, subfolder="text_encoder_2", **kw)
         for enc in (p.text_encoder, p.text_encoder_2):
-            enc.to(self.device).eval().requires_grad_(False)
+            enc.eval().requires_grad_(False)
         p.tokenizer_max_length = p.tokenizer.model_max_length
         self._text_loaded = True
+
+    def release_text_encoders(self) -> None:
+        """Free the encoders' memory (a prompt that turns out uncached later loads them again)."""
+        p = self.pipe
+        p.text_encoder = p.text_encoder_2 = p.tokenizer = p.tokenizer_2 = None
+        self._text_loaded = False
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def cache_prompts(self, prompts: list[str], start: int = 0) -> int:
+        """Encode every prompt the cache lacks, then release the encoders; returns how many were encoded. Ranks
+        sharing the cache pass different ``start`` offsets, so each first encodes its own part and then mostly finds
+        the others' entries written (a prompt two ranks encode is written twice, atomically, the same)."""
+        if self.cache is None:
+            raise ValueError("cache_prompts needs data.cache")  # a programming error: the backend checks first
+        done = 0
+        for prompt in prompts[start:] + prompts[:start]:
+            if not self.cache.has_text(prompt):
+                self.text([prompt])
+                done += 1
+        if self._text_loaded:
+            self.release_text_encoders()
+        return done
 
     @torch.no_grad()
     def text(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -65,13 +65,18 @@ class LatentCache:
     def put_latent(self, kind: str, key: str, image: torch.Tensor, latent: torch.Tensor) -> None:
         self._save(self._path(kind, f"{key}-{self._pixels(image)}"), {"latent": latent.contiguous()})
 
+    def _text_path(self, prompt: str) -> pathlib.Path:
+        return self._path("text", hashlib.sha1(prompt.encode()).hexdigest())
+
+    def has_text(self, prompt: str) -> bool:
+        return self._text_path(prompt).is_file()
+
     def text(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor] | None:
-        hit = self._load(self._path("text", hashlib.sha1(prompt.encode()).hexdigest()))
+        hit = self._load(self._text_path(prompt))
         return None if hit is None else (hit["seq"], hit["pooled"])
 
     def put_text(self, prompt: str, seq: torch.Tensor, pooled: torch.Tensor) -> None:
-        self._save(self._path("text", hashlib.sha1(prompt.encode()).hexdigest()),
-                   {"seq": seq.contiguous(), "pooled": pooled.contiguous()})
+        self._save(self._text_path(prompt), {"seq": seq.contiguous(), "pooled": pooled.contiguous()})
 
     @staticmethod
     def _load(path: pathlib.Path):

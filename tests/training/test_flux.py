@@ -157,6 +157,26 @@ def test_cache_gives_the_same_inputs_and_spares_the_text_encoders(
         FluxFillInputs(cfg.model, torch.device("cpu"), str(cache))
 
 
+def test_with_a_cache_training_encodes_every_prompt_first_then_releases_the_text_encoders(
+        tiny_flux, tiny_flux_config, two_domain_shards, tmp_path):
+    from training.backends import make_backend
+    from training.data import find_shards
+    from training.flux_inputs import FluxFillInputs, shard_prompts
+
+    prompts = shard_prompts(find_shards(two_domain_shards, "train"), "a photo of {name}")
+    assert sorted(prompts) == ["a photo of Sub 0", "a photo of Sub 1", "a photo of Sub 130", "a photo of Sub 131"]
+    cfg = _cfg(tiny_flux_config, tiny_flux, two_domain_shards, tmp_path / "run", **{"data.cache": str(tmp_path / "c")})
+    backend = make_backend(cfg, torch.device("cpu"))
+    batch = _batch(two_domain_shards, cfg)
+    assert not backend.inputs._text_loaded and backend.inputs.pipe.text_encoder_2 is None  # nothing loaded yet
+    prepared = backend.prepare(batch)["flux"]
+    assert len(list((tmp_path / "c" / "text").iterdir())) == len(prompts)  # every prompt of the split, not the batch's
+    assert not backend.inputs._text_loaded and backend.inputs.pipe.text_encoder_2 is None  # T5 and CLIP released
+    plain = FluxFillInputs(cfg.model, torch.device("cpu")).encode(batch)
+    assert torch.equal(prepared.prompt_embeds, plain.prompt_embeds) and torch.equal(prepared.pooled, plain.pooled)
+    assert backend.inputs.cache_prompts(prompts) == 0 and not backend.inputs._text_loaded  # all cached: never loads
+
+
 def test_prompt_is_the_caption_else_the_template_with_the_display_name():
     from training.flux_inputs import prompts_for
 
