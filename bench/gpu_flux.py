@@ -1,7 +1,7 @@
 """Full-size FLUX.1-Fill MoT training step: step time, tokens/s and peak memory (random weights, bf16, one GPU).
 
     python bench/gpu_flux.py                         # FLUX.1-Fill-dev transformer, 1024x512 diptych, checkpointing
-    python bench/gpu_flux.py --baseline --json out.json   # also one plain LoRA of rank 32, then the ratios
+    python bench/gpu_flux.py --baseline --json out.json   # also one plain LoRA of rank 32: default and like-for-like
     python bench/gpu_flux.py --tiny --device cpu     # the same code path on a shrunken config: a check, not a number
 
 What is timed is what a MoT fine-tuning step on FLUX.1-Fill costs the GPU: the frozen 11.9 B-parameter
@@ -9,8 +9,13 @@ transformer in bf16 (diffusers ``FluxTransformer2DModel`` with the FLUX.1-Fill-d
 cost does not depend on the values), ``training.flux_adapter.FluxMoT`` with 8 LoRA experts of rank 16, top-2,
 in fp32 master weights, the Anchor-Guided Router, gradient checkpointing per block, bf16 autocast, a flow-matching
 MSE on the target half plus the balance loss, backward and an AdamW step over experts and router (8-bit moments,
-as ``unieditkit train`` does for FLUX; ``--mot-optimizer adamw`` for fp32 moments; the LoRA baseline uses fp32
-AdamW, the diffusers FLUX LoRA scripts' default). Inputs are
+as ``unieditkit train`` does for FLUX; ``--mot-optimizer adamw`` for fp32 moments).
+
+``--baseline`` times four variants and compares them in pairs. The *default* pair is each method as it is
+usually run: ``mot`` (8-bit moments, the trainer's default) against ``lora-r32`` (fp32 AdamW, the diffusers FLUX
+LoRA scripts' default); it mixes the cost of MoT with that of the optimizer. The *like-for-like* pairs give both
+the same optimizer: ``mot-adamw`` against ``lora-r32`` (fp32 AdamW) and ``mot`` against ``lora-r32-8bit`` (8-bit
+AdamW), so the ratio is MoT's alone. Inputs are
 random tensors of the shapes the FLUX.1-Fill pipeline feeds: a 1024x512 (WxH) [reference | target] diptych is
 a 128x64 VAE latent, packed 2x2 into 64x32 = 2048 image tokens of 384 channels (noisy latents 64 + masked-image
 latents 64 + packed mask 256), plus 512 T5 tokens (4096 wide) and the pooled CLIP vector (768). VAE and text
@@ -175,8 +180,16 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def run_variant(name: str, args: argparse.Namespace, config: dict, device: torch.device) -> dict:
-    """Build one variant from scratch, time ``args.steps`` steps after ``args.warmup``, and free it again."""
+def variant_name(kind: str, optimizer: str, lora_rank: int) -> str:
+    """``mot`` / ``lora-rR`` with each one's usual optimizer (8-bit / fp32 AdamW), suffixed when it has the other."""
+    if kind == "mot":
+        return "mot" if optimizer == "adamw8bit" else "mot-adamw"
+    return f"lora-r{lora_rank}" + ("-8bit" if optimizer == "adamw8bit" else "")
+
+
+def run_variant(kind: str, optimizer: str, args: argparse.Namespace, config: dict, device: torch.device) -> dict:
+    """Build one variant (``mot`` or ``lora``, with ``optimizer``) from scratch, time ``args.steps`` steps after
+    ``args.warmup``, and free it again."""
     dtype = torch.bfloat16
     transformer = build_transformer(config, dtype, device)
     backbone_params = sum(p.numel() for p in transformer.parameters())
@@ -184,12 +197,14 @@ def run_variant(name: str, args: argparse.Namespace, config: dict, device: torch
         transformer.enable_gradient_checkpointing()
     inputs = diptych_inputs(config, args.batch, args.width, args.height, args.text_tokens, dtype, device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16)
-    if name == "mot":
+    if kind == "mot":
         model, opt, step = mot_step(transformer, inputs, autocast, args.experts, args.rank, args.top_k,
-                                    optimizer=args.mot_optimizer, compile_on_cpu=not args.eager)
+                                    optimizer=optimizer, compile_on_cpu=not args.eager)
     else:
-        model, opt, step = lora_step(transformer, inputs, autocast, args.rank * args.top_k)
+        model, opt, step = lora_step(transformer, inputs, autocast, args.rank * args.top_k, optimizer,
+                                     compile_on_cpu=not args.eager)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    router = sum(p.numel() for p in model.router.parameters()) if kind == "mot" else 0
     losses = [float(step(i)) for i in range(args.warmup)]
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -200,6 +215,7 @@ def run_variant(name: str, args: argparse.Namespace, config: dict, device: torch
         losses.append(float(step(args.warmup + i)))
         _sync(device)
         times.append(time.perf_counter() - t0)
+    name = variant_name(kind, optimizer, args.rank * args.top_k)
     if not all(map(math.isfinite, losses)):
         raise RuntimeError(f"{name}: non-finite loss {losses}")
     image_tokens = inputs["hidden_states"].shape[1]
@@ -210,11 +226,31 @@ def run_variant(name: str, args: argparse.Namespace, config: dict, device: torch
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return {
-        "variant": name if name == "mot" else f"lora-r{args.rank * args.top_k}", "backbone_params": backbone_params,
-        "trainable_params": trainable, "image_tokens": image_tokens, "step_s_median": step_s,
+        "variant": name, "optimizer": optimizer, "backbone_params": backbone_params,
+        "trainable_params": trainable, "router_params": router, "image_tokens": image_tokens, "step_s_median": step_s,
         "step_s_min": min(times), "tokens_per_s": args.batch * (image_tokens + args.text_tokens) / step_s,
         "peak_gib": peak, "losses": losses,
     }
+
+
+#: ``--baseline``: (kind, optimizer) of the four variants, timed in this order
+PAIRS_PLAN = [("lora", "adamw"), ("mot", "adamw8bit"), ("lora", "adamw8bit"), ("mot", "adamw")]
+
+
+def compare(rows: list[dict], lora_rank: int) -> list[dict]:
+    """MoT over the LoRA: the default pair (each with its usual optimizer), then the two like-for-like pairs."""
+    by = {r["variant"]: r for r in rows}
+    lora = f"lora-r{lora_rank}"
+    pairs = [("default", "mot", lora), ("like-for-like", "mot-adamw", lora),
+             ("like-for-like", "mot", f"{lora}-8bit")]
+    out = []
+    for kind, mot, base in pairs:
+        m, b = by[mot], by[base]
+        memory = m["peak_gib"] / b["peak_gib"] if m["peak_gib"] is not None else None
+        out.append({"pair": kind, "mot": mot, "lora": base, "mot_optimizer": m["optimizer"],
+                    "lora_optimizer": b["optimizer"], "time_x": m["step_s_median"] / b["step_s_median"],
+                    "memory_x": memory})
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     p.add_argument("--tiny", action="store_true", help="shrunken FLUX config (checks the code path on a CPU)")
     p.add_argument("--baseline", action="store_true",
-                   help="first time one plain LoRA of rank experts-rank x top-k the same way, and report ratios")
+                   help="also one plain LoRA of rank experts-rank x top-k: MoT against it with each one's usual "
+                        "optimizer (default pair) and with the same one (like-for-like pairs)")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--width", type=int, default=1024, help="diptych width in pixels (reference | target)")
     p.add_argument("--height", type=int, default=512)
@@ -231,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rank", type=int, default=16)
     p.add_argument("--top-k", type=int, default=2)
     p.add_argument("--mot-optimizer", default="adamw8bit", choices=["adamw8bit", "adamw"],
-                   help="MoT's optimizer (unieditkit train's FLUX default: adamw8bit); the LoRA baseline uses adamw")
+                   help="MoT's optimizer without --baseline (unieditkit train's FLUX default: adamw8bit)")
     p.add_argument("--eager", action="store_true",
                    help="on a CPU, run the 8-bit optimizer step eagerly (as the trainer does there) instead of compiling it")
     p.add_argument("--no-checkpointing", action="store_true", help="keep all activations (more memory)")
@@ -247,17 +284,15 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cpu":
         torch.set_num_threads(1)  # a code-path check; extra threads only contend on a shared machine
     config = TINY if args.tiny else FLUX_FILL_DEV
-    rows = [run_variant(name, args, config, device) for name in (["lora", "mot"] if args.baseline else ["mot"])]
-    if len(rows) == 2:
-        rows[1]["time_x"] = rows[1]["step_s_median"] / rows[0]["step_s_median"]
-        if device.type == "cuda":
-            rows[1]["memory_x"] = rows[1]["peak_gib"] / rows[0]["peak_gib"]
+    plan = PAIRS_PLAN if args.baseline else [("mot", args.mot_optimizer)]
+    rows = [run_variant(kind, optimizer, args, config, device) for kind, optimizer in plan]
     result = {
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
         "config": "tiny" if args.tiny else "FLUX.1-Fill-dev", "batch": args.batch,
         "diptych": f"{args.width}x{args.height}", "text_tokens": args.text_tokens,
         "gradient_checkpointing": not args.no_checkpointing, "experts": args.experts, "rank": args.rank,
-        "top_k": args.top_k, "mot_optimizer": args.mot_optimizer, "steps": args.steps, "torch": torch.__version__, "rows": rows,
+        "top_k": args.top_k, "steps": args.steps, "torch": torch.__version__, "rows": rows,
+        "comparisons": compare(rows, args.rank * args.top_k) if args.baseline else [],
     }
     print(json.dumps(result | {"rows": [{k: v for k, v in r.items() if k != "losses"} for r in rows]}, indent=2))
     if args.json:
