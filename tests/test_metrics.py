@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from unieditkit.baselines import BASELINES, mean_fill, paste_reference
-from unieditkit.metrics import PSNR_CAP_DB, SSIM_RADIUS, masked_mse, masked_psnr, masked_ssim
+from unieditkit.metrics import PSNR_CAP_DB, SSIM_RADIUS, masked_mse, masked_psnr, masked_ssim, ssim_map
 
 
 def _image(seed: int, h: int = 40, w: int = 48) -> np.ndarray:
@@ -45,6 +45,20 @@ def test_known_values() -> None:
     a, b = 51 / 255, 204 / 255
     flat_b = np.full((40, 48, 3), 204, np.uint8)
     assert masked_ssim(off, flat_b, mask) == pytest.approx((2 * a * b + 0.01**2) / (a * a + b * b + 0.01**2), rel=1e-9)
+
+
+def test_ssim_map_is_scikit_images() -> None:
+    """The per-pixel map equals scikit-image's Wang-compatible SSIM (Gaussian window, population statistics)."""
+    from skimage.metrics import structural_similarity
+
+    gt = _image(8, 37, 53)
+    pred = np.clip(gt.astype(int) + np.random.default_rng(9).integers(-40, 40, gt.shape), 0, 255).astype(np.uint8)
+    _, full = structural_similarity(pred / 255, gt / 255, channel_axis=2, gaussian_weights=True, sigma=1.5,
+                                    use_sample_covariance=False, data_range=1.0, full=True)
+    mask = np.zeros(gt.shape[:2], bool)
+    mask[3:30, 20:50] = True
+    assert np.abs(ssim_map(pred, gt) - full.mean(axis=2)).max() < 1e-12
+    assert masked_ssim(pred, gt, mask) == pytest.approx(full.mean(axis=2)[mask].mean(), abs=1e-12)
 
 
 def test_pixels_outside_the_mask_do_not_count() -> None:
