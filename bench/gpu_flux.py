@@ -15,8 +15,9 @@ as ``unieditkit train`` does for FLUX; ``--mot-optimizer adamw`` for fp32 moment
 usually run: ``mot`` (8-bit moments, the trainer's default) against ``lora-r32`` (fp32 AdamW, the diffusers FLUX
 LoRA scripts' default); it mixes the cost of MoT with that of the optimizer. The *like-for-like* pairs give both
 the same optimizer: ``mot-adamw`` against ``lora-r32`` (fp32 AdamW) and ``mot`` against ``lora-r32-8bit`` (8-bit
-AdamW), so the ratio is MoT's alone. Inputs are
-random tensors of the shapes the FLUX.1-Fill pipeline feeds: a 1024x512 (WxH) [reference | target] diptych is
+AdamW), so the ratio is MoT's alone.
+
+Inputs are random tensors of the shapes the FLUX.1-Fill pipeline feeds: a 1024x512 (WxH) [reference | target] diptych is
 a 128x64 VAE latent, packed 2x2 into 64x32 = 2048 image tokens of 384 channels (noisy latents 64 + masked-image
 latents 64 + packed mask 256), plus 512 T5 tokens (4096 wide) and the pooled CLIP vector (768). VAE and text
 encoders are not run (a training run caches their outputs; see docs/TRAINING.md).
