@@ -211,8 +211,13 @@ def decode_sample(
         "variant": MASK_VARIANTS.index(variant),
         "key": sample["__key__"],
         "caption": caption(meta),
-        "name": str(meta.get("subcategory_name") or meta.get("subcategory") or ""),
+        "name": display_name(meta),
     }
+
+
+def display_name(meta: dict) -> str:
+    """The name a prompt template gets: the subcategory's display name, else its key."""
+    return str(meta.get("subcategory_name") or meta.get("subcategory") or "")
 
 
 def caption(meta: dict) -> str:

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from training.config import ModelConfig
-from training.data import caption
+from training.data import caption, display_name
 from training.flux_adapter import check_snapshot, require_diffusers
 from training.latent_cache import LatentCache
 
@@ -73,8 +73,8 @@ def shard_prompts(shards: Iterable[str], template: str) -> list[str]:
             for member in tar:
                 if member.isfile() and member.name.endswith(".json"):
                     meta = json.load(tar.extractfile(member))
-                    name = str(meta.get("subcategory_name") or meta.get("subcategory") or "")
-                    found.update(dict.fromkeys(prompts_for({"captions": [caption(meta)], "names": [name]}, template)))
+                    batch = {"captions": [caption(meta)], "names": [display_name(meta)]}
+                    found.update(dict.fromkeys(prompts_for(batch, template)))
     return list(found)
 
 

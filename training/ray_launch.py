@@ -32,6 +32,7 @@ def _worker(config: dict[str, Any]) -> None:
     from training.train import run
 
     cfg = load_config(None, config["config"])
+    cfg.backbone_defaults = tuple(config["backbone_defaults"])  # every key is set in the dict: say which were filled
     resume = config["resume"]
     if resume is None and ray.train.get_checkpoint() is not None:
         resume = "latest"  # Ray restarted the worker group after a failure: continue, never start again
@@ -65,7 +66,7 @@ def launch(cfg: Config, resume: str | None, *, overwrite: bool, allow_world_size
     resources = {"CPU": 1, **({"GPU": gpus_per_worker} if gpus_per_worker else {})}
     trainer = TorchTrainer(
         _worker,
-        train_loop_config={"config": config, "resume": resume,
+        train_loop_config={"config": config, "backbone_defaults": list(cfg.backbone_defaults), "resume": resume,
                            "overwrite": overwrite, "allow_world_size_change": allow_world_size_change},
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=gpus_per_worker > 0,
                                      resources_per_worker=resources),
