@@ -430,7 +430,7 @@ def _cell(metric: str, value: float | None, n: int, random: bool) -> str:
     elif metric in ("SSIM", "LPIPS"):
         text = f"{value:.4f}"
     else:
-        text = f"{value:.2f}"
+        text = f"{value:.2f}".replace("-0.00", "0.00")  # FID of identical sets comes out as -1e-9 or so
     return (text + "*" if random and value is not None else text) + (f" (n={n})" if metric == "FID" else "")
 
 
@@ -478,9 +478,9 @@ def write_chart(result: dict, path: Path) -> None:
             title += "\nRANDOM WEIGHTS: meaningless"
         ax.set_title(title, fontsize=9, color="red" if metric in result["random_weights"] else "black")
         ax.set_xticks(range(len(variants)), variants)
-    axes[0][0].legend(fontsize=8)
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="lower center", ncol=len(editors), fontsize=9)
     fig.suptitle(f"unieditkit eval: {result['samples']} {result['split']} samples, mask variants x editors", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
