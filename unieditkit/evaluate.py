@@ -98,8 +98,8 @@ def held_out(data: Path, split: str, domain: str) -> Iterator[HeldOut]:
     samples = wds.WebDataset([str(t) for t in _tars(data, split, domain)], shardshuffle=False, empty_check=False)
     for s in sorted(samples, key=lambda s: s["__key__"]):
         meta = json.loads(s["json"])
-        yield HeldOut(s["__key__"], meta["domain"], meta["subcategory"], decode_rgb(s["ref.jpg"]),
-                      decode_mask(s["ref_mask.png"]), decode_rgb(s["tgt.jpg"]),
+        yield HeldOut(s["__key__"], meta["domain"], meta["subcategory"], decode_rgb(s["ref.jpg"], min_side=1),
+                      decode_mask(s["ref_mask.png"]), decode_rgb(s["tgt.jpg"], min_side=1),
                       {v: decode_mask(s[mask_member(v)]) for v in MASK_VARIANTS}, tuple(meta["bbox"]))
 
 

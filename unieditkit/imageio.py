@@ -77,8 +77,11 @@ def _decode_rgb_jpeg(img: Image.Image, data: bytes) -> np.ndarray | None:
     return np.ascontiguousarray(turn(arr)) if turn else arr
 
 
-def decode_rgb(data: bytes, name: str = "<bytes>") -> np.ndarray:
-    """Decode image bytes to RGB uint8 HxWx3, honouring EXIF orientation and refusing decompression bombs."""
+def decode_rgb(data: bytes, name: str = "<bytes>", min_side: int = MIN_SIDE) -> np.ndarray:
+    """Decode image bytes to RGB uint8 HxWx3, honouring EXIF orientation and refusing decompression bombs.
+
+    ``min_side`` refuses build inputs too small to hold an object; a finished shard's members were accepted by
+    the build already (a reference crop of a small object may be smaller), so readers of a build pass 1."""
     if not data:
         raise ImageReadError("empty_file", f"{name} is 0 bytes")
     try:
@@ -101,8 +104,8 @@ def decode_rgb(data: bytes, name: str = "<bytes>") -> np.ndarray:
         raise ImageReadError("too_large", f"{name}: {exc}") from None
     except Exception as exc:  # Pillow raises many types for corrupt data; all mean "unusable file"
         raise ImageReadError("undecodable", f"{name}: {type(exc).__name__}: {exc}") from None
-    if min(arr.shape[:2]) < MIN_SIDE:
-        raise ImageReadError("too_small", f"{name} is {arr.shape[1]}x{arr.shape[0]}, below {MIN_SIDE} px")
+    if min(arr.shape[:2]) < min_side:
+        raise ImageReadError("too_small", f"{name} is {arr.shape[1]}x{arr.shape[0]}, below {min_side} px")
     return arr
 
 
