@@ -416,7 +416,7 @@ def evaluate(pred: Path, data: Path, split: str, domain: str, embedders: dict, l
         "higher_is_better": {m: HIGHER_IS_BETTER[m] for m in metrics},
         "weights": {m: s.weights for m, s in scorers.items()},
         "random_weights": [m for m, s in scorers.items() if s.random],
-        "evaluated": {v: n for v in variants}, "missing": {v: 0 for v in variants},
+        "evaluated": {v: n for v in variants},
         "rows": rows,
     }
 

@@ -63,7 +63,7 @@ def test_batch_form_writes_every_prediction_eval_reads_with_known_pixels_kept(da
             assert out.shape[:2] == (meta["tgt_size"][1], meta["tgt_size"][0])
             assert np.array_equal(out[keep], tgt[keep])  # every known pixel is the input's
     result = evaluate(pred, data, "test", "", {})
-    assert result["evaluated"] == {"fine": 3, "rough": 3, "box": 3} and not any(result["missing"].values())
+    assert result["evaluated"] == {"fine": 3, "rough": 3, "box": 3}
 
     again = tmp_path / "again"
     _cli("edit", ["--checkpoint", str(run), "--data", str(data), "--out", str(again), "--steps", "2",
