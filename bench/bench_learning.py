@@ -45,6 +45,7 @@ import json
 import math
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -88,6 +89,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "MoT, random routing": {"model.routing": "random"},
     "MoT, fine masks only": {"curriculum.boundaries": [1.0, 1.0]},
 }
+#: range of an object's width and height as a fraction of the photo's side
+OBJECT_SIDE = (0.4, 0.7)
 EXPERTS = 8
 TOP_K = 2
 #: issue 18's targets: the trained editor's masked MSE at most this fraction of each of these rows'
@@ -98,8 +101,8 @@ TARGET_RATIO = 0.5
 
 
 def _pattern(size: int, rng: np.random.Generator) -> np.ndarray:
-    """A ``size`` x ``size`` swatch of the object's own look: two random colours in a random pattern whose period
-    is a fraction of the object, so it survives the editor's resolution."""
+    """A ``size`` x ``size`` swatch of the object's own look: two random colours in a random pattern with a period
+    of 0.12-0.25 of the photo's side (coarse, so that the editor's small halves can hold some of it)."""
     c1, c2 = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     period = rng.uniform(0.12, 0.25) * size
@@ -137,7 +140,7 @@ def make_source(folder: Path, images: int, size: int, seed: int) -> Path:
     for i in range(images):
         sub, outline = kinds[i % len(kinds)]
         image = _background(size, rng)
-        w, h = rng.uniform(0.4, 0.7, 2) * size
+        w, h = rng.uniform(*OBJECT_SIDE, 2) * size
         x0, y0 = rng.uniform(1, size - w - 1), rng.uniform(1, size - h - 1)
         mirror = rng.random() < 0.5
         polygon = [((1 - x if mirror else x) * w + x0, y * h + y0) for x, y in outline]
@@ -222,19 +225,19 @@ def row_name(name: str, active_rank: int) -> str:
     return name.format(rank=active_rank)
 
 
-def train(name: str, settings: Settings, data: Path, runs: Path) -> tuple[Path, dict]:
-    """Train one variant; returns its run folder and what the run log recorded at the last step."""
+def train(name: str, settings: Settings, data: Path, run_dir: Path) -> dict:
+    """Train one variant into ``run_dir``; returns its time, its steps and its loss over the last logged window
+    (the last twentieth of the run)."""
     from training.config import load_config
     from training.train import run
 
-    run_dir = runs / name.replace(" ", "_").replace(",", "").replace("+", "and")
     cfg = load_config(None, settings.overrides(data, run_dir) | variant_overrides(name, settings))
     t0 = time.perf_counter()
     run(cfg, overwrite=True)
     seconds = time.perf_counter() - t0
-    last = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
-    final = [r for r in last if "loss" in r][-1]
-    return run_dir, {"seconds": seconds, "steps": final["step"], "final_loss": final["loss"]}
+    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    last = [r for r in records if "loss" in r][-1]
+    return {"seconds": seconds, "steps": last["step"], "last_loss": last["loss"]}
 
 
 def predict(run_dir: Path | None, settings: Settings, data: Path, pred: Path, sample_steps: int) -> None:
@@ -328,7 +331,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     model.add_argument("--heads", type=int, default=4)
     model.add_argument("--rank", type=int, default=8, help="expert rank; the one-LoRA ablation gets rank x top-k")
     run = p.add_argument_group("training and sampling (every variant alike)")
-    run.add_argument("--steps", type=int, default=800, help="optimizer steps per trained variant")
+    run.add_argument("--steps", type=int, default=1200, help="optimizer steps per trained variant")
     run.add_argument("--batch-size", type=int, default=8)
     run.add_argument("--lr", type=float, default=2e-3)
     run.add_argument("--sample-steps", type=int, default=8, help="Euler steps per prediction (`edit --steps`)")
@@ -369,13 +372,15 @@ def main(argv: list[str] | None = None) -> int:
         predict(None, settings, data, predictions[UNTRAINED], args.sample_steps)
         runs[UNTRAINED] = {"steps": 0, "edit_seconds": time.perf_counter() - t}
         for name in VARIANTS:
-            run_dir, info = train(name, settings, data, work / "runs")
             row = row_name(name, args.rank * TOP_K)
-            predictions[row] = work / "pred" / run_dir.name
+            slug = re.sub(r"[^A-Za-z0-9]+", "-", row).strip("-")
+            run_dir = work / "runs" / slug
+            info = train(name, settings, data, run_dir)
+            predictions[row] = work / "pred" / slug
             t = time.perf_counter()
             predict(run_dir, settings, data, predictions[row], args.sample_steps)
             runs[row] = info | {"edit_seconds": time.perf_counter() - t}
-            print(f"{row}: trained {info['steps']} steps in {info['seconds']:.0f} s, last loss {info['final_loss']:.4f}",
+            print(f"{row}: trained {info['steps']} steps in {info['seconds']:.0f} s, last loss {info['last_loss']:.4f}",
                   flush=True)
         table, test_samples = score(data, predictions)
     table = {name: table[name] for name in [*predictions, *BASELINES]}
