@@ -15,7 +15,7 @@ import webdataset as wds
 from PIL import Image
 
 from unieditkit.cli import main
-from unieditkit.inspect.stats import BINS, histogram
+from unieditkit.inspect.stats import AREAS, BINS, bar_rows, histogram, render_plot
 
 
 def test_counts_histograms_and_plot(built_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -73,3 +73,16 @@ def test_not_a_build_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert main(["stats", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "index.parquet: not found" in err
+
+
+def test_many_categories_leave_the_rest_as_text_not_a_bar() -> None:
+    """Twenty small subcategories must not become one long "(N more)" bar that reads as the largest category."""
+    items = [("big", 9), ("mid", 5)] + [(f"small_{i:02d}", 2) for i in range(20)]
+    shown, rest = bar_rows(items, limit=6)
+    assert shown == [("big", 9), ("mid", 5), ("small_00", 2), ("small_01", 2), ("small_02", 2)]
+    assert rest == (17, 34), "the 17 left out, 34 samples in all: more than the largest bar, so never drawn as one"
+    assert all("more" not in label for label, _ in shown)
+    assert bar_rows(items[:6], limit=6) == (sorted(items[:6], key=lambda kv: (-kv[1], kv[0])), None)
+    st = {"samples": 1, "rejected": 0, "shards": 1, "domain_split": {}, "pair_kind": {}, "reasons": {},
+          "subcategory": dict(items), "area_hist": {a: [0] * BINS for a in AREAS}, "iou_hist": [0] * BINS}
+    assert render_plot(st).size[0] > 800  # and the chart draws with the remainder line

@@ -115,25 +115,36 @@ def _frame(d: ImageDraw.ImageDraw, box: tuple[int, int, int, int], title: str) -
     return x0 + 8, y0 + 28, x1 - 8, y1 - 8
 
 
-def bars(d: ImageDraw.ImageDraw, box: tuple[int, int, int, int], title: str, items: list[tuple[str, int]], limit: int = 14) -> None:
-    """Horizontal bars, largest first; the rest summed into one "(N more)" bar when there are too many."""
-    x0, y0, x1, y1 = _frame(d, box, title)
+def bar_rows(items: list[tuple[str, int]], limit: int = 14) -> tuple[list[tuple[str, int]], tuple[int, int] | None]:
+    """The bars to draw, largest first, and ``(how many, their total)`` of the items left out. The rest is
+    reported as a line of text, never as a bar: summed into one bar it was often the longest, and read as one big
+    category."""
     items = sorted(items, key=lambda kv: (-kv[1], kv[0]))
-    if len(items) > limit:
-        rest = items[limit - 1 :]
-        items = items[: limit - 1] + [(f"({len(rest)} more)", sum(n for _, n in rest))]
-    if not items:
+    if len(items) <= limit:
+        return items, None
+    rest = items[limit - 1 :]
+    return items[: limit - 1], (len(rest), sum(n for _, n in rest))
+
+
+def bars(d: ImageDraw.ImageDraw, box: tuple[int, int, int, int], title: str, items: list[tuple[str, int]], limit: int = 14) -> None:
+    """Horizontal bars, largest first, scaled to the largest; when there are too many, the last line says how many
+    more there are and their total, in grey text without a bar (``bar_rows``)."""
+    x0, y0, x1, y1 = _frame(d, box, title)
+    shown, rest = bar_rows(items, limit)
+    if not shown:
         draw.text(d, (x0, y0), "(none)", 12, draw.MUTED)
         return
     label_w = 170
-    h = min(20, (y1 - y0) // len(items))
-    top = max(n for _, n in items) or 1
-    for i, (label, n) in enumerate(items):
+    h = min(20, (y1 - y0) // (len(shown) + (rest is not None)))
+    top = max(n for _, n in shown) or 1
+    for i, (label, n) in enumerate(shown):
         y = y0 + i * h
         draw.text(d, (x0, y + 2), draw.wrap(label, label_w - 6, 12, 1)[0] if label else "(empty)", 12)
         w = round((x1 - x0 - label_w - 50) * n / top)
         d.rectangle((x0 + label_w, y + 3, x0 + label_w + max(w, 1), y + h - 3), fill=BAR)
         draw.text(d, (x0 + label_w + w + 6, y + 2), str(n), 12, draw.MUTED)
+    if rest is not None:
+        draw.text(d, (x0, y0 + len(shown) * h + 2), f"... and {rest[0]} more, {rest[1]} in all (none larger than the bars above)", 12, draw.MUTED)
 
 
 def hist(d: ImageDraw.ImageDraw, box: tuple[int, int, int, int], title: str, series: dict[str, tuple[list[int], tuple[int, int, int]]], xlabel: str) -> None:
