@@ -43,7 +43,7 @@ from PIL import Image
 
 from unieditkit.baselines import BASELINES
 from unieditkit.errors import MissingModelError, UserError
-from unieditkit.format import MASK_VARIANTS, TAR_SUFFIX, find_done_shards, mask_member
+from unieditkit.format import MASK_VARIANTS, SPLITS, TAR_SUFFIX, find_done_shards, mask_member
 from unieditkit.metrics import masked_psnr, masked_ssim
 
 if TYPE_CHECKING:
@@ -494,14 +494,14 @@ def _variants(text: str) -> tuple[str, ...]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="score an editor's outputs (CLIP-I, DINO-I, PSNR, SSIM, LPIPS, FID) beside two baselines, per mask variant",
-                       description=__doc__.split("\n\n")[0], epilog="\n\n".join(__doc__.split("\n\n")[1:]),
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=__doc__.split("\n\n")[0], epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     p.add_argument("--pred", required=True, help="folder of predictions KEY.VARIANT.png (VARIANT: fine, rough, box)")
     p.add_argument("--data", required=True, help="dataset folder written by `unieditkit build`")
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", default="test", choices=SPLITS, help="the held-out split the predictions were made "
+                   "for (`unieditkit build` prints the splits it wrote)")
     p.add_argument("--domain", default="", help="only this domain")
     p.add_argument("--variants", default=",".join(MASK_VARIANTS), help="mask variants the predictions were made with")
-    p.add_argument("--clip-model", default="ViT-B-32")
+    p.add_argument("--clip-model", default="ViT-B-32", help="open_clip model for CLIP-I")
     p.add_argument("--clip-pretrained", default="laion2b_s34b_b79k", help="open_clip tag or weights file")
     p.add_argument("--no-clip", action="store_true", help="skip CLIP-I")
     p.add_argument("--dino-weights", default=None, metavar="FILE", help="DINOv2 ViT-S/14 weights file (timm layout)")
