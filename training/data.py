@@ -41,7 +41,7 @@ from training.anchors import Anchors
 from training.curriculum import Curriculum
 from training.seeding import stable_seed
 from unieditkit.errors import UserError
-from unieditkit.format import GREY, MASK_VARIANTS, SIDECAR_SUFFIX, TAR_SUFFIX
+from unieditkit.format import GREY, MASK_VARIANTS, SIDECAR_SUFFIX, TAR_SUFFIX, describe_splits, local_split_sizes
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,10 @@ def find_shards(root: str | pathlib.Path, split: str, domains: Iterable[str] = (
             shards.append(str(tar))
     if not shards:
         which = f" for domains {', '.join(wanted)}" if wanted else ""
+        present = local_split_sizes(root, wanted)
+        if present:
+            raise UserError(f"--data {root}: no finished {split} shards{which}; it has {describe_splits(present)}: "
+                            "pick one of those")
         raise UserError(
             f"--data {root}: no finished {split} shards{which} ({{domain}}-{split}-NNNNNN.tar with its _stats.json); "
             "run `unieditkit build` into that folder first"

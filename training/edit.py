@@ -14,9 +14,11 @@ writes ``PRED_DIR/{key}.{variant}.png`` for every sample of the split, the layou
 Both backbones (the run's ``config.yaml`` says which). Inputs are prepared exactly as in training (letterboxed to
 ``model.image_size``; the mask marks every pixel the object touches); the edit is mapped back to the target's
 own size and only the masked pixels are taken from it: every known pixel outside the mask is the input's. The
-sampling noise of each output is seeded by ``--seed``, the sample key and the variant, so its noise does not
-depend on the batch it was computed in (on the CPU the images are identical at any ``--batch-size``, tested; GPU
-kernels may round differently at another batch size).
+single form's noise is seeded by ``--seed`` alone, so the same inputs and seed give the same image whatever the
+output is called; the seed, step and checkpoint are recorded in the PNG's ``unieditkit`` text chunk. In the batch
+form each output's noise is seeded by ``--seed``, the sample key and the variant, so it does not depend on the
+batch it was computed in (on the CPU the images are identical at any ``--batch-size``, tested; GPU kernels may
+round differently at another batch size). Both forms take the CPU thread budget ``unieditkit train`` takes.
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from unieditkit.errors import UserError
+from unieditkit.format import SPLITS
 
 VARIANTS = ("fine", "rough", "box")
 
@@ -56,12 +60,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                 "model.prompt_template with the category's name, as training gave "
                                                 "a sample without one)")
     p.add_argument("--data", help="dataset folder written by `unieditkit build` (batch form)")
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", default="test", choices=SPLITS,
+                   help="batch form: the split to edit (`unieditkit build` prints the splits it wrote)")
     p.add_argument("--domain", default="", help="batch form: only this domain")
     p.add_argument("--variants", default="fine,rough,box", help="mask variants to edit with (batch form)")
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=4, help="batch form: samples edited together")
     p.add_argument("--steps", type=int, default=28, help="sampling steps")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="noise seed (the batch form mixes in each sample's key and "
+                                                       "variant); recorded in the single form's PNG")
     p.add_argument("--pretrained", help="FLUX.1-Fill snapshot, if it moved since training (flux-fill runs)")
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda, cuda:N")
     p.set_defaults(func=run_command)
@@ -79,14 +85,20 @@ def run_command(args: argparse.Namespace) -> int:
     bad = [v for v in variants if v not in VARIANTS]
     if bad or not variants:
         raise UserError(f"--variants {args.variants}: use a comma list of fine, rough, box")
+    if args.data:
+        _samples(pathlib.Path(args.data), args.split, args.domain)  # a split the folder lacks: said before loading
     run = load_run(pathlib.Path(args.checkpoint), args.step, args.device, args.pretrained)
+    if run.device.type == "cpu":
+        from training.train import set_threads
+
+        print(f"edit: note: {set_threads(0)}", file=sys.stderr)
     if args.data:
         n = edit_split(run, pathlib.Path(args.data), args.split, args.domain, variants, pathlib.Path(args.out),
                        args.batch_size, args.steps, args.seed)
         print(f"wrote {n} predictions to {args.out}")
     else:
         edit_one(run, args, pathlib.Path(args.out))
-        print(f"wrote {args.out}")
+        print(f"wrote {args.out} (seed {args.seed}, checkpoint step {run.step}, {args.steps} sampling steps)")
     return 0
 
 
@@ -135,9 +147,12 @@ def sample_seed(seed: int, key: str, variant: str) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
-def _generate(run: LoadedRun, items: list[dict], seeds: list[int], steps: int) -> np.ndarray:
-    """Edited targets as (B, R, R, 3) uint8 at the training size."""
+def _generate(run: LoadedRun, items: list[dict], seeds: list[int], steps: int, progress: bool = False) -> np.ndarray:
+    """Edited targets as (B, R, R, 3) uint8 at the training size. ``progress`` counts sampling steps on a
+    terminal (each step is one forward of the model, for either backbone) and says nothing when stderr is not
+    one."""
     import torch
+    from tqdm import tqdm
 
     from training.data import collate
     from training.runlog import to_uint8
@@ -145,7 +160,15 @@ def _generate(run: LoadedRun, items: list[dict], seeds: list[int], steps: int) -
     batch = collate(items)
     batch = {k: v.to(run.device) if torch.is_tensor(v) else v for k, v in batch.items()}
     gens = [torch.Generator().manual_seed(s) for s in seeds]
-    pred = run.backend.sample(batch, steps, gens)
+    with tqdm(total=steps, desc="edit", unit="step", disable=not (progress and sys.stderr.isatty())) as bar:
+        def count(*_: Any) -> None:  # a forward hook that returned a value would replace the model's output
+            bar.update(1)
+
+        hook = run.backend.module.register_forward_hook(count)
+        try:
+            pred = run.backend.sample(batch, steps, gens)
+        finally:
+            hook.remove()
     return np.stack([to_uint8(p) for p in pred])
 
 
@@ -232,9 +255,12 @@ def edit_one(run: LoadedRun, args: argparse.Namespace, out: pathlib.Path) -> Non
         "mask": torch.from_numpy((np.asarray(small_mask) > 0).astype(np.float32))[None],
         "domain": domain, "subcategory": sub, "variant": 0, "key": out.stem, "caption": args.prompt, "name": name,
     }
-    pred = _generate(run, [item], [sample_seed(args.seed, out.stem, "single")], args.steps)[0]
+    pred = _generate(run, [item], [args.seed], args.steps, progress=True)[0]
     out.parent.mkdir(parents=True, exist_ok=True)
-    compose(pred, tgt, mask).save(out)
+    record = PngInfo()
+    record.add_text("unieditkit", json.dumps({"checkpoint": str(run.run_dir), "step": run.step, "seed": args.seed,
+                                              "steps": args.steps, "category": args.category or ""}))
+    compose(pred, tgt, mask).save(out, pnginfo=record)
 
 
 def _samples(data: pathlib.Path, split: str, domain: str) -> tuple[list[str], int]:

@@ -38,6 +38,7 @@ from training.routing import routing_note
 from training.runlog import RunLog, preview_grid
 from training.seeding import stable_seed
 from unieditkit.errors import UserError
+from unieditkit.format import local_split_sizes
 
 
 def warmup_steps(cfg: OptimConfig, max_steps: int) -> int:
@@ -213,7 +214,7 @@ def _train(cfg: Config, info: DistInfo, resume: str | None, overwrite: bool, all
                 _log(log, bar, window, step, parts, batch, info, t.batch_size * accum, float(scheduler.get_last_lr()[0]))
             if val is not None and step % t.val_every == 0:
                 _validate(log, model, backend, val, step, cfg, autocast)
-            if step % t.preview_every == 0:
+            if step % t.preview_every == 0 or (step == t.max_steps and t.max_steps < t.preview_every):
                 shown = batch if val is None else val[curriculum.stage(step * accum - 1)]
                 _preview(log, backend, shown, step, cfg, info)
             if step % t.save_every == 0 or step == stop:
@@ -225,7 +226,38 @@ def _train(cfg: Config, info: DistInfo, resume: str | None, overwrite: bool, all
     finally:
         bar.close()
         log.close()
+    if info.is_main:
+        print("\n".join(finished_lines(cfg, step)), flush=True)
     return step
+
+
+def finished_lines(cfg: Config, step: int) -> list[str]:
+    """Where a run's outputs are and what to run next: printed when training stops, since a newcomer otherwise
+    has to know the run folder's layout and the edit/eval commands to see what was trained."""
+    t = cfg.train
+    run_dir = pathlib.Path(t.run_dir)
+    if step < t.max_steps:
+        head = f"stopped at step {step} of {t.max_steps}; re-run with --resume latest to continue"
+    else:
+        head = f"finished: {step} steps"
+    lines = [f"unieditkit train: {head} -> {run_dir}",
+             f"  checkpoints: {checkpoint_dir(run_dir)} (`latest` names the newest)",
+             f"  log: {run_dir / 'log.jsonl'}"
+             + (f"; TensorBoard: tensorboard --logdir {run_dir / 'tb'}" if t.tensorboard else "")]
+    previews = run_dir / "previews"
+    if previews.is_dir():
+        lines.append(f"  previews: {previews} (reference | masked target | edit | ground truth)")
+    sizes = local_split_sizes(cfg.data.root, cfg.data.domains)
+    held_out = next((s for s in ("test", "val") if s in sizes), None)
+    if held_out is not None:
+        pred = run_dir / f"pred-{held_out}"
+        lines.append(f"  next: unieditkit edit --checkpoint {run_dir} --data {cfg.data.root} --split {held_out} "
+                     f"--out {pred}")
+        lines.append(f"        unieditkit eval --pred {pred} --data {cfg.data.root} --split {held_out}")
+    else:
+        lines.append(f"  next: unieditkit edit --checkpoint {run_dir} --ref REF.jpg --image TARGET.jpg "
+                     "--mask MASK.png --out EDITED.png (the data has no test or val split to edit)")
+    return lines
 
 
 def _backbone_note(cfg: Config) -> str:

@@ -43,7 +43,9 @@ from PIL import Image
 
 from unieditkit.baselines import BASELINES
 from unieditkit.errors import MissingModelError, UserError
-from unieditkit.format import MASK_VARIANTS, SPLITS, TAR_SUFFIX, find_done_shards, mask_member
+from unieditkit.format import (
+    MASK_VARIANTS, SPLITS, TAR_SUFFIX, describe_splits, find_done_shards, local_split_sizes, mask_member,
+)
 from unieditkit.metrics import masked_psnr, masked_ssim
 
 if TYPE_CHECKING:
@@ -85,7 +87,12 @@ class HeldOut:
 def _tars(data: Path, split: str, domain: str) -> list[Path]:
     tars = [data / f"{name}{TAR_SUFFIX}" for name in find_done_shards(data, split, [domain] if domain else [])]
     if not tars:
-        raise UserError(f"{data}: no {split} shards{' of ' + domain if domain else ''}; build them first or pick another --split")
+        which = f" of {domain}" if domain else ""
+        present = local_split_sizes(data, [domain] if domain else [])
+        if present:
+            raise UserError(f"--data {data}: no finished {split} shards{which}; it has {describe_splits(present)}: "
+                            "pick one of those with --split")
+        raise UserError(f"--data {data}: no finished shards{which}; run `unieditkit build` into that folder first")
     return tars
 
 

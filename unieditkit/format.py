@@ -271,6 +271,30 @@ def find_done_shards(folder: str | Path, split: str | None = None, domains: Iter
     return done_shard_names((p.name for p in Path(folder).glob(f"*{DONE_MARKER_SUFFIX}")), split, domains)
 
 
+def split_sizes(markers: Iterable[dict[str, Any]], domains: Iterable[str] = ()) -> dict[str, int]:
+    """Samples per split of done shards' markers (their ``_stats.json``), in ``SPLITS`` order; a split with no done
+    shard is absent. What the build summary reports, and what a command asked for a split that a folder lacks names
+    instead (a small build may have no test split at all)."""
+    wanted = set(domains)
+    sizes: dict[str, int] = {}
+    for marker in markers:
+        if not wanted or marker["domain"] in wanted:
+            sizes[marker["split"]] = sizes.get(marker["split"], 0) + int(marker["samples"])
+    return {split: sizes[split] for split in SPLITS if split in sizes}
+
+
+def local_split_sizes(folder: str | Path, domains: Iterable[str] = ()) -> dict[str, int]:
+    """``split_sizes`` of a local folder's done shards."""
+    folder = Path(folder)
+    names = find_done_shards(folder, None, domains)
+    return split_sizes(json.loads((folder / marker_name(name)).read_text(encoding="utf-8")) for name in names)
+
+
+def describe_splits(sizes: dict[str, int]) -> str:
+    """``train 34 samples, val 2 samples`` (``none`` for a folder without done shards)."""
+    return ", ".join(f"{split} {n} sample{'s' if n != 1 else ''}" for split, n in sizes.items()) or "none"
+
+
 def mats_params_json(params: Any) -> dict[str, Any]:
     """``MatsParams`` as recorded in ``build_config.json`` (ranges as lists, so the record compares equal to its
     JSON round trip)."""
