@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from unieditkit.errors import UserError
+from unieditkit.errors import UserError, did_you_mean
 from unieditkit.format import mats_params_json
 from unieditkit.mats import MatsParams
 
@@ -182,7 +182,8 @@ def load_config_file(path: str) -> ConfigFile:
         raise UserError(f"{path}: expected a mapping with {' and/or '.join(CONFIG_SECTIONS)}, e.g. settings: {{min_sharpness: 10}}")
     unknown = sorted(set(map(str, data)) - set(CONFIG_SECTIONS))
     if unknown:
-        raise UserError(f"{path}: {unknown[0]}: unknown key; use {', '.join(CONFIG_SECTIONS)} (thresholds go under settings:)")
+        raise UserError(f"{path}: {unknown[0]}: unknown key; {did_you_mean(unknown[0], CONFIG_SECTIONS)}use "
+                        f"{', '.join(CONFIG_SECTIONS)} (thresholds go under settings:)")
     return ConfigFile(_stage_resources(path, data.get("stages") or {}), _settings(path, data.get("settings") or {}))
 
 
@@ -193,13 +194,15 @@ def _stage_resources(path: str, stages: Any) -> dict[str, StageResources]:
     out = {}
     for name, values in stages.items():
         if name not in MODEL_STAGES:
-            raise UserError(f"{path}: stages.{name}: unknown stage; use {', '.join(MODEL_STAGES)}")
+            raise UserError(f"{path}: stages.{name}: unknown stage; {did_you_mean(str(name), MODEL_STAGES)}use "
+                            f"{', '.join(MODEL_STAGES)}")
         values = values or {}
         if not isinstance(values, dict):
             raise UserError(f"{path}: stages.{name}: expected a mapping of {', '.join(names)}")
         unknown = sorted(set(values) - set(names))
         if unknown:
-            raise UserError(f"{path}: stages.{name}.{unknown[0]}: unknown setting; use {', '.join(names)}")
+            raise UserError(f"{path}: stages.{name}.{unknown[0]}: unknown setting; "
+                            f"{did_you_mean(str(unknown[0]), names)}use {', '.join(names)}")
         for key, value in values.items():
             _check_type(path, f"stages.{name}.{key}", value, getattr(StageResources, key))
         out[name] = StageResources(**values)
@@ -212,7 +215,8 @@ def _settings(path: str, settings: Any) -> dict[str, Any]:
     allowed = settable_keys()
     unknown = sorted(set(map(str, settings)) - set(allowed))
     if unknown:
-        raise UserError(f"{path}: settings.{unknown[0]}: unknown setting; use {', '.join(allowed)}")
+        raise UserError(f"{path}: settings.{unknown[0]}: unknown setting; {did_you_mean(unknown[0], allowed)}use "
+                        f"{', '.join(allowed)}")
     defaults = OutputSettings()
     out: dict[str, Any] = {}
     for key, value in settings.items():
@@ -240,7 +244,8 @@ def _mats_params(path: str, values: Any) -> MatsParams:
         raise UserError(f"{path}: settings.mats: expected a mapping of {', '.join(names)}, e.g. mats: {{dilate_frac: [0.05, 0.3]}}")
     unknown = sorted(set(map(str, values)) - set(names))
     if unknown:
-        raise UserError(f"{path}: settings.mats.{unknown[0]}: unknown MATS parameter; use {', '.join(names)}")
+        raise UserError(f"{path}: settings.mats.{unknown[0]}: unknown MATS parameter; "
+                        f"{did_you_mean(unknown[0], names)}use {', '.join(names)}")
     defaults = MatsParams()
     out: dict[str, Any] = {}
     for key, value in values.items():
@@ -266,6 +271,10 @@ def _scalar(path: str, where: str, value: Any, default: Any) -> Any:
     return float(value) if isinstance(default, float) else value
 
 
+#: how a type is named in an error ("is not an integer", not "is not a int")
+_KIND_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
 def _check_type(path: str, where: str, value: Any, default: Any) -> None:
     """YAML gives ``0.5`` as float and ``1`` as int; an int is fine where a float is expected, not the reverse."""
     kind = type(default)
@@ -273,4 +282,5 @@ def _check_type(path: str, where: str, value: Any, default: Any) -> None:
     if kind is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     if not ok:
-        raise UserError(f"{path}: {where}: {value!r} is not a {kind.__name__} (default {default!r})")
+        raise UserError(f"{path}: {where}: {value!r} is not {_KIND_NAMES.get(kind, kind.__name__)} "
+                        f"(default {default!r})")

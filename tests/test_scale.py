@@ -115,8 +115,8 @@ def test_mats_params_are_build_settings(tmp_path: Path, ray_local) -> None:
     "text, message",
     [
         ("settings:\n  mats: 3\n", r"settings.mats: expected a mapping"),
-        ("settings:\n  mats: {dilate: [1, 2]}\n", r"settings.mats.dilate: unknown MATS parameter"),
-        ("settings:\n  mats: {octaves: 2.5}\n", r"settings.mats.octaves: 2.5 is not a int"),
+        ("settings:\n  mats: {dilate: [1, 2]}\n", r"settings.mats.dilate: unknown MATS parameter; did you mean 'dilate_frac'\? use "),
+        ("settings:\n  mats: {octaves: 2.5}\n", r"settings.mats.octaves: 2.5 is not an integer"),
         ("settings:\n  mats: {aspect: [0.9, 0.5]}\n", r"settings.mats: MatsParams.aspect"),
     ],
 )
