@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import argparse
 import ast
+import importlib.util
 import re
 from pathlib import Path
+
+import numpy as np
+from PIL import Image
 
 from pipelines.lock import LOCK_NAME
 from unieditkit import format as fmt
@@ -101,3 +105,21 @@ def test_format_doc_gives_the_format_version_and_every_folder_file_and_field() -
         f"docs/FORMAT.md json fields: missing {sorted(set(fmt.empty_meta()) - fields)}, unknown {sorted(fields - set(fmt.empty_meta()))}"
     members = set(re.findall(r"^\| `([\w.]+)`\s*\|", section(FORMAT_DOC, "## Sample"), re.M))
     assert members >= set(fmt.SAMPLE_FILES), f"docs/FORMAT.md members lack {sorted(set(fmt.SAMPLE_FILES) - members)}"
+
+
+def test_the_readme_picture_is_what_preview_draws_of_the_bundled_sample(built_dataset: Path, tmp_path: Path) -> None:
+    """Pixel for pixel: the sheet is drawn with Pillow's bundled font from the build's own JPEGs and PNGs.
+
+    ``built_dataset`` is the README's garments build with 8 units per shard instead of 256; a sample's content
+    and key do not depend on the shard it lands in, so the first three samples by key are the same.
+    """
+    spec = importlib.util.spec_from_file_location("render_readme_picture", ROOT / "scripts" / "render_readme_picture.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert f"]({script.PICTURE.relative_to(ROOT).as_posix()})" in README
+    assert f"`unieditkit preview out --n {script.ROWS}`" in README
+    fresh = tmp_path / "fresh.png"
+    script.render(built_dataset, fresh)
+    drawn, committed = (np.asarray(Image.open(p).convert("RGB")) for p in (fresh, script.PICTURE))
+    assert drawn.shape == committed.shape and np.array_equal(drawn, committed), \
+        f"{script.PICTURE.relative_to(ROOT)} is not what `unieditkit preview` draws now: run scripts/render_readme_picture.py"
