@@ -1,8 +1,14 @@
-"""A build's output folder on any filesystem: a local path, or ``s3://``, ``gs://``, ``hdfs://`` … through fsspec.
+"""A build's output folder, and its inputs' folders: a local path, or ``s3://BUCKET/PREFIX`` through fsspec (s3fs).
 
-Credentials and endpoints come from each filesystem's standard configuration (for S3: the AWS environment
-variables and config files; ``AWS_ENDPOINT_URL`` selects an S3-compatible server), on the driver and on every
-Ray worker alike: a ``Folder`` travels to the workers as its URL only.
+Object storage means S3 and the stores that speak its API (MinIO, Ceph, R2, Google Cloud Storage's
+interoperability endpoint …), the one kind the project tests (``tests/test_cluster_s3.py`` against moto's
+server). Other fsspec schemes are refused by name (``object_store``) instead of half-working: ``gs://`` needs a
+package the project does not install, ``hdfs://`` a JVM, and a URL whose scheme fsspec does not know, or that
+names no bucket (``s3://``), would otherwise fall through to a local folder called ``s3:``.
+
+Credentials and endpoints come from the standard S3 configuration (the AWS environment variables and config
+files; ``AWS_ENDPOINT_URL`` selects an S3-compatible server), on the driver and on every Ray worker alike: a
+``Folder`` travels to the workers as its URL only.
 
 How "done" works on each kind:
 
@@ -21,9 +27,33 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Iterator
 
+from .errors import UserError
 from .format import DONE_MARKER_SUFFIX, done_shard_names
+from .uri import is_url
 
 TMP_SUFFIX = ".tmp"
+#: URL schemes of the object stores a build reads and writes (fsspec's names for s3fs)
+OBJECT_STORE_SCHEMES = ("s3", "s3a")
+#: the fix every credential or endpoint problem on object storage ends with
+CREDENTIALS_HINT = "set the credentials (and AWS_ENDPOINT_URL for an S3-compatible server) as for boto3"
+
+
+def object_store(url: str, where: str = "") -> tuple[Any, str]:
+    """The fsspec filesystem of an object-storage URL and the path on it, or a ``UserError`` naming ``where``
+    (e.g. ``--out s3://``) and the fix. Checks the URL only: nothing is contacted."""
+    where = where or url
+    scheme, _, rest = url.partition("://")
+    if scheme not in OBJECT_STORE_SCHEMES:
+        raise UserError(f"{where}: {scheme}:// is not supported; use a local path or s3://BUCKET/PREFIX "
+                        "(S3-compatible stores, Google Cloud Storage's interoperability endpoint too, through AWS_ENDPOINT_URL)")
+    if not rest.split("/", 1)[0]:
+        raise UserError(f"{where}: names no bucket; write {scheme}://BUCKET or {scheme}://BUCKET/PREFIX")
+    import fsspec
+
+    try:
+        return fsspec.core.url_to_fs(url)
+    except ImportError:
+        raise UserError(f"{where}: reading object storage needs s3fs; pip install s3fs (or unieditkit[s3])") from None
 
 
 def _fsync_replace(tmp: Path, final: Path) -> None:
@@ -35,13 +65,16 @@ def _fsync_replace(tmp: Path, final: Path) -> None:
 class Folder:
     """One output folder; names are file names inside it (no sub-folders)."""
 
-    def __init__(self, url: str | os.PathLike) -> None:
-        import fsspec
-        from fsspec.implementations.local import LocalFileSystem
-
+    def __init__(self, url: str | os.PathLike, where: str = "") -> None:
+        """``where`` names the folder in errors (e.g. ``--out s3://b``); the default is the URL itself."""
         self.url = str(url).rstrip("/")
-        self.fs, root = fsspec.core.url_to_fs(self.url)
-        self.local = isinstance(self.fs, LocalFileSystem)
+        self.local = not is_url(url)
+        if self.local:
+            import fsspec
+
+            self.fs, root = fsspec.core.url_to_fs(self.url)
+        else:
+            self.fs, root = object_store(str(url), where)
         self.root = root.rstrip("/")
 
     def __reduce__(self) -> tuple[Any, tuple[str]]:
@@ -61,6 +94,22 @@ class Folder:
         if not self.local:
             raise ValueError(f"{self.url} is not a local folder")
         return Path(self.root) / name if name else Path(self.root)
+
+    def check_store(self, where: str = "") -> None:
+        """Object storage: the bucket exists and answers with these credentials, asked before anything is planned.
+        A listing cannot tell: a prefix of a missing bucket lists as empty, and the first upload fails only after
+        planning."""
+        if self.local:
+            return
+        where = where or self.url
+        bucket = self.root.split("/", 1)[0]
+        try:
+            self.fs.info(bucket)
+            self.names()
+        except FileNotFoundError:
+            raise UserError(f"{where}: there is no bucket '{bucket}'; create it (aws s3 mb s3://{bucket}) or name one that exists") from None
+        except Exception as exc:  # botocore raises its own types for missing credentials, a refused request or an unknown host
+            raise UserError(f"{where}: cannot list it ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); {CREDENTIALS_HINT}") from None
 
     def makedirs(self) -> None:
         if self.local:

@@ -16,7 +16,7 @@ FRAGMENT_KEYS = frozenset({"frame", "labels", "split", "column", "row"})
 
 
 def is_url(path: object) -> bool:
-    """A URL of an fsspec filesystem (``s3://bucket/key``, ``gs://…``, ``hdfs://…``) rather than a local path."""
+    """A URL (``s3://bucket/key``; ``unieditkit.storage`` says which schemes are read) rather than a local path."""
     return "://" in str(path)
 
 

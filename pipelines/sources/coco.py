@@ -33,7 +33,7 @@ class CocoSource:
         self.path = path
         self.fs = filesystem(f"coco:{path}", path)[0]
         if not is_file(f"coco:{path}", path):
-            raise UserError(f"coco:{path}: file not found; pass --source coco:/path/to/instances.json (or s3://…, gs://…)")
+            raise UserError(f"coco:{path}: file not found; pass --source coco:/path/to/instances.json (or s3://BUCKET/…)")
         try:
             self.data = json.loads(self.fs.cat_file(path).decode("utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

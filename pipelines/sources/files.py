@@ -1,8 +1,8 @@
-"""Source folders and files on any filesystem: a local path, or ``s3://``, ``gs://``, ``hdfs://`` … through fsspec.
+"""Source folders and files: a local path, or ``s3://BUCKET/PREFIX`` through fsspec (``unieditkit.storage``).
 
 Sources run on the driver and only *list* their input; the workers read what the work units name
-(``unieditkit.imageio.read_bytes``), with credentials and endpoint from the standard configuration of each
-filesystem (for S3 the AWS environment and config files; ``AWS_ENDPOINT_URL`` selects an S3-compatible server).
+(``unieditkit.imageio.read_bytes``), with credentials and endpoint from the standard S3 configuration (the AWS
+environment and config files; ``AWS_ENDPOINT_URL`` selects an S3-compatible server).
 
 A folder is listed once into a :class:`Tree` and every later question (is there a ``cloth/`` folder, which
 views does this object have, does ``X.png`` exist) is answered from that listing: on object storage a
@@ -21,23 +21,23 @@ from pathlib import Path
 from typing import IO, Any, Iterable
 
 from unieditkit.errors import UserError
+from unieditkit.storage import CREDENTIALS_HINT as HINT
+from unieditkit.storage import object_store
 from unieditkit.uri import is_url
-
-HINT = "set the credentials (and AWS_ENDPOINT_URL for an S3-compatible server) as for boto3/gcsfs"
 
 
 def filesystem(where: str, url: str) -> tuple[Any, str]:
-    """The fsspec filesystem of ``url`` and the path on it; ``where`` (e.g. ``images:s3://b/p``) names it in errors."""
+    """The fsspec filesystem of ``url`` (a URL or a local path) and the path on it; ``where`` (e.g.
+    ``images:s3://b/p``) names it in errors."""
+    if is_url(url):
+        return object_store(url, where)
     import fsspec
 
-    try:
-        return fsspec.core.url_to_fs(url)
-    except (ImportError, ValueError) as exc:  # unknown protocol, or its package (s3fs, gcsfs) not installed
-        raise UserError(f"{where}: {' '.join(str(exc).split())}; install the filesystem's package (s3fs, gcsfs) or give a local path") from None
+    return fsspec.core.url_to_fs(url)
 
 
 def _unreachable(where: str, exc: Exception) -> UserError:
-    """botocore/gcsfs raise their own types for missing credentials, an unknown host or a denied request."""
+    """botocore raises its own types for missing credentials, an unknown host or a denied request."""
     return UserError(f"{where}: cannot read it ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); {HINT}")
 
 

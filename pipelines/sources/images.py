@@ -27,7 +27,7 @@ class ImagesSource:
     OPTIONS: ClassVar[dict[str, type]] = {}
 
     def __init__(self, path: str) -> None:
-        self.tree = Tree(f"images:{path}", path, "pass --source images:/path/to/photos/ (or s3://bucket/photos/, gs://…)")
+        self.tree = Tree(f"images:{path}", path, "pass --source images:/path/to/photos/ (or s3://bucket/photos/)")
         self.files = self.tree.find(IMAGE_EXTENSIONS)
         if not self.files:
             raise UserError(f"images:{path}: no images found (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}, any case, in subfolders too)")

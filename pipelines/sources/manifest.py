@@ -33,7 +33,7 @@ class ManifestSource:
     def __init__(self, path: str) -> None:
         self.path = normalize(path)
         if not is_file(f"manifest:{path}", self.path):
-            raise UserError(f"manifest:{path}: file not found; pass --source manifest:/path/to/file.jsonl (or s3://…, gs://…)")
+            raise UserError(f"manifest:{path}: file not found; pass --source manifest:/path/to/file.jsonl (or s3://BUCKET/…)")
         self.folder = parent(self.path)
         self.stem = PurePosixPath(self.path).stem
 

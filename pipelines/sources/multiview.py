@@ -58,7 +58,7 @@ class MultiviewSource:
             raise UserError(f"{self.describe()}: min_gap_frac must be in (0, 1], e.g. 0.5 (half-way through the capture)")
         if pairs_per_object < 1:
             raise UserError(f"{self.describe()}: pairs_per_object must be at least 1")
-        self.tree = Tree(f"multiview:{path}", path, "pass --source multiview:/path/to/MVImgNet/ (or s3://bucket/MVImgNet/, gs://…)")
+        self.tree = Tree(f"multiview:{path}", path, "pass --source multiview:/path/to/MVImgNet/ (or s3://bucket/MVImgNet/)")
         self.min_gap_frac, self.pairs_per_object = min_gap_frac, pairs_per_object
         self.objects = self._find_objects()
         if not self.objects:
