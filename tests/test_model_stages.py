@@ -57,7 +57,8 @@ def test_missing_weights_listed_at_once_before_any_work(tmp_path: Path, monkeypa
     out = tmp_path / "out"
     code = main(["build", "--domain", "garments", "--out", str(out), "--models", "detect,segment,caption,categorize", "--segmenter", "sam", "--no-progress"])
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1
+    assert code == 2 and err.startswith("unieditkit build: error: 5 model file(s) missing, nothing was built:\n")
+    assert [line[:6] for line in err.splitlines()[1:]] == [f"  ({i}) " for i in range(1, 6)]  # a list, one per line
     for needle in ("sam_vit_b_01ec64.pth", "--dino-checkpoint", "bert-base-uncased", "coca_ViT-B-32", "ViT-B-32", "nothing was built"):
         assert needle in err, needle
     assert not list(out.glob("*.tar")) and not (out / "build_config.json").exists()

@@ -20,7 +20,8 @@ class TaxonomyError(UserError):
 
 
 class MissingModelError(UserError):
-    """A model checkpoint or tokenizer is not available offline; the message says how to get it."""
+    """A model checkpoint or tokenizer is not available offline; the message says how to get it. Several missing
+    at once are the one message of more than one line: a list, one item per line (``require_weights``)."""
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

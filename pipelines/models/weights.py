@@ -436,9 +436,13 @@ def _require_file(path: Path, flag: str) -> None:
 
 
 def require_weights(spec: ModelSpec) -> None:
-    """Raise one ``MissingModelError`` naming every missing item (numbered, on one line), or return."""
+    """Raise one ``MissingModelError`` listing every missing item, or return. The one error of more than one line:
+    each item names a file, a URL and a flag, so five of them on one line made a 1,300-character line nobody could
+    read; a numbered list under one message can be worked through item by item."""
     problems = check_weights(spec)
     if problems:
         note = fallback_note(spec)
-        listed = "; ".join(f"({i}) {p}" for i, p in enumerate(problems, 1))
-        raise MissingModelError(f"{len(problems)} model file(s) missing, nothing was built: {listed}" + (f"; also, {note}" if note else ""))
+        lines = [f"{len(problems)} model file(s) missing, nothing was built:"]
+        lines += [f"  ({i}) {p}" for i, p in enumerate(problems, 1)]
+        lines += [f"  also, {note}"] if note else []
+        raise MissingModelError("\n".join(lines))

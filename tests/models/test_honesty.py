@@ -72,8 +72,8 @@ def test_missing_weights_message_names_the_grabcut_fallback(tmp_path, monkeypatc
     with pytest.raises(MissingModelError) as err:
         require_weights(ModelSpec(models_dir=str(tmp_path), stages=("detect", "segment")))
     message = str(err.value)
-    assert "\n" not in message and "groundingdino_swint_ogc.pth" in message
-    assert "also, segmentation falls back to GrabCut (mask_source: grabcut): no SAM checkpoint sam_vit_b_01ec64.pth" in message
+    assert "groundingdino_swint_ogc.pth" in message.splitlines()[1]
+    assert "\n  also, segmentation falls back to GrabCut (mask_source: grabcut): no SAM checkpoint sam_vit_b_01ec64.pth" in message
     assert "--segmenter grabcut to choose GrabCut explicitly" in message
     # asked for SAM by name: SAM is listed as missing, no fallback is offered
     with pytest.raises(MissingModelError) as err:

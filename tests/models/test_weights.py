@@ -44,8 +44,10 @@ def test_check_lists_every_missing_item_with_how_to_get_it(offline):
     with pytest.raises(MissingModelError) as err:
         require_weights(ModelSpec(models_dir=str(models), segmenter="sam"))
     message = str(err.value)
-    assert "\n" not in message and message.startswith("5 model file(s) missing")
-    assert all(f"({i}) " in message for i in range(1, 6))
+    lines = message.splitlines()  # the one multi-line error: a list, one missing item per line
+    assert lines[0] == "5 model file(s) missing, nothing was built:"
+    assert [line[:6] for line in lines[1:]] == [f"  ({i}) " for i in range(1, 6)]
+    assert [line[6:] for line in lines[1:]] == problems
 
 
 def test_files_in_the_models_dir_are_found_under_their_official_names(offline, monkeypatch):
