@@ -16,6 +16,10 @@ object. Three rules keep identities apart:
   IoU is taken against where the reference object is expected in the target image: its box carried there by
   the tracker (video, see ``track.py``), or its own box (views, nearby frames). Pairs scoring below the
   ``min_match_similarity`` setting are not made.
+* **No pair through a distrusted track.** A reference object whose track says it may have been confused with a
+  look-alike (``track.ambiguities``) still takes part in the assignment, so it still takes the target object
+  most like it away from the others, but that target object is then rejected as ``ambiguous_identity``
+  (``match_reason``) instead of paired: which of the look-alikes it is, nothing here can tell.
 
 Appearance is the cosine of CLIP image embeddings when the build loads CLIP (``embed.py`` puts them on every
 object as ``embedding``), else of a descriptor that needs no weights. The descriptor
@@ -111,12 +115,15 @@ def match_objects(
     min_score: float,
     expected_boxes: Sequence[Box | None] | None = None,
     describe: Describer = colour_texture_descriptor,
+    distrusted: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Pair target objects one-to-one with reference objects; matched target objects get ``ref_segmentation``,
-    ``ref_object_id`` and ``match_score``, unmatched ones ``match_detail`` (why not).
+    ``ref_object_id`` and ``match_score``, unmatched ones ``match_detail`` (why not), and ``match_reason`` when
+    the reason is not ``no_match``.
 
     ``expected_boxes[j]``: where reference object ``j`` is expected in the target image (its tracked box), or
-    None to compare with its box in the reference image.
+    None to compare with its box in the reference image. ``distrusted[j]``: why reference object ``j``'s track
+    cannot tell it from a look-alike, or "" when it can.
     """
     th, tw = tgt.shape[:2]
     rh, rw = ref.shape[:2]
@@ -164,6 +171,11 @@ def match_objects(
             obj["match_detail"] = f"no reference object of a compatible category and appearance ({why})"
             continue
         j = ref_masks[b][0]
+        if distrusted is not None and distrusted[j]:
+            obj["match_reason"] = "ambiguous_identity"
+            obj["match_detail"] = (f"best match reference object {ref_objects[j]['object_id']} (score {scores[a, b]:.3f}) "
+                                   f"may be a look-alike: {distrusted[j]}")
+            continue
         obj.pop("match_detail")
         obj.update(ref_segmentation=ref_objects[j]["segmentation"], ref_object_id=str(ref_objects[j]["object_id"]),
                    match_score=round(float(scores[a, b]), 5))

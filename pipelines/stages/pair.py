@@ -5,7 +5,9 @@ rotation, slight perspective, brightness/contrast/gamma that keep the hue: the o
 colour) so an editor cannot learn to copy pixels from the reference into the hole. For two-image pairs
 (``manifest``, and the video/multiview/try-on miners) the reference comes from the other image and is only
 cropped; for mined two-image pairs, which reference object is the target object's instance is decided by
-``match.py`` (one-to-one), after ``track.py`` followed the objects through the frames of a video pair.
+``match.py`` (one-to-one), after ``track.py`` followed the objects through the frames of a video pair; a
+target object matched to a reference object whose track may have been confused with a look-alike's is
+rejected as ``ambiguous_identity``.
 
 Every unit yields at least one row and rows are never dropped later: a failure becomes a ``rejected`` row
 with its reason. The writer counts rows per unit to know when a shard is complete.
@@ -33,8 +35,8 @@ from unieditkit.uri import split_uri
 from unieditkit.video import read_frames
 
 from ..config import OutputSettings
-from .match import match_objects
-from .track import step_indices, track_boxes
+from .match import category_factor, match_objects
+from .track import Track, Tracker, TrackerSpec, ambiguities, step_indices
 
 
 def unit_key(domain: str, unit_id: str) -> str:
@@ -191,14 +193,15 @@ def video_frames(unit: dict[str, Any]) -> tuple[str, int, int] | None:
     return (ref_path, a, b) if 0 <= a < b else None
 
 
-def tracked_boxes(unit: dict[str, Any], ref_objects: list[dict[str, Any]]) -> list[tuple[float, float, float, float]]:
-    """Each reference object's box carried into the target frame by ``track.track_boxes``. Raises
-    ``ImageReadError`` when a frame in between does not decode: the unit is then rejected (``track_failed``)
-    rather than matched on appearance alone, which cannot tell look-alikes apart."""
+def tracked(unit: dict[str, Any], ref_objects: list[dict[str, Any]], tracker: Tracker) -> tuple[list[Track], list[int]]:
+    """Each reference object followed into the target frame by ``tracker``, and the frame numbers
+    looked at. Raises ``ImageReadError`` when a frame in between does not decode: the unit is then rejected
+    (``track_failed``) rather than matched on appearance alone, which cannot tell look-alikes apart."""
     where = video_frames(unit)
     assert where is not None
     path, a, b = where
-    return track_boxes(read_frames(path, step_indices(a, b)), [o["bbox"] for o in ref_objects])
+    steps = step_indices(a, b)
+    return tracker.track(read_frames(path, steps), [o["bbox"] for o in ref_objects]), steps
 
 
 class Target:
@@ -221,10 +224,11 @@ class Target:
 class PairStage:
     """Ray Data batch function (stateless, so Ray fuses it with the other CPU stages into one task)."""
 
-    def __init__(self, domain: str, settings: OutputSettings, taxonomy_path: str = "") -> None:
+    def __init__(self, domain: str, settings: OutputSettings, taxonomy_path: str = "", tracker: TrackerSpec = TrackerSpec()) -> None:
         self.domain = domain
         self.settings = settings
         self.taxonomy_path = taxonomy_path
+        self.tracker = tracker
         self._taxonomy: Taxonomy | None = None
 
     @property
@@ -254,11 +258,18 @@ class PairStage:
         method = pair_method(unit)
         if method in ("track", "appearance"):
             ref_objects = json.loads(unit["ref_objects"])
-            try:
-                expected = tracked_boxes(unit, ref_objects) if method == "track" else None
-            except ImageReadError as exc:
-                return [rejected(base, "track_failed", f"cannot follow the objects from the reference to the target frame: {exc.detail}")]
-            objects = match_objects(tgt_full, objects, ref_full, ref_objects, self.taxonomy, self.settings.min_match_similarity, expected)
+            expected = distrusted = None
+            if method == "track":
+                tracker = self.tracker.build()
+                try:
+                    tracks, steps = tracked(unit, ref_objects, tracker)
+                except ImageReadError as exc:
+                    return [rejected(base, "track_failed", f"cannot follow the objects from the reference to the target frame: {exc.detail}")]
+                subs = [o["subcategory"] for o in ref_objects]
+                expected = [t.box for t in tracks]
+                distrusted = ambiguities(tracks, steps, lambda i, j: category_factor(self.taxonomy, subs[i], subs[j]) > 0, tracker)
+            objects = match_objects(tgt_full, objects, ref_full, ref_objects, self.taxonomy, self.settings.min_match_similarity,
+                                    expected, distrusted=distrusted)
         tgt = Target(tgt_full, self.settings.max_side)
         return [self.object_row(unit, obj, i, tgt, ref_full, method) for i, obj in enumerate(objects)]
 
@@ -273,7 +284,7 @@ class PairStage:
         except ImageReadError as exc:
             return rejected(key, exc.reason, exc.detail)
         if ref_full is not None and ref_mask_full is None:
-            return rejected(key, "no_match", obj.get("match_detail", "no matching object in the reference image"))
+            return rejected(key, obj.get("match_reason", "no_match"), obj.get("match_detail", "no matching object in the reference image"))
         if fine_full is None:
             return rejected(key, "no_mask", "object has only a box; configure a segmenter (SAM or GrabCut) for box-only input")
         tgt = target.image
