@@ -381,3 +381,65 @@ def test_look_alikes_that_never_meet_keep_all_their_pairs(tmp_path: Path) -> Non
         for r in rows:
             src = json.loads(r["meta"])["source"]
             assert ref_identity[src["ref_object_id"]] == identity[src["object_id"]]
+
+
+#: SAM 2 Hiera-T shrunk further for the video predictor on a CPU: 256 px input (its memory attention grows with
+#: the square of the feature map), 3 memory frames; the same classes and code path as the real model
+TINY_SAM2_VIDEO = ("++model.image_size=256", "++model.memory_attention.layer.self_attention.feat_sizes=[16,16]",
+                   "++model.memory_attention.layer.cross_attention.feat_sizes=[16,16]",
+                   "++model.memory_attention.layer.dim_feedforward=256", "++model.num_maskmem=3")
+
+
+def test_sam2_video_tracker_loads_by_checkpoint_and_its_doubts_reject(tmp_path: Path) -> None:
+    """The real SAM 2 video predictor, tiny and with random weights (no checkpoint can be downloaded here): its
+    tracks, their determinism, loading a checkpoint file, and the pair stage's use of them. Random weights track
+    nothing, so what is asserted of the pairs is only what must hold whatever the tracks: no wrong identity."""
+    import torch
+
+    from pipelines.models.segment import TINY_SAM2_OVERRIDES
+    from pipelines.stages.track import Sam2Tracker, TrackerSpec
+    from unieditkit.errors import UserError
+
+    overrides = (*TINY_SAM2_OVERRIDES, *TINY_SAM2_VIDEO)
+    spec = TrackerSpec("sam2", overrides=overrides, device="cpu")
+    tracker = spec.build()
+    assert spec.build() is tracker and tracker.name == "sam2"
+    video = write_video(tmp_path / "cross.avi", crossing)
+    frames = read_frames(video, step_indices(2, 8))
+    objects, _ = visible_detections(2, crossing, "shirt")
+    boxes = [o["bbox"] for o in objects]
+    tracks = tracker.track(frames, boxes)
+    assert [len(t.boxes) for t in tracks] == [len(t.confidence) for t in tracks] == [7, 7]
+    assert [t.boxes[0] for t in tracks] == [tuple(b) for b in boxes] and all(t.confidence[0] == 1.0 for t in tracks)
+    assert all(0.0 <= c <= 1.0 for t in tracks for c in t.confidence)
+    assert tracker.track(frames, boxes) == tracks, "deterministic"
+    checkpoint = tmp_path / "tiny_sam2.pt"
+    torch.save(tracker.predictor.state_dict(), checkpoint)
+    assert Sam2Tracker(checkpoint=checkpoint, overrides=overrides).track(frames, boxes) == tracks
+    with pytest.raises(UserError, match="--sam2-checkpoint .*does not fit the model.*--sam2-config sam2.1_hiera_t"):
+        Sam2Tracker(checkpoint=checkpoint, overrides=TINY_SAM2_OVERRIDES)
+    unit = next(iter(parse_source(f"video:{video}?pairs_per_video=1&min_gap_frac=0.1&max_gap_frac=0.2").units()))
+    rows, ref_identity, identity = _rows(PairStage("garments", OutputSettings(split_ratios=(1.0, 0.0, 0.0)), tracker=spec), unit, crossing)
+    for r in rows:
+        if r["status"] == "ok":
+            src = json.loads(r["meta"])["source"]
+            assert ref_identity[src["ref_object_id"]] == identity[src["object_id"]]
+        elif r["reason"] == "ambiguous_identity":
+            assert "sam2 track" in r["detail"], r["detail"]
+
+
+def test_sam2_tracks_video_pairs_when_its_checkpoint_is_there(tmp_path: Path) -> None:
+    from pipelines.config import BuildConfig
+    from pipelines.models.weights import ModelSpec, tracker_choice, tracker_note
+    from pipelines.stages.registry import REGISTRY
+
+    config = BuildConfig("garments", str(tmp_path / "out"))
+    models = ModelSpec(models_dir=str(tmp_path))
+    assert tracker_choice(models) == "template" and REGISTRY["pair"](config, models).fn.tracker.name == "template"
+    assert "template tracker" in tracker_note(models) and "sam2.1_hiera_tiny.pt" in tracker_note(models)
+    (tmp_path / "sam2.1_hiera_tiny.pt").write_bytes(b"found by name; loaded only by a worker that tracks")
+    spec = REGISTRY["pair"](config, models).fn.tracker
+    assert (spec.name, spec.config, spec.checkpoint) == ("sam2", "sam2.1_hiera_t", str(tmp_path / "sam2.1_hiera_tiny.pt"))
+    assert tracker_note(models).startswith("video pairs: objects are followed by SAM 2's video predictor")
+    assert tracker_choice(ModelSpec(models_dir=str(tmp_path), random_init=True)) == "template"
+    assert tracker_choice(ModelSpec(models_dir=str(tmp_path), stages=("segment",))) == "template" and tracker_note(None) == ""

@@ -237,6 +237,38 @@ def fallback_note(spec: ModelSpec) -> str:
             "or pass --sam-checkpoint FILE); pass --segmenter grabcut to choose GrabCut explicitly")
 
 
+def tracker_choice(spec: ModelSpec | None) -> str:
+    """``"sam2"`` or ``"template"``: what follows the objects of a mined video pair from one frame to the other
+    (``pipelines/stages/track.py``). SAM 2's video predictor when the build mines (detection runs), the sam2
+    package is installed and a SAM 2 checkpoint is configured or in the models folder; never with random weights,
+    whose tracks would distrust every pair and leave nothing of the plumbing such a build exercises."""
+    import importlib.util
+
+    if spec is None or spec.random_init or "detect" not in spec.stages or importlib.util.find_spec("sam2") is None:
+        return "template"
+    return "sam2" if spec.sam2_checkpoint or _in_models_dir(spec, SAM2_CHECKPOINTS[spec.sam2_config][0]) else "template"
+
+
+def tracker_note(spec: ModelSpec | None) -> str:
+    """One line naming the tracker of mined video pairs ("" when nothing is mined): the template tracker loses
+    hidden objects that SAM 2 would keep, so its pairs are rejected as ``ambiguous_identity`` more often."""
+    if spec is None or "detect" not in spec.stages:
+        return ""
+    if tracker_choice(spec) == "sam2":
+        return (f"video pairs: objects are followed by SAM 2's video predictor ({spec.sam2_config}, {sam2_checkpoint(spec)}) "
+                "on the pair stage's CPUs (far slower than the template tracker)")
+    import importlib.util
+
+    name, url = SAM2_CHECKPOINTS[spec.sam2_config]
+    if spec.random_init:
+        why = "--random-weights"
+    elif importlib.util.find_spec("sam2") is None:
+        why = "the sam2 package is not installed (pip install --no-build-isolation sam2==1.1.0, with SAM2_BUILD_CUDA=0)"
+    else:
+        why = f"no SAM 2 checkpoint {name} ({_where(spec, url)}, or pass --sam2-checkpoint FILE)"
+    return f"video pairs: objects are followed by the template tracker, not SAM 2's video predictor: {why}"
+
+
 def sam2_checkpoint(spec: ModelSpec) -> Path:
     """The SAM 2 checkpoint (``--sam2-checkpoint`` or the config's official name in the models folder)."""
     if spec.sam2_checkpoint:

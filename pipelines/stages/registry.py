@@ -113,9 +113,14 @@ def _embed(config: BuildConfig, models: ModelSpec | None) -> Stage | None:
 
 @register("pair")
 def _pair(config: BuildConfig, models: ModelSpec | None) -> Stage:
+    from ..models.weights import sam2_checkpoint, tracker_choice
     from .pair import PairStage
+    from .track import TrackerSpec
 
-    return Stage("pair", PairStage(config.domain, config.settings, config.taxonomy_path))
+    tracker = TrackerSpec()
+    if models is not None and tracker_choice(models) == "sam2":
+        tracker = TrackerSpec("sam2", models.sam2_config, str(sam2_checkpoint(models)))
+    return Stage("pair", PairStage(config.domain, config.settings, config.taxonomy_path, tracker))
 
 
 @register("caption")

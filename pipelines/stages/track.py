@@ -207,7 +207,9 @@ class TrackerSpec:
 @functools.lru_cache(maxsize=2)
 def _sam2_tracker(spec: TrackerSpec) -> Sam2Tracker:
     """One model per process: the pair stage is a stateless function that Ray runs as many tasks in a few
-    worker processes, and loading SAM 2 for each would cost more than tracking."""
+    worker processes, and loading SAM 2 for each would cost more than tracking. Those tasks reserve no GPU, so
+    with ``device="auto"`` SAM 2 tracks on their CPUs, far slower than the template tracker (a GPU track stage
+    would need its own entry in ``stages.yaml``)."""
     return Sam2Tracker(spec.config, spec.checkpoint, spec.device, spec.overrides)
 
 
