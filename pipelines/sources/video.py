@@ -7,7 +7,8 @@ So an unannotated clip is first cut into shots (PySceneDetect's ContentDetector,
 ``unieditkit.video.shots``, cached between builds), and both frames of a pair lie in one shot. The frame gap
 is bounded on both sides, as fractions of the shot's length: at least ``min_gap_frac`` (nearer frames are
 near-copies; AnyDoor: a tenth) and at most ``max_gap_frac`` (farther frames lose the object, and the
-tracker that follows it from one frame to the other, ``pipelines/stages/track.py``, goes astray).
+tracker that follows it from one frame to the other, ``pipelines/stages/track.py``, goes astray; a pair whose
+track cannot tell an object from a look-alike is rejected as ``ambiguous_identity``, never guessed).
 
 Which pairs: per clip (or per annotated instance), ``pairs_per_video`` distinct pairs drawn AnyDoor-style
 (a shot in proportion to its pairs, first frame uniform, second within the gap bounds) from a generator
