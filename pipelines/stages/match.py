@@ -40,6 +40,8 @@ from scipy.optimize import linear_sum_assignment
 
 from unieditkit import rle
 
+from .track import iou
+
 APPEARANCE_WEIGHT = 0.5
 SIBLING_FACTOR = 0.9
 Box = Sequence[float]
@@ -71,11 +73,7 @@ def box_iou(a: Box, b: Box, size_a: tuple[int, int], size_b: tuple[int, int]) ->
     """IoU of two xyxy boxes in coordinates normalised by their own image size (frames may differ in size)."""
     na = [a[0] / size_a[0], a[1] / size_a[1], a[2] / size_a[0], a[3] / size_a[1]]
     nb = [b[0] / size_b[0], b[1] / size_b[1], b[2] / size_b[0], b[3] / size_b[1]]
-    ix = max(0.0, min(na[2], nb[2]) - max(na[0], nb[0]))
-    iy = max(0.0, min(na[3], nb[3]) - max(na[1], nb[1]))
-    inter = ix * iy
-    union = (na[2] - na[0]) * (na[3] - na[1]) + (nb[2] - nb[0]) * (nb[3] - nb[1]) - inter
-    return inter / union if union > 0 else 0.0
+    return iou(na, nb)
 
 
 def _head_nouns(sub: Any) -> frozenset[str]:

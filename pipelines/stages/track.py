@@ -283,7 +283,7 @@ class Sam2Tracker:
         return [Track(tuple(p), tuple(s)) for p, s in zip(paths, scores)]
 
 
-def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+def iou(a: Sequence[float], b: Sequence[float]) -> float:
     """IoU of two xyxy boxes in one image."""
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
@@ -324,7 +324,7 @@ def ambiguities(tracks: Sequence[Track], frames: Sequence[int], confusable: Call
         for j in range(i + 1, len(tracks)):
             if not confusable(i, j):
                 continue
-            overlaps = [box_iou(a, b) for a, b in zip(tracks[i].boxes, tracks[j].boxes)]
+            overlaps = [iou(a, b) for a, b in zip(tracks[i].boxes, tracks[j].boxes)]
             s = int(np.argmax(overlaps))
             if overlaps[s] >= CONVERGE_IOU:
                 for me, other in ((i, j), (j, i)):
