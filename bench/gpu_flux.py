@@ -46,15 +46,10 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training.anchors import Anchors  # noqa: E402
-from training.flux_adapter import FLUX_MOT_PATTERNS, FluxMoT  # noqa: E402
+from training.flux_adapter import FLUX_FILL_DEV, FLUX_MOT_PATTERNS, FluxMoT  # noqa: E402
 from training.mot import expert_parameters  # noqa: E402
 from training.optim import adamw  # noqa: E402
 
-FLUX_FILL_DEV = dict(  # black-forest-labs/FLUX.1-Fill-dev transformer/config.json
-    patch_size=1, in_channels=384, out_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128,
-    num_attention_heads=24, joint_attention_dim=4096, pooled_projection_dim=768, guidance_embeds=True,
-    axes_dims_rope=(16, 56, 56),
-)
 TINY = FLUX_FILL_DEV | dict(  # the Fill input layout, everything else shrunk: runs on a CPU in seconds
     num_layers=1, num_single_layers=2, attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
     pooled_projection_dim=32, axes_dims_rope=(4, 6, 6),

@@ -36,6 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--gpus-per-worker", type=float, default=0.0, help="--launcher ray: GPUs per worker (0: CPU)")
     p.add_argument("--max-failures", type=int, default=0,
                    help="--launcher ray: restart the workers this many times after a failure (from `latest`)")
+    p.add_argument("--memory-plan", action="store_true",
+                   help="print the bytes MoT on FLUX.1-Fill holds per GPU for each --backbone-quant (counted from "
+                        "the config's shapes) and which 24/40/48/80 GB GPUs that leaves room on, then exit")
     p.set_defaults(func=run_command)
 
 
@@ -57,6 +60,12 @@ def check_not_shadowed() -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     check_not_shadowed()
+    if args.memory_plan:
+        from training.config import load_config
+        from training.memory import plan_lines
+
+        print("\n".join(plan_lines(load_config(args.config, overrides_from(args)))))
+        return 0
     from training.checkpoint import check_world_size, checkpoint_world_size, find_checkpoint, guard_run_dir
     from training.data import find_shards, val_shards
     from training.train import resolve_config, run
@@ -78,10 +87,14 @@ def run_command(args: argparse.Namespace) -> int:
     if cfg.train.val_every:
         val_shards(cfg.data.root, cfg.data.domains)
     if cfg.model.backbone == "flux-fill":
-        from training.flux_adapter import check_snapshot, require_diffusers
+        import torch
+
+        from training.flux_adapter import check_snapshot, quantization_config, require_diffusers
 
         require_diffusers()
         check_snapshot(cfg.model.pretrained)
+        if not ray:  # Ray workers may have other devices; each checks its own when it loads the backbone
+            quantization_config(cfg.model.backbone_quant, "cuda" if torch.cuda.is_available() else "cpu")
     run_dir = pathlib.Path(cfg.train.run_dir)
     guard_run_dir(run_dir, args.resume, args.overwrite)
     if args.resume:

@@ -29,11 +29,23 @@ DIT_MOT_PATTERNS = [
 ]
 
 
+#: ``model.backbone_quant``: how the frozen FLUX.1-Fill transformer's linear weights are stored (what the run log
+#: says; ``flux_adapter.quantization_config`` builds each, ``memory.py`` counts each). Everything else of the
+#: backbone (norms, biases) stays bf16; the experts and the router are fp32 in every case.
+BACKBONE_QUANTS = {
+    "none": "model.backbone_dtype weights, not quantized",
+    "int8": "torchao int8 weight-only (an fp32 scale and an int8 zero point per output row), dequantized to bf16 in each matmul",
+    "fp8": "torchao float8 e4m3 weight-only (one fp32 scale per output row), dequantized to bf16 in each matmul",
+    "nf4": "bitsandbytes NF4 (4-bit blocks of 64, double-quantized scales), dequantized to bf16 in each matmul",
+}
+
+
 @dataclass
 class ModelConfig:
     backbone: Literal["builtin", "flux-fill"] = "builtin"
     pretrained: str = ""
     backbone_dtype: Literal["bf16", "fp32"] = "bf16"
+    backbone_quant: Literal[tuple(BACKBONE_QUANTS)] = "none"  # type: ignore[valid-type]
     guidance: float = 30.0
     max_sequence_length: int = 512
     prompt_template: str = "a photo of {name}"
@@ -211,8 +223,8 @@ def _unset_backbone_defaults(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def config_notes(cfg: Config) -> list[str]:
-    """What the run log says about the config itself: the keys that took the backbone's defaults, and a flux-fill
-    resolution too low for an editor worth keeping (``unieditkit edit`` upsamples such an output into the mask)."""
+    """What the run log says about the config itself: the keys that took the backbone's defaults, a quantized
+    backbone, and a flux-fill resolution too low for an editor worth keeping (``unieditkit edit`` upsamples such an output into the mask)."""
     notes = []
     if cfg.backbone_defaults:
         values = []
@@ -223,6 +235,10 @@ def config_notes(cfg: Config) -> list[str]:
         notes.append(f"model.backbone flux-fill: {', '.join(values)} (set neither in the config nor by a flag: the "
                      "FLUX LoRA recipes' values, sources in docs/TRAINING.md and training/config.py)")
     m = cfg.model
+    if m.backbone_quant != "none":
+        notes.append(f"model.backbone_quant {m.backbone_quant}: the frozen FLUX.1-Fill transformer in "
+                     f"{BACKBONE_QUANTS[m.backbone_quant]}; experts and router fp32, the only weights that train "
+                     "(`unieditkit train --memory-plan` counts the bytes)")
     if m.backbone == "flux-fill" and m.image_size < FLUX_FILL_MIN_PX:
         default = FLUX_FILL_DEFAULTS["model.image_size"][0]
         notes.append(f"warning: model.image_size {m.image_size} px per half is below {FLUX_FILL_MIN_PX} for "
@@ -269,6 +285,9 @@ def validate(cfg: Config, where: str = "config") -> None:
                         f"weight), got {m.anchor_floor}")
     if m.backbone == "flux-fill":
         _validate_flux(m, where)
+    elif m.backbone_quant != "none":
+        raise UserError(f"{where}: model.backbone_quant {m.backbone_quant} is for the frozen flux-fill backbone; "
+                        "the built-in editor trains its own weights: set model.backbone_quant: none")
     elif m.train_backbone is False and not m.init_checkpoint:
         raise UserError(
             f"{where}: model.train_backbone is false but model.init_checkpoint is empty: a frozen random backbone "
@@ -309,6 +328,9 @@ def _validate_flux(m: ModelConfig, where: str) -> None:
                         "backbone stays frozen and the LoRA experts and router train (use auto or false)")
     if "{name}" not in m.prompt_template:
         raise UserError(f"{where}: model.prompt_template must contain {{name}} (the subcategory's display name)")
+    if m.backbone_quant != "none" and m.backbone_dtype != "bf16":
+        raise UserError(f"{where}: model.backbone_quant {m.backbone_quant} computes in bf16 (the quantized weights "
+                        "are dequantized to it); set model.backbone_dtype: bf16")
 
 
 def _build(cls: type, data: Any, where: str, prefix: str) -> Any:
@@ -376,6 +398,7 @@ OVERRIDES = {
     "--preview-every": ("train.preview_every", int),
     "--backbone": ("model.backbone", str),
     "--pretrained": ("model.pretrained", str),
+    "--backbone-quant": ("model.backbone_quant", str),
     "--cache": ("data.cache", str),
     "--val-every": ("train.val_every", int),
 }
@@ -396,6 +419,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--preview-every": "preview image every N steps",
         "--backbone": "builtin (small DiT, trains on a CPU) or flux-fill (FLUX.1-Fill with MoT experts)",
         "--pretrained": "FLUX.1-Fill-dev snapshot folder for --backbone flux-fill",
+        "--backbone-quant": "flux-fill: the frozen transformer's weights in none (bf16), int8 or fp8 (torchao, any "
+                            "device) or nf4 (bitsandbytes, CUDA only); experts and router stay fp32",
         "--cache": "folder to keep VAE latents and text embeddings in (flux-fill), computed once per sample",
         "--val-every": "validation loss per mask variant on a fixed val subset every N steps (0: off)",
     }

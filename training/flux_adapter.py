@@ -4,12 +4,15 @@ Optional: needs ``pip install 'unieditkit[flux]'`` (diffusers) and a FLUX.1-Fill
 random one ``scripts/make_tiny_flux.py`` writes); neither is imported or touched until one of these is called:
 
 * ``check_snapshot(path)`` names every missing part of a snapshot in one line, with how to get it;
-* ``load_flux_fill_transformer(path, dtype, device)`` loads the transformer with diffusers' own class, straight
-  onto the rank's device;
+* ``load_flux_fill_transformer(path, dtype, device, quant)`` loads the transformer with diffusers' own class,
+  straight onto the rank's device, its linear weights quantized when ``model.backbone_quant`` asks
+  (``quantization_config``: diffusers' own ``quantization_config``, torchao or bitsandbytes, applied as it loads);
 * ``FluxMoT(transformer, anchors, ...)`` freezes it, turns the image-stream attention (q/k/v/out) and FFN linears of
   the double-stream blocks and the q/k/v and MLP linears of the single-stream blocks into ``MoTLinear`` (fp32
   experts beside a bf16 backbone by default), and adds the router ``model.routing`` names (``routing.py``),
-  fed with the *clean* reference tokens (see ``route``).
+  fed with the *clean* reference tokens (see ``route``). A quantized base linear stays what diffusers made it
+  (torchao's int8 / float8 tensor inside ``nn.Linear``, or bitsandbytes' ``Linear4bit``): the expert adds its
+  delta beside the base output and only experts and router get gradients.
 
 The text stream (``add_*_proj``, ``ff_context``) keeps the backbone only: experts are meant to specialise on the
 object category, which the image tokens carry. Latents, text embeddings and packing are in ``flux_inputs.py``.
@@ -37,6 +40,13 @@ FLUX_MOT_PATTERNS = [
 ]
 
 FLUX_FILL_REPO = "black-forest-labs/FLUX.1-Fill-dev"
+#: the transformer's ``FluxTransformer2DModel`` arguments in that repository's ``transformer/config.json``: what
+#: the benchmarks build with random weights and ``memory.py`` counts, without the 23.8 GB download
+FLUX_FILL_DEV = dict(
+    patch_size=1, in_channels=384, out_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128,
+    num_attention_heads=24, joint_attention_dim=4096, pooled_projection_dim=768, guidance_embeds=True,
+    axes_dims_rope=(16, 56, 56),
+)
 
 
 def require_diffusers() -> Any:
@@ -87,15 +97,44 @@ def check_snapshot(path: str | pathlib.Path) -> pathlib.Path:
     return root
 
 
+def quantization_config(quant: str, device: torch.device | str) -> Any:
+    """diffusers' ``quantization_config`` for ``model.backbone_quant`` on ``device`` (``None`` for none), or one
+    line saying why this machine cannot run it. int8 and fp8 are torchao weight-only tensors, which run wherever
+    torch does (torchao's float8 *matmuls* need compute capability 8.9, so fp8 here stores e4m3 weights and
+    computes in bf16, as kohya's ``fp8_base`` does); NF4 goes through bitsandbytes, which diffusers loads on a
+    CUDA GPU only."""
+    if quant == "none":
+        return None
+    diffusers = require_diffusers()
+    if quant == "nf4":
+        if torch.device(device).type != "cuda":
+            raise UserError(f"model.backbone_quant nf4: bitsandbytes 4-bit loading needs a CUDA GPU and this rank runs "
+                            f"on {device}; use --backbone-quant int8 or fp8 (torchao, any device)")
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError:
+            raise UserError("model.backbone_quant nf4 needs bitsandbytes: pip install 'unieditkit[flux]' (or use "
+                            "--backbone-quant int8)") from None
+        return diffusers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                            bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.bfloat16)
+    try:
+        from torchao.quantization import Float8WeightOnlyConfig, Int8WeightOnlyConfig
+    except ImportError:
+        raise UserError(f"model.backbone_quant {quant} needs torchao: pip install 'unieditkit[flux]'") from None
+    return diffusers.TorchAoConfig(Int8WeightOnlyConfig() if quant == "int8" else Float8WeightOnlyConfig())
+
+
 def load_flux_fill_transformer(path: str | pathlib.Path, dtype: torch.dtype = torch.bfloat16,
-                               device: torch.device | str = "cpu") -> nn.Module:
+                               device: torch.device | str = "cpu", quant: str = "none") -> nn.Module:
     """The FLUX.1-Fill transformer from a local folder (the repo snapshot, or its ``transformer/`` subfolder),
     loaded straight onto ``device``: with ``device_map`` diffusers builds the model on the meta device and moves each
     tensor of the memory-mapped safetensors shards to ``device`` as it reads it, so on a GPU a rank's host memory
     holds at most the shard being read (pages the OS shares between ranks), never the whole 23.8 GB model waiting
     for a ``.to(device)``. On a CPU, when ``dtype`` is the file's, the weights stay memory-mapped: one copy, in
-    pages ranks share. ``bench/bench_flux_load.py`` measures the peak RSS."""
+    pages ranks share. ``bench/bench_flux_load.py`` measures the peak RSS. ``quant`` (``model.backbone_quant``)
+    quantizes each linear weight as it is read (``quantization_config``)."""
     diffusers = require_diffusers()
+    quantized = quantization_config(quant, device)
     root = pathlib.Path(path)
     sub = "transformer" if (root / "transformer" / "config.json").is_file() else None
     if sub is None and not (root / "config.json").is_file():
@@ -104,7 +143,8 @@ def load_flux_fill_transformer(path: str | pathlib.Path, dtype: torch.dtype = to
             f"--local-dir {root}` (accept the model licence on huggingface.co first)"
         )
     return diffusers.FluxTransformer2DModel.from_pretrained(str(root), subfolder=sub, torch_dtype=dtype,
-                                                            device_map={"": torch.device(device)})
+                                                            device_map={"": torch.device(device)},
+                                                            quantization_config=quantized)
 
 
 class FluxMoT(nn.Module):

@@ -8,7 +8,8 @@
   guidance embedding gets ``model.guidance`` (FLUX.1-Fill-dev's default is 30), the text is T5 + CLIP pooled.
 * **Loss** on the target half only: the reference half is given clean as condition and never supervised.
 * **Routing** from the clean reference tokens (``FluxBatch.ref_tokens``): independent of ``t`` and the noise.
-* **Precision.** The backbone is frozen in ``model.backbone_dtype`` (bf16 by default); experts and router stay
+* **Precision.** The backbone is frozen in ``model.backbone_dtype`` (bf16 by default), its linear weights
+  quantized with ``model.backbone_quant`` (int8, fp8 or nf4, computed in bf16); experts and router stay
   fp32 (the optimizer updates fp32 master weights), cast to the activations' dtype inside each ``MoTLinear``.
 * **Text encoders.** Training with ``data.cache`` encodes every prompt of the run's shards into the cache at its
   first batch (``prepare``) and then releases T5 and CLIP (``FluxFillInputs.cache_prompts``): no training step
@@ -41,7 +42,7 @@ class FluxBackend:
         self.device = device
         self.anchors = Anchors.from_taxonomy(m.taxonomy)
         self.inputs = FluxFillInputs(m, device, cfg.data.cache)
-        transformer = load_flux_fill_transformer(self.inputs.root, self.inputs.dtype, device)
+        transformer = load_flux_fill_transformer(self.inputs.root, self.inputs.dtype, device, m.backbone_quant)
         if m.gradient_checkpointing:
             transformer.enable_gradient_checkpointing()
         self.module = FluxMoT(
