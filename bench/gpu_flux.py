@@ -24,6 +24,13 @@ encoders are not run (a training run caches their outputs; see docs/TRAINING.md)
 
 Peak memory is ``torch.cuda.max_memory_allocated`` over the timed steps, weights included. tokens/s counts the
 joint sequence (image + text tokens) of every sample in the batch.
+
+``--quant none,int8,fp8,nf4`` times MoT with the frozen backbone loaded as ``model.backbone_quant`` loads it
+(``training.flux_adapter.load_flux_fill_transformer``, diffusers' ``quantization_config``): the random transformer
+is saved once as a snapshot under ``--scratch`` (23.8 GB of disk for the full size) and loaded once per choice,
+``none`` (bf16) included, so every row takes the same path. Each row gives the state held before a step
+(``memory_allocated`` after the warm-up: weights, experts, optimizer state), the peak, their difference (the
+activation peak, with the gradients a step holds), and ``training.memory``'s counted bytes beside them.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import json
 import math
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -46,9 +54,14 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training.anchors import Anchors  # noqa: E402
-from training.flux_adapter import FLUX_FILL_DEV, FLUX_MOT_PATTERNS, FluxMoT  # noqa: E402
+from training.config import BACKBONE_QUANTS  # noqa: E402
+from training.flux_adapter import (  # noqa: E402
+    FLUX_FILL_DEV, FLUX_MOT_PATTERNS, FluxMoT, load_flux_fill_transformer, quantization_config,
+)
+from training.memory import count_model  # noqa: E402
 from training.mot import expert_parameters  # noqa: E402
 from training.optim import adamw  # noqa: E402
+from unieditkit.errors import UserError  # noqa: E402
 
 TINY = FLUX_FILL_DEV | dict(  # the Fill input layout, everything else shrunk: runs on a CPU in seconds
     num_layers=1, num_single_layers=2, attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
@@ -176,18 +189,35 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def variant_name(kind: str, optimizer: str, lora_rank: int) -> str:
-    """``mot`` / ``lora-rR`` with each one's usual optimizer (8-bit / fp32 AdamW), suffixed when it has the other."""
+def variant_name(kind: str, optimizer: str, lora_rank: int, quant: str | None = None) -> str:
+    """``mot`` / ``lora-rR`` with each one's usual optimizer (8-bit / fp32 AdamW), suffixed when it has the other;
+    ``mot-QUANT`` for a backbone loaded with ``--quant`` (``mot-bf16`` for none)."""
     if kind == "mot":
-        return "mot" if optimizer == "adamw8bit" else "mot-adamw"
+        name = "mot" if optimizer == "adamw8bit" else "mot-adamw"
+        return name if quant is None else f"{name}-{'bf16' if quant == 'none' else quant}"
     return f"lora-r{lora_rank}" + ("-8bit" if optimizer == "adamw8bit" else "")
 
 
-def run_variant(kind: str, optimizer: str, args: argparse.Namespace, config: dict, device: torch.device) -> dict:
-    """Build one variant (``mot`` or ``lora``, with ``optimizer``) from scratch, time ``args.steps`` steps after
-    ``args.warmup``, and free it again."""
+def write_snapshot(config: dict, device: torch.device, folder: Path) -> Path:
+    """A random bf16 transformer saved where ``load_flux_fill_transformer`` reads one (``--quant`` rows load it)."""
+    transformer = build_transformer(config, torch.bfloat16, device)
+    transformer.save_pretrained(folder)
+    del transformer
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return folder
+
+
+def run_variant(kind: str, optimizer: str, args: argparse.Namespace, config: dict, device: torch.device,
+                quant: str | None = None, snapshot: Path | None = None) -> dict:
+    """Build one variant (``mot`` or ``lora``, with ``optimizer``) from scratch, or with ``quant`` load the backbone
+    from ``snapshot`` as training would, time ``args.steps`` steps after ``args.warmup``, and free it again."""
     dtype = torch.bfloat16
-    transformer = build_transformer(config, dtype, device)
+    if quant is None:
+        transformer = build_transformer(config, dtype, device)
+    else:
+        transformer = load_flux_fill_transformer(snapshot, dtype, device, quant).requires_grad_(False)
     backbone_params = sum(p.numel() for p in transformer.parameters())
     if not args.no_checkpointing:
         transformer.enable_gradient_checkpointing()
@@ -201,7 +231,9 @@ def run_variant(kind: str, optimizer: str, args: argparse.Namespace, config: dic
                                      compile_on_cpu=not args.eager)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     router = sum(p.numel() for p in model.router.parameters()) if kind == "mot" else 0
+    counted = count_model(model, quant, optimizer) if kind == "mot" and quant is not None else None
     losses = [float(step(i)) for i in range(args.warmup)]
+    state = torch.cuda.memory_allocated() / 2**30 if device.type == "cuda" else None
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     times = []
@@ -211,7 +243,7 @@ def run_variant(kind: str, optimizer: str, args: argparse.Namespace, config: dic
         losses.append(float(step(args.warmup + i)))
         _sync(device)
         times.append(time.perf_counter() - t0)
-    name = variant_name(kind, optimizer, args.rank * args.top_k)
+    name = variant_name(kind, optimizer, args.rank * args.top_k, quant)
     if not all(map(math.isfinite, losses)):
         raise RuntimeError(f"{name}: non-finite loss {losses}")
     image_tokens = inputs["hidden_states"].shape[1]
@@ -225,7 +257,9 @@ def run_variant(kind: str, optimizer: str, args: argparse.Namespace, config: dic
         "variant": name, "optimizer": optimizer, "backbone_params": backbone_params,
         "trainable_params": trainable, "router_params": router, "image_tokens": image_tokens, "step_s_median": step_s,
         "step_s_min": min(times), "tokens_per_s": args.batch * (image_tokens + args.text_tokens) / step_s,
-        "peak_gib": peak, "losses": losses,
+        "peak_gib": peak, "losses": losses, "quant": quant, "state_gib": state,
+        "activation_peak_gib": peak - state if peak is not None else None,
+        "counted_state_gib": None if counted is None else (counted.total - counted.gradients) / 2**30,
     }
 
 
@@ -270,8 +304,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-checkpointing", action="store_true", help="keep all activations (more memory)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--quant", help="comma list of model.backbone_quant choices (none,int8,fp8,nf4): MoT with the "
+                                   "backbone loaded quantized, one row each")
+    p.add_argument("--scratch", type=Path, help="--quant: folder for the random snapshot (default: a temporary one)")
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args(argv)
+    quants = [q.strip() for q in args.quant.split(",") if q.strip()] if args.quant else []
+    bad = [q for q in quants if q not in BACKBONE_QUANTS]
+    if bad or (args.quant is not None and not quants):
+        print(f"error: --quant {args.quant}: use a comma list of {', '.join(BACKBONE_QUANTS)}", file=sys.stderr)
+        return 2
+    if quants and args.baseline:
+        print("error: pass --quant or --baseline, not both (the LoRA baseline rows are bf16)", file=sys.stderr)
+        return 2
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         print("error: no CUDA device here; run on a GPU machine, or check the code path with --tiny --device cpu",
@@ -280,8 +325,19 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cpu":
         torch.set_num_threads(1)  # a code-path check; extra threads only contend on a shared machine
     config = TINY if args.tiny else FLUX_FILL_DEV
-    plan = PAIRS_PLAN if args.baseline else [("mot", args.mot_optimizer)]
-    rows = [run_variant(kind, optimizer, args, config, device) for kind, optimizer in plan]
+    try:
+        for quant in quants:  # a choice this machine cannot load stops here, before anything is built
+            quantization_config(quant, device)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if quants:
+        with tempfile.TemporaryDirectory(dir=args.scratch) as scratch:
+            snapshot = write_snapshot(config, device, Path(scratch))
+            rows = [run_variant("mot", args.mot_optimizer, args, config, device, q, snapshot) for q in quants]
+    else:
+        plan = PAIRS_PLAN if args.baseline else [("mot", args.mot_optimizer)]
+        rows = [run_variant(kind, optimizer, args, config, device) for kind, optimizer in plan]
     result = {
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
         "config": "tiny" if args.tiny else "FLUX.1-Fill-dev", "batch": args.batch,

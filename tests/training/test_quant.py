@@ -214,3 +214,28 @@ def test_memory_plan_for_the_real_flux_fill_config_meets_the_targets(capsys):
     assert totals["int8"] <= 16.5 and totals["nf4"] <= 11.0 and totals["none"] > 27
     ddp = {m[1]: m.groups()[1:] for m in re.finditer(r"^ddp +(\w+) +([\d.]+) +(\S+) +(\S+) +(\S+) +(\S+)$", out, re.M)}
     assert ddp["none"][1] == "no" and ddp["int8"][1] != "no"  # bf16 does not fit a 24 GB card under DDP, int8 does
+
+
+def test_gpu_bench_times_each_quant_beside_bf16_on_a_tiny_config_and_refuses_nf4_without_cuda(tmp_path, capsys):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    import gpu_flux
+
+    out = tmp_path / "quant.json"
+    argv = ["--tiny", "--device", "cpu", "--quant", "none,int8,fp8", "--width", "64", "--height", "32",
+            "--text-tokens", "8", "--warmup", "1", "--steps", "1", "--eager", "--scratch", str(tmp_path),
+            "--json", str(out)]
+    assert gpu_flux.main(argv) == 0
+    rows = {r["variant"]: r for r in json.loads(out.read_text())["rows"]}
+    assert list(rows) == ["mot-bf16", "mot-int8", "mot-fp8"] and [r["quant"] for r in rows.values()] == [
+        "none", "int8", "fp8"]
+    assert len({r["trainable_params"] for r in rows.values()}) == 1  # the same experts and router on every backbone
+    counted = {v: r["counted_state_gib"] for v, r in rows.items()}
+    assert counted["mot-bf16"] > counted["mot-int8"] > counted["mot-fp8"] > 0  # int8 also keeps a zero point per row
+    assert all(r["state_gib"] is None and r["activation_peak_gib"] is None for r in rows.values())  # GPU only
+    assert not list(tmp_path.glob("tmp*"))  # the random snapshot is removed again
+    if not torch.cuda.is_available():
+        assert gpu_flux.main(["--tiny", "--device", "cpu", "--quant", "nf4"]) == 2
+        assert capsys.readouterr().err.strip().endswith("use --backbone-quant int8 or fp8 (torchao, any device)")
