@@ -70,3 +70,19 @@ def test_ctrl_c_says_re_run_to_resume_only_where_a_re_run_resumes(command, argv,
         assert err == f"unieditkit {command}: interrupted; re-run the same command to resume"
     else:
         assert err == f"unieditkit {command}: interrupted"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("train: {max_step: 5}\n", "unknown key 'train.max_step' (did you mean 'max_steps'? valid here: run_dir,"),
+    ("trian: {}\n", "unknown key 'trian' (did you mean 'train'? valid here: model,"),
+    ("model: {zzz: 1}\n", "unknown key 'model.zzz' (valid here: backbone,"),
+])
+def test_a_misspelt_training_config_key_gets_did_you_mean(tmp_path, text, message):
+    from training.config import load_config
+    from unieditkit.errors import UserError
+
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError) as err:
+        load_config(path)
+    assert str(err.value).startswith(f"{path}: {message}")

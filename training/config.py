@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Literal
 
 import yaml
 
-from unieditkit.errors import UserError
+from unieditkit.errors import UserError, did_you_mean
 from unieditkit.format import MASK_VARIANTS
 
 DIT_MOT_PATTERNS = [
@@ -340,7 +340,8 @@ def _build(cls: type, data: Any, where: str, prefix: str) -> Any:
     hints = typing.get_type_hints(cls)
     for key in data:
         if key not in fields:
-            raise UserError(f"{where}: unknown key '{prefix}{key}' (valid here: {', '.join(fields)})")
+            raise UserError(f"{where}: unknown key '{prefix}{key}' ({did_you_mean(str(key), fields)}valid here: "
+                            f"{', '.join(fields)})")
     kwargs = {}
     for key, value in data.items():
         kwargs[key] = _coerce(hints[key], value, where, f"{prefix}{key}")
@@ -414,7 +415,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-steps": "total optimizer steps",
         "--lr": "peak learning rate",
         "--batch-size": "samples per step and process",
-        "--image-size": "training resolution per half in pixels, square (64; 512 for flux-fill, a multiple of 16)",
+        "--image-size": "training resolution per half in pixels, square (a multiple of 16 for flux-fill)",
         "--save-every": "checkpoint every N steps (and at the end)",
         "--preview-every": "preview image every N steps",
         "--backbone": "builtin (small DiT, trains on a CPU) or flux-fill (FLUX.1-Fill with MoT experts)",
@@ -424,8 +425,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--cache": "folder to keep VAE latents and text embeddings in (flux-fill), computed once per sample",
         "--val-every": "validation loss per mask variant on a fixed val subset every N steps (0: off)",
     }
+    defaults = Config()
     for flag, (key, kind) in OVERRIDES.items():
-        parser.add_argument(flag, type=kind, help=f"{helps[flag]} (overrides {key})")
+        section, name = key.split(".")
+        default = getattr(getattr(defaults, section), name)
+        flux = f", {FLUX_FILL_DEFAULTS[key][0]} for flux-fill" if key in FLUX_FILL_DEFAULTS else ""
+        shown = f"; default {default}{flux}" if default != "" else ""
+        parser.add_argument(flag, type=kind, help=f"{helps[flag]} (overrides {key}{shown})")
     parser.add_argument("--resume", help="'latest' (the run folder's newest checkpoint, if any) or a step_*.pt path")
     parser.add_argument("--overwrite", action="store_true",
                         help="start a run folder that already has checkpoints again from step 0 (deletes them)")
