@@ -19,6 +19,10 @@ output is called; the seed, step and checkpoint are recorded in the PNG's ``unie
 form each output's noise is seeded by ``--seed``, the sample key and the variant, so it does not depend on the
 batch it was computed in (on the CPU the images are identical at any ``--batch-size``, tested; GPU kernels may
 round differently at another batch size). Both forms take the CPU thread budget ``unieditkit train`` takes.
+
+On a 24 GB GPU (flux-fill): ``--backbone-quant int8`` (or the run's own ``model.backbone_quant``) loads the frozen
+transformer quantized, and every prompt of the edit is encoded first and T5 and CLIP released before the first
+sampling step (``_encode_prompts``), so sampling holds the transformer, the experts and the VAE only.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import io
 import json
 import pathlib
 import sys
+import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +41,7 @@ import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from training.config import BACKBONE_QUANTS
 from unieditkit.errors import UserError
 from unieditkit.format import SPLITS
 
@@ -70,6 +76,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                        "variant); recorded in the single form's PNG")
     p.add_argument("--pretrained", help="FLUX.1-Fill snapshot, if it moved since training (flux-fill runs)")
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda, cuda:N")
+    p.add_argument("--backbone-quant", choices=tuple(BACKBONE_QUANTS),
+                   help="flux-fill: load the frozen backbone this way instead of as the run trained (its "
+                        "model.backbone_quant); int8 or nf4 edits on a 24 GB GPU")
     p.set_defaults(func=run_command)
 
 
@@ -87,7 +96,7 @@ def run_command(args: argparse.Namespace) -> int:
         raise UserError(f"--variants {args.variants}: use a comma list of fine, rough, box")
     if args.data:
         _samples(pathlib.Path(args.data), args.split, args.domain)  # a split the folder lacks: said before loading
-    run = load_run(pathlib.Path(args.checkpoint), args.step, args.device, args.pretrained)
+    run = load_run(pathlib.Path(args.checkpoint), args.step, args.device, args.pretrained, args.backbone_quant)
     if run.device.type == "cpu":
         from training.train import set_threads
 
@@ -111,9 +120,11 @@ class LoadedRun:
     step: int
     device: Any
     run_dir: pathlib.Path
+    prompt_cache: Any = None  # flux-fill without data.cache: the folder the edit's prompts are encoded into
 
 
-def load_run(run_dir: pathlib.Path, step: str, device: str, pretrained: str | None = None) -> LoadedRun:
+def load_run(run_dir: pathlib.Path, step: str, device: str, pretrained: str | None = None,
+             backbone_quant: str | None = None) -> LoadedRun:
     import torch
 
     from training.backends import make_backend
@@ -133,12 +144,28 @@ def load_run(run_dir: pathlib.Path, step: str, device: str, pretrained: str | No
     else:
         raise UserError(f"--step {step}: use 'latest' or a step number")
     overrides = {"model.pretrained": pretrained} if pretrained else {}
+    trained = load_config(run_dir / "config.yaml", overrides).model.backbone_quant
+    if backbone_quant and backbone_quant != trained:
+        overrides["model.backbone_quant"] = backbone_quant
+        print(f"edit: note: --backbone-quant {backbone_quant}: the backbone loads as {backbone_quant}, the run trained "
+              f"with model.backbone_quant {trained}", file=sys.stderr)
     cfg = load_config(run_dir / "config.yaml", overrides)
+    prompt_cache = None
+    if cfg.model.backbone == "flux-fill" and not cfg.data.cache:
+        prompt_cache = tempfile.TemporaryDirectory(prefix="unieditkit-edit-")
+        cfg.data.cache = prompt_cache.name
     dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     backend = make_backend(cfg, dev)
     loaded_step = load_weights(path, backend.module)
     backend.module.eval()
-    return LoadedRun(cfg, backend, loaded_step, dev, run_dir)
+    return LoadedRun(cfg, backend, loaded_step, dev, run_dir, prompt_cache)
+
+
+def _encode_prompts(run: LoadedRun, prompts: list[str]) -> None:
+    """flux-fill: every prompt of the edit through CLIP and T5 once, into the run's cache (``data.cache``, else a
+    temporary folder ``load_run`` made), then both are released (~10 GB in bf16), so no sampling step holds them."""
+    if run.cfg.model.backbone == "flux-fill":
+        run.backend.inputs.cache_prompts(prompts)
 
 
 def sample_seed(seed: int, key: str, variant: str) -> int:
@@ -247,6 +274,7 @@ def edit_one(run: LoadedRun, args: argparse.Namespace, out: pathlib.Path) -> Non
     if run.cfg.model.backbone == "flux-fill" and not args.prompt:
         print(f"edit: prompt '{run.cfg.model.prompt_template.format(name=name)}' (model.prompt_template; --prompt "
               "gives a caption of the reference instead)", file=sys.stderr)
+    _encode_prompts(run, [args.prompt or run.cfg.model.prompt_template.format(name=name)])
     size = run.cfg.model.image_size
     small_mask = letterbox(mask, size, 0, Image.BOX)
     item = {
@@ -283,6 +311,10 @@ def edit_split(run: LoadedRun, data: pathlib.Path, split: str, domain: str, vari
     from training.data import decode_sample
 
     tars, total = _samples(data, split, domain)
+    if run.cfg.model.backbone == "flux-fill":
+        from training.flux_inputs import shard_prompts
+
+        _encode_prompts(run, shard_prompts(tars, run.cfg.model.prompt_template))
     out.mkdir(parents=True, exist_ok=True)
     pending: list[tuple[dict, dict, str]] = []
     skipped: list[str] = []

@@ -54,6 +54,53 @@ def test_int8_trains_through_the_cli_resumes_bit_exactly_and_records_the_choice(
     assert ck["model"] and all(".lora_" in k or k.startswith("router.") for k in ck["model"])
 
 
+def test_edit_loads_the_backbone_quantized_and_releases_the_text_encoders_before_sampling(
+        tiny_flux, tiny_flux_config, shard_writer, tmp_path, capsys):
+    """A bf16 run edited with `--backbone-quant int8`, in both forms: the override is said, the backbone is int8,
+    and T5 and CLIP are gone (prompts encoded first into a temporary cache) when sampling starts."""
+    from PIL import Image
+
+    from training.edit import edit_one, load_run
+    from training.mot import MoTLinear
+    from unieditkit.cli import main
+
+    data = tmp_path / "data"
+    shard_writer(data, {"garments": [4]}, {"garments": 0}, size=40)
+    shard_writer(data, {"garments": [2]}, {"garments": 0}, split="test", size=40, seed=4)
+    run_dir = tmp_path / "run"
+    assert main(["train", "--config", str(tiny_flux_config), "--data", str(data), "--pretrained", str(tiny_flux),
+                 "--out", str(run_dir), "--max-steps", "1"]) == 0
+    pred = tmp_path / "pred"
+    assert main(["edit", "--checkpoint", str(run_dir), "--data", str(data), "--out", str(pred), "--steps", "2",
+                 "--backbone-quant", "int8"]) == 0
+    assert len(list(pred.glob("*.png"))) == 2 * 3
+    assert "--backbone-quant int8: the backbone loads as int8, the run trained with model.backbone_quant none" in (
+        capsys.readouterr().err)
+
+    run = load_run(run_dir, "latest", "cpu", backbone_quant="int8")
+    inputs = run.backend.inputs
+    assert not inputs._text_loaded and run.prompt_cache is not None
+    base = next(m for m in run.backend.module.modules() if isinstance(m, MoTLinear)).base
+    assert type(base.weight).__name__ == "Int8Tensor"
+    loads = []
+    original = inputs._load_text_encoders
+    inputs._load_text_encoders = lambda: (loads.append(1), original())[1]
+    seen = []
+    hook = run.backend.module.register_forward_pre_hook(
+        lambda *_: seen.append((inputs._text_loaded, inputs.pipe.text_encoder_2)))
+    img = Image.new("RGB", (48, 40), (90, 120, 40))
+    mask = Image.new("L", (48, 40), 0)
+    mask.paste(255, (10, 8, 30, 28))
+    for name, im in (("ref", img), ("tgt", img), ("mask", mask)):
+        im.save(tmp_path / f"{name}.png")
+    args = argparse.Namespace(ref=str(tmp_path / "ref.png"), image=str(tmp_path / "tgt.png"),
+                              mask=str(tmp_path / "mask.png"), category=None, prompt="", seed=0, steps=2)
+    edit_one(run, args, tmp_path / "one.png")
+    hook.remove()
+    assert loads == [1] and (tmp_path / "one.png").is_file()
+    assert seen and all(loaded is False and t5 is None for loaded, t5 in seen)  # every sampling step
+
+
 @pytest.mark.parametrize("quant", ["int8", "fp8"])
 def test_only_experts_and_router_change_beside_a_quantized_backbone(quant, tiny_flux, tiny_flux_config,
                                                                     two_domain_shards, tmp_path):
