@@ -36,6 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--gpus-per-worker", type=float, default=0.0, help="--launcher ray: GPUs per worker (0: CPU)")
     p.add_argument("--max-failures", type=int, default=0,
                    help="--launcher ray: restart the workers this many times after a failure (from `latest`)")
+    p.add_argument("--verbose", action="store_true",
+                   help="--launcher ray: show Ray's own log lines on the terminal (default: in RUN/ray.log)")
     p.add_argument("--memory-plan", action="store_true",
                    help="print the bytes MoT on FLUX.1-Fill holds per GPU for each --backbone-quant (counted from "
                         "the config's shapes) and which 24/40/48/80 GB GPUs that leaves room on, then exit")
@@ -75,8 +77,9 @@ def run_command(args: argparse.Namespace) -> int:
         raise UserError(f"--nproc {args.nproc}: must be at least 1")
     if ray and args.nproc != 1:
         raise UserError(f"--nproc {args.nproc} is for --launcher torchrun; with --launcher ray pass --num-workers")
-    if not ray and (args.num_workers is not None or args.ray_address or args.gpus_per_worker or args.max_failures):
-        raise UserError("--num-workers, --ray-address, --gpus-per-worker and --max-failures need --launcher ray")
+    if not ray and (args.num_workers is not None or args.ray_address or args.gpus_per_worker or args.max_failures
+                    or args.verbose):
+        raise UserError("--num-workers, --ray-address, --gpus-per-worker, --max-failures and --verbose need --launcher ray")
     processes = (1 if args.num_workers is None else args.num_workers) if ray else args.nproc
     if processes < 1:
         raise UserError(f"--num-workers {processes}: must be at least 1")
@@ -107,7 +110,7 @@ def run_command(args: argparse.Namespace) -> int:
 
         launch(cfg, args.resume, overwrite=args.overwrite, allow_world_size_change=args.allow_world_size_change,
                num_workers=processes, gpus_per_worker=args.gpus_per_worker, address=args.ray_address,
-               max_failures=args.max_failures)
+               max_failures=args.max_failures, verbose=args.verbose)
         return 0
     if args.nproc == 1:
         run(cfg, args.resume, overwrite=args.overwrite, allow_world_size_change=args.allow_world_size_change)
