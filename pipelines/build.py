@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from taxonomy import Taxonomy, load_taxonomy
 from unieditkit.errors import UserError
 from unieditkit.faults import checkpoint
-from unieditkit.format import BUILD_CONFIG_FILE
+from unieditkit.format import BUILD_CONFIG_FILE, marker_name
 from unieditkit.storage import Folder
 from unieditkit.uri import file_of, is_url
 
@@ -75,15 +75,20 @@ class BuildSummary:
         if self.label_disagreements:
             out.append(f"label check: the label of {self.label_disagreements} samples is not in CLIP's top-k "
                        "(flagged 'label_check: disagree' in their JSON; human labels are kept all the same)")
-        r = self.report
-        if r.other_domain_objects:
-            out.append("objects of other domains (build them with --domain): " + ", ".join(f"{d} {n}" for d, n in sorted(r.other_domain_objects.items())))
-        if r.skipped_inputs:
-            out.append("inputs skipped by their source: " + ", ".join(f"{k} {n}" for k, n in sorted(r.skipped_inputs.items())))
-        if r.unmapped_categories:
-            top = ", ".join(f"'{c}' {n}" for c, n in r.unmapped_categories.most_common(10))
-            out.append(f"unmapped categories ({sum(r.unmapped_categories.values())} objects; add synonyms to a taxonomy file to use them): {top}")
-        return out + [f"note: {n}" for n in self.notes]
+        return out + report_lines(self.report) + [f"note: {n}" for n in self.notes]
+
+
+def report_lines(r: SourceReport) -> list[str]:
+    """What planning left out and why, for the build summary and the dry run."""
+    out = []
+    if r.other_domain_objects:
+        out.append("objects of other domains (build them with --domain): " + ", ".join(f"{d} {n}" for d, n in sorted(r.other_domain_objects.items())))
+    if r.skipped_inputs:
+        out.append("inputs skipped by their source: " + ", ".join(f"{k} {n}" for k, n in sorted(r.skipped_inputs.items())))
+    if r.unmapped_categories:
+        top = ", ".join(f"'{c}' {n}" for c, n in r.unmapped_categories.most_common(10))
+        out.append(f"unmapped categories ({sum(r.unmapped_categories.values())} objects; add synonyms to a taxonomy file to use them): {top}")
+    return out
 
 
 def inputs_fingerprint(shards: list[ShardPlan]) -> str:
@@ -117,9 +122,11 @@ def plan_fingerprint(shards: list[ShardPlan]) -> str:
 
 
 def check_build_config(
-    out: Folder, config: BuildConfig, taxonomy: Taxonomy, sources: list[Source], shards: list[ShardPlan], models: ModelSpec | None
+    out: Folder, config: BuildConfig, taxonomy: Taxonomy, sources: list[Source], shards: list[ShardPlan], models: ModelSpec | None,
+    record: bool = True,
 ) -> None:
-    """Refuse to resume into a folder built from other inputs or settings, which would mix two datasets."""
+    """Refuse to resume into a folder built from other inputs or settings, which would mix two datasets; a first
+    build of the domain is recorded unless ``record`` is false (a dry run)."""
     path = out.path(BUILD_CONFIG_FILE) if out.local else f"{out}/{BUILD_CONFIG_FILE}"
     recorded: dict[str, Any] = json.loads(out.read_bytes(BUILD_CONFIG_FILE)) if out.exists(BUILD_CONFIG_FILE) else {"domains": {}}
     entry = {
@@ -138,7 +145,7 @@ def check_build_config(
             f"{path}: '{config.domain}' was built here with different {' and '.join(what)}; "
             f"re-run with the same inputs and settings to resume, or choose a new --out"
         )
-    if previous is None:
+    if previous is None and record:
         recorded["domains"][config.domain] = entry
         out.write_bytes(BUILD_CONFIG_FILE, (json.dumps(recorded, indent=1, sort_keys=True) + "\n").encode())
 
@@ -190,8 +197,8 @@ def storage_notes(out: Folder) -> list[str]:
     return [f"{out}: object storage has no build lock; run one build per output prefix at a time (README 'Scale')"]
 
 
-def build(config: BuildConfig) -> BuildSummary:
-    t0 = time.perf_counter()
+def _plan(config: BuildConfig) -> tuple[Taxonomy, list[Source], Folder, Probes, list[ShardPlan], SourceReport]:
+    """Everything a build decides before it writes anything."""
     taxonomy = load_taxonomy(config.taxonomy_path or None)
     taxonomy.domain(config.domain)
     sources = [parse_source(s) for s in config.sources] if config.sources else default_sources()
@@ -200,6 +207,31 @@ def build(config: BuildConfig) -> BuildSummary:
     shards, report = make_plan(sources, taxonomy, config.domain, config.settings)
     if not shards:
         raise UserError(f"no input for domain '{config.domain}' in {', '.join(s.describe() for s in sources)} ({report.units_total} units read, none with objects of this domain)")
+    return taxonomy, sources, out, probes, shards, report
+
+
+def dry_run(config: BuildConfig) -> list[str]:
+    """``build --dry-run``: the plan and what a build would do with it, checked as the build would (weights, a
+    resume's inputs and settings, done shards), with nothing written: not the folder, its lock or the probes."""
+    taxonomy, sources, out, probes, shards, report = _plan(config)
+    models = resolve_model_stages(config, shards)
+    check_build_config(out, config, taxonomy, sources, shards, models, record=False)
+    todo, damaged = pending(shards, out, config)
+    per_split = Counter(s.split for s in shards)
+    lines = [
+        f"{config.domain}: dry run, nothing written: {report.units_planned} units ({report.objects_planned} objects) "
+        f"in {len(shards)} shards ({', '.join(f'{sp} {n}' for sp, n in per_split.items())}); "
+        f"{len(shards) - len(todo)} done, {len(todo)} to build → {out}"
+    ]
+    if probes.probed + probes.cached:
+        lines.append(probes.line())
+    lines += [f"would rebuild {name}: {why}" for name, why in sorted(damaged.items())]
+    return lines + report_lines(report) + [f"note: {n}" for n in model_notes(models) + storage_notes(out) + probes.notes]
+
+
+def build(config: BuildConfig) -> BuildSummary:
+    t0 = time.perf_counter()
+    taxonomy, sources, out, probes, shards, report = _plan(config)
     out.makedirs()
     with build_lock(out.local_path()) if out.local else nullcontext():
         try:
@@ -245,7 +277,9 @@ def _build_locked(
     check_build_config(out, config, taxonomy, sources, shards, models)
     checkpoint("planned")
     summary = BuildSummary(config.domain, out, shards_total=len(shards), report=report, notes=model_notes(models) + storage_notes(out))
-    todo, summary.repaired = pending(shards, out)
+    todo, summary.repaired = pending(shards, out, config)
+    for name in summary.repaired:  # never count a shard as done on the strength of a marker that describes other bytes
+        out.remove(marker_name(name))
     if todo:
         out.remove_partial_files()
 

@@ -2,7 +2,7 @@
 
 They are derived only from the done shards' sidecars, so they are always consistent with what is on disk,
 whichever domains were built into the folder and however often a build was interrupted. Files are only
-rewritten when their content changes, so a no-op re-run leaves the folder untouched.
+rewritten when their content changes, so a no-op re-run leaves the folder untouched (and reads no sidecar).
 """
 
 from __future__ import annotations
@@ -28,6 +28,10 @@ from .sources import SAMPLE_DATA
 from unieditkit.storage import Folder, as_folder
 
 
+#: schema metadata key of the folder tables: ``content_fingerprint`` of the shards they were made from
+_MADE_FROM = b"unieditkit_shards"
+
+
 def done_shards(out: Folder | Path) -> list[dict[str, Any]]:
     """Stats of every complete shard, sorted by name."""
     folder = as_folder(out)
@@ -47,14 +51,30 @@ def _parquet_bytes(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def rebuild_index(out: Folder | Path, shards: list[dict[str, Any]]) -> pa.Table:
+def _made_from(folder: Folder, name: str) -> str:
+    """The shards' fingerprint a folder table records in its schema metadata ("" when absent or unreadable)."""
+    if not folder.exists(name):
+        return ""
+    try:
+        with folder.fs.open(folder.path(name), "rb") as fh:  # the footer only: a few ranged reads
+            return (pq.read_schema(fh).metadata or {}).get(_MADE_FROM, b"").decode()
+    except (OSError, pa.ArrowInvalid):
+        return ""
+
+
+def rebuild_index(out: Folder | Path, shards: list[dict[str, Any]]) -> None:
+    """``index.parquet`` and ``rejected.parquet``, the union of the sidecars, each recording the fingerprint of
+    the markers it was made from: while those are the markers on disk the tables are current, and a no-op re-run
+    reads no sidecar (on object storage, nothing of the shards goes through the driver)."""
     folder = as_folder(out)
+    made_from = content_fingerprint(shards)
+    if all(_made_from(folder, name) == made_from for name in (INDEX_FILE, REJECTED_FILE)):
+        return
     tables = [pq.read_table(pa.BufferReader(folder.read_bytes(f"{s['shard']}{SIDECAR_SUFFIX}")), schema=index_schema()) for s in shards]
-    table = pa.concat_tables(tables) if tables else index_schema().empty_table()
+    table = (pa.concat_tables(tables) if tables else index_schema().empty_table()).replace_schema_metadata({_MADE_FROM: made_from})
     ok = pc.equal(table["status"], "ok")
     _write_if_changed(folder, INDEX_FILE, _parquet_bytes(table.filter(ok)))
     _write_if_changed(folder, REJECTED_FILE, _parquet_bytes(table.filter(pc.invert(ok))))
-    return table
 
 
 def content_fingerprint(shards: list[dict[str, Any]]) -> str:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from unieditkit.errors import UserError
 
-from .build import build
+from .build import build, dry_run
 from .sources.config import load_sources_yaml
 from .config import BuildConfig, ConfigFile, ModelStagesConfig, OutputSettings, load_config_file
 
@@ -50,6 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=0, help="CPUs for the local Ray instance (default: all)")
     p.add_argument("--batch-size", type=int, default=BuildConfig.batch_size, help="units per Ray Data batch (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--dry-run", action="store_true", help="plan only: print the unit and shard counts and what a build would (re)build, write nothing")
     p.add_argument("--config", default="", metavar="FILE.yaml", help="YAML with per-stage resources (stages.NAME: batch_size, concurrency, num_gpus, num_cpus) and every threshold and limit (settings:, see README 'Build settings'); flags given on the command line win")
 
     m = p.add_argument_group("model stages (mining unannotated input)")
@@ -142,6 +143,6 @@ def run(args: argparse.Namespace) -> int:
         models=model_spec(args),
         model_stages=model_stages(args, file),
     )
-    for line in build(config).lines():
+    for line in dry_run(config) if args.dry_run else build(config).lines():
         print(line)
     return 0

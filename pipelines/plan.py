@@ -2,8 +2,8 @@
 
 The plan is a pure function of the inputs and the settings: units are mapped onto the taxonomy, assigned a
 split by a hash of their group, sorted by id and cut into fixed-size slices. A shard is "done" when its
-``_stats.json`` exists (the writer writes it last) and its tar and sidecar match the size and SHA-256 recorded
-there, so re-running the same command only redoes what is missing or was damaged since.
+``_stats.json`` exists (the writer writes it last) and its tar and sidecar still keep what it records
+(``unieditkit.integrity``), so re-running the same command only redoes what is missing or was damaged since.
 """
 
 from __future__ import annotations
@@ -11,19 +11,18 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any, Iterable
 
 from taxonomy import Taxonomy
 from unieditkit.errors import UserError
-from unieditkit.format import SPLITS, marker_name, shard_name
-from unieditkit.integrity import mismatch
+from unieditkit.format import SPLITS, done_shard_names, marker_name, shard_name
+from unieditkit.integrity import mismatch, stored_files, vouch
 from unieditkit.storage import Folder
 
-from .config import OutputSettings
+from .config import TASK_RETRIES, BuildConfig, OutputSettings
 from .sources import Source, WorkUnit
 
 
@@ -105,29 +104,36 @@ def make_plan(
     return shards, report
 
 
-def shard_damage(out: Folder, shard: ShardPlan) -> str:
-    """Why a shard with a done marker no longer counts as done ("" when its files still match the marker)."""
+def _read_marker(out: Folder, name: str) -> Any:
+    """The ``files`` a shard's marker records, or None when the marker is unreadable or from an older unieditkit."""
     try:
-        recorded = json.loads(out.read_bytes(marker_name(shard.name)))["files"]
+        return json.loads(out.read_bytes(marker_name(name)))["files"]
     except (OSError, ValueError, KeyError, TypeError):
-        return "its _stats.json is unreadable or from an older unieditkit"
-    return mismatch(out, shard.name, recorded)
+        return None
 
 
-def pending(shards: list[ShardPlan], out: Folder) -> tuple[list[ShardPlan], dict[str, str]]:
-    """Shards to (re)build, and why each shard that had a done marker is rebuilt.
+def pending(shards: list[ShardPlan], out: Folder, config: BuildConfig) -> tuple[list[ShardPlan], dict[str, str]]:
+    """Shards to (re)build, and why each shard that has a done marker must be rebuilt; writes nothing.
 
-    A stale marker is removed before its shard is rebuilt, so a shard is never counted as done on the strength of
-    a marker that describes other bytes. Hashing reads every done shard once per run (SHA-256 runs at about
-    1 GB/s per core and threads hash in parallel; on object storage each done shard is downloaded once): the
-    price of never trusting a damaged shard.
+    What a done shard's files are checked against is ``unieditkit.integrity``'s promise: one listing of the
+    folder and each marker (a few hundred bytes) are read here, never a tar. The shards the store cannot vouch
+    for are hashed in full, in parallel Ray tasks on the workers.
     """
-    done = set(out.done_shards())
+    stored = stored_files(out)
+    done = set(done_shard_names(stored))
     marked = [s for s in shards if s.name in done]
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        damage = dict(zip((s.name for s in marked), pool.map(lambda s: shard_damage(out, s), marked)))
+    with ThreadPoolExecutor(max_workers=16) as pool:  # small reads that mostly wait on the store
+        recorded = dict(zip((s.name for s in marked), pool.map(lambda s: _read_marker(out, s.name), marked)))
+    damage = {name: "its _stats.json is unreadable or from an older unieditkit" if files is None else vouch(stored, name, files)
+              for name, files in recorded.items()}
+    unsure = [name for name, why in damage.items() if why is None]
+    if unsure:
+        import ray
+
+        from .runner import start_ray
+
+        start_ray(config)
+        task = ray.remote(mismatch).options(max_retries=TASK_RETRIES)
+        damage.update(zip(unsure, ray.get([task.remote(out, name, recorded[name]) for name in unsure])))
     damaged = {name: why for name, why in damage.items() if why}
-    for s in marked:
-        if s.name in damaged:
-            out.remove(marker_name(s.name))
     return [s for s in shards if s.name not in damage or s.name in damaged], damaged

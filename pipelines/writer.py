@@ -2,9 +2,9 @@
 
 Each file is published whole (``storage.Folder``: renamed from a temporary name on a local disk, uploaded in one
 piece to object storage), and the stats file comes last: a shard is complete when its ``_stats.json`` exists
-*and* the tar and sidecar still have the size and SHA-256 it records (a deleted, truncated or replaced tar is
-rebuilt), anything else is left-over work that the next run redoes. Tar members are sorted by key with fixed owner
-and mtime, so the same rows always give the same bytes.
+*and* the tar and sidecar still keep what it records (their size, SHA-256 and MD5, ``unieditkit.integrity``: a
+deleted, truncated or replaced tar is rebuilt), anything else is left-over work that the next run redoes. Tar
+members are sorted by key with fixed owner and mtime, so the same rows always give the same bytes.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from unieditkit.integrity import RecordingWriter
 from unieditkit.storage import Folder, as_folder
 
 from .plan import ShardPlan
+from .sources import WorkUnit
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
@@ -37,8 +38,12 @@ def sidecar_table(rows: list[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=index_schema())
 
 
-def _rejected_record(row: dict[str, Any], shard: ShardPlan) -> dict[str, Any]:
-    return rejected_record(row["key"], shard.name, shard.domain, shard.split, row["reason"], row["detail"])
+def _rejected_record(row: dict[str, Any], shard: ShardPlan, units: dict[str, WorkUnit]) -> dict[str, Any]:
+    """A rejected row names its input as a written sample does (``source.uri``, ``source.group_id``), taken from
+    its unit: most rejections happen before a sample's metadata exists."""
+    unit = units[row["unit_id"]]
+    return {**rejected_record(row["key"], shard.name, shard.domain, shard.split, row["reason"], row["detail"]),
+            "source_uri": unit.relative(unit.tgt_uri), "group_id": unit.group_id}
 
 
 def drop_near_duplicates(rows: list[dict[str, Any]], max_hamming: int) -> None:
@@ -78,7 +83,8 @@ def write_shard(out: Folder | Path, shard: ShardPlan, rows: list[dict[str, Any]]
 
     metas = [json.loads(r["meta"]) for r in ok]
     records = [index_record(m, shard.name) for m in metas]
-    records += sorted((_rejected_record(r, shard) for r in rows if r["status"] != "ok"), key=lambda r: r["key"])
+    units = {u.unit_id: u for u in shard.units}
+    records += sorted((_rejected_record(r, shard, units) for r in rows if r["status"] != "ok"), key=lambda r: r["key"])
     sink = pa.BufferOutputStream()
     pq.write_table(sidecar_table(records), sink)
     with folder.open_write(f"{shard.name}{SIDECAR_SUFFIX}") as fh:

@@ -367,7 +367,7 @@ def _check_stats(path: Path, name: str, tar: Path, metas: dict | None, rejected_
         problem(NO_KEY, f"{path.name} has fields {sorted(stats) if isinstance(stats, dict) else type(stats).__name__}, expected {sorted(STATS_FIELDS)}")
         return
     if damage := mismatch(path.parent, name, stats["files"]):
-        problem(NO_KEY, f"{damage}: re-run the build to rebuild this shard")
+        problem(NO_KEY, f"{damage}: delete {path.name} and re-run the build to rebuild this shard")
     m = SHARD_RE.match(name)
     expected: dict[str, Any] = {"shard": name, "format_version": FORMAT_VERSION}
     if m:
