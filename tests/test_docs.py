@@ -1,6 +1,6 @@
 """The README and docs/FORMAT.md against the code they describe, so a renamed test, a new option or a new format
 version cannot leave the documentation behind unnoticed (each once drifted: a Guarantees row named a removed
-test, the synopsis missed two commands and a dozen options, FORMAT.md gave the previous ``format_version``).
+test, the synopsis missed two commands and more than a dozen options, FORMAT.md gave the previous ``format_version``).
 """
 
 from __future__ import annotations
