@@ -25,6 +25,7 @@ from taxonomy import Taxonomy, load_taxonomy
 from unieditkit.errors import UserError
 from unieditkit.faults import checkpoint
 from unieditkit.format import BUILD_CONFIG_FILE, marker_name
+from unieditkit.raycluster import joining
 from unieditkit.storage import Folder
 from unieditkit.uri import file_of, is_url
 
@@ -34,7 +35,7 @@ from .distributor import ShardDistributor
 from .lock import build_lock
 from .plan import ShardPlan, SourceReport, make_plan, pending
 from .probe import Probes, probe_sources
-from .runner import run_stages
+from .runner import run_stages, start_ray
 from .sources import Source, default_sources, parse_source
 from .sources.files import remote_versions
 
@@ -203,6 +204,9 @@ def _plan(config: BuildConfig) -> tuple[Taxonomy, list[Source], Folder, Probes, 
     taxonomy.domain(config.domain)
     sources = [parse_source(s) for s in config.sources] if config.sources else default_sources()
     out = output_folder(config.out_dir)
+    if config.ray_address:  # joined before planning: a wrong address or a missing token is one line, nothing written
+        with joining(config.ray_address):
+            start_ray(config)
     probes = probe_sources(sources, out, config)
     shards, report = make_plan(sources, taxonomy, config.domain, config.settings)
     if not shards:
@@ -255,18 +259,10 @@ def build(config: BuildConfig) -> BuildSummary:
 def output_folder(out_dir: str) -> Folder:
     """The build folder (a local path or object storage), checked before anything is planned or created, so a bad
     ``--out`` leaves nothing behind."""
-    try:
-        out = Folder(out_dir)
-    except (ImportError, ValueError) as exc:  # fsspec: unknown protocol, or its package (s3fs, gcsfs) not installed
-        raise UserError(f"--out {out_dir}: {' '.join(str(exc).split())}; install the filesystem's package (s3fs, gcsfs) or give a local folder") from None
+    out = Folder(out_dir, where=f"--out {out_dir}")
     if out.local and out.local_path().exists() and not out.local_path().is_dir():
         raise UserError(f"--out {out_dir}: is a file, not a folder; give a folder (new or from an earlier build)")
-    if not out.local:
-        try:
-            out.names()
-        except Exception as exc:  # botocore/gcsfs raise their own types for missing credentials or an unknown host
-            raise UserError(f"--out {out_dir}: cannot list it ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
-                            "set the credentials (and AWS_ENDPOINT_URL for an S3-compatible server) as for boto3/gcsfs") from None
+    out.check_store(f"--out {out_dir}")
     return out
 
 
