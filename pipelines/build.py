@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from taxonomy import Taxonomy, load_taxonomy
 from unieditkit.errors import UserError
 from unieditkit.faults import checkpoint
-from unieditkit.format import BUILD_CONFIG_FILE, marker_name
+from unieditkit.format import BUILD_CONFIG_FILE, describe_splits, marker_name, split_sizes
 from unieditkit.raycluster import joining
 from unieditkit.storage import Folder
 from unieditkit.uri import file_of, is_url
@@ -60,6 +60,8 @@ class BuildSummary:
     notes: list[str] = field(default_factory=list)
     #: what planning measured (clips' frame counts and shots) and what it took from the output folder's cache
     probes: Probes | None = None
+    #: samples per split of the domain in the folder after this build (done earlier or now), ``format.split_sizes``
+    splits: dict[str, int] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         skipped = self.shards_total - self.shards_written
@@ -67,6 +69,8 @@ class BuildSummary:
             f"{self.domain}: {self.samples_written} samples written in {self.shards_written} shards "
             f"({skipped} of {self.shards_total} shards already done) in {self.seconds:.1f} s → {self.out_dir}"
         ]
+        if self.splits:
+            out.append(self.splits_line())
         if self.probes is not None and self.probes.probed + self.probes.cached:
             out.append(self.probes.line())
         for name, why in sorted(self.repaired.items()):
@@ -77,6 +81,16 @@ class BuildSummary:
             out.append(f"label check: the label of {self.label_disagreements} samples is not in CLIP's top-k "
                        "(flagged 'label_check: disagree' in their JSON; human labels are kept all the same)")
         return out + report_lines(self.report) + [f"note: {n}" for n in self.notes]
+
+    def splits_line(self) -> str:
+        """The splits a newcomer can pass to ``edit``/``eval``, which read ``test`` by default: a small build may
+        draw none (the bundled ``animals`` sample has 34 train and 2 val samples)."""
+        line = f"splits: {describe_splits(self.splits)}"
+        if "test" not in self.splits:
+            other = "val" if "val" in self.splits else next(iter(self.splits))
+            line += (f"; no test split (`unieditkit edit --data` and `eval` read --split test unless told otherwise: "
+                     f"pass --split {other})")
+        return line
 
 
 def report_lines(r: SourceReport) -> list[str]:
@@ -236,11 +250,12 @@ def dry_run(config: BuildConfig) -> list[str]:
 def build(config: BuildConfig) -> BuildSummary:
     t0 = time.perf_counter()
     taxonomy, sources, out, probes, shards, report = _plan(config)
+    models = resolve_model_stages(config, shards)  # missing weights are said before the folder or its lock exists
     out.makedirs()
     with build_lock(out.local_path()) if out.local else nullcontext():
         try:
             probes.save()
-            summary = _build_locked(config, taxonomy, sources, out, shards, report)
+            summary = _build_locked(config, taxonomy, sources, out, shards, report, models)
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
@@ -267,9 +282,9 @@ def output_folder(out_dir: str) -> Folder:
 
 
 def _build_locked(
-    config: BuildConfig, taxonomy: Taxonomy, sources: list[Source], out: Folder, shards: list[ShardPlan], report: SourceReport
+    config: BuildConfig, taxonomy: Taxonomy, sources: list[Source], out: Folder, shards: list[ShardPlan], report: SourceReport,
+    models: ModelSpec | None,
 ) -> BuildSummary:
-    models = resolve_model_stages(config, shards)
     check_build_config(out, config, taxonomy, sources, shards, models)
     checkpoint("planned")
     summary = BuildSummary(config.domain, out, shards_total=len(shards), report=report, notes=model_notes(models) + storage_notes(out))
@@ -286,5 +301,5 @@ def _build_locked(
             summary.label_disagreements += stats["label_disagreements"]
 
         run_stages(todo, config, ShardDistributor(out, todo, on_done, config.settings.dedupe_hamming), models)
-    finalize(out)
+    summary.splits = split_sizes(finalize(out), [config.domain])
     return summary

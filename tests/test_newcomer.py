@@ -86,3 +86,17 @@ def test_a_misspelt_training_config_key_gets_did_you_mean(tmp_path, text, messag
     with pytest.raises(UserError) as err:
         load_config(path)
     assert str(err.value).startswith(f"{path}: {message}")
+
+
+@pytest.mark.slow
+def test_the_build_summary_lists_the_splits_it_wrote_and_says_which_is_missing(tmp_path, ray_local):
+    """The bundled `animals` sample is small enough to draw no test split, which `edit` and `eval` read by default:
+    the summary says so, on the first build and on a re-run that finds every shard done."""
+    from pipelines.build import build
+    from pipelines.config import BuildConfig
+
+    config = BuildConfig(domain="animals", out_dir=str(tmp_path / "out"), progress=False)
+    for _ in range(2):
+        lines = build(config).lines()
+        assert lines[1] == ("splits: train 34 samples, val 2 samples; no test split (`unieditkit edit --data` and "
+                            "`eval` read --split test unless told otherwise: pass --split val)")
