@@ -1,0 +1,45 @@
+"""The build's fast paths give the bytes of the plain formulas they replaced (``bench/profile_build.py`` found
+the costs; BENCHMARKS.md "Build throughput" has the profile). Each oracle here is the straightforward numpy
+version, kept only as the test's reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipelines.stages.pair import adjust_tone, make_reference, tone_factors
+from unieditkit.format import GREY
+
+
+def every_channel_value_pair() -> np.ndarray:
+    """One pixel per (channel level, HSV value) pair that can occur (a channel never exceeds the value), so a
+    per-pixel function of the two is checked exhaustively: 32,896 pixels."""
+    channel, value = np.meshgrid(np.arange(256), np.arange(256))
+    ok = channel <= value
+    pixels = np.zeros((int(ok.sum()), 1, 3), np.uint8)
+    pixels[:, 0, 0] = value[ok]
+    pixels[:, 0, 1] = channel[ok]
+    pixels[:, 0, 2] = channel[ok][::-1].clip(0, value[ok])  # another channel level, still <= the value
+    return pixels
+
+
+@pytest.mark.parametrize("draw", range(12))
+def test_tone_change_equals_the_numpy_formula_on_every_channel_value_pair(draw: int) -> None:
+    rng = np.random.default_rng(draw)
+    b, c, g = rng.uniform(-0.1, 0.1), rng.uniform(0.8, 1.2), float(np.exp(rng.uniform(np.log(0.8), np.log(1.25))))
+    pixels = every_channel_value_pair()
+    value = pixels.max(axis=2)
+    oracle = np.clip(np.rint(pixels * tone_factors(b, c, g)[value][..., None]), 0, 255).astype(np.uint8)
+    assert np.array_equal(adjust_tone(pixels, b, c, g), oracle)
+
+
+def test_reference_is_the_object_on_grey() -> None:
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    mask = np.zeros((240, 320), bool)
+    mask[60:180, 100:200] = True
+    mask[100:120, 200:260] = True
+    ref, ref_mask, _ = make_reference(image, mask, (100, 60, 260, 180), 128, np.random.default_rng(0))
+    assert ref_mask.any() and not ref_mask.all()
+    assert (ref[~ref_mask] == GREY).all()
+    assert (ref[ref_mask] != GREY).any(axis=-1).mean() > 0.9
