@@ -2,7 +2,8 @@
 
 Each command group lives next to the code it drives and registers itself here through a
 ``register(subparsers)`` function, so a newcomer finds the CLI of the build in ``pipelines/cli.py``, of
-training in ``training/cli.py``, and so on. Errors the user can fix are printed as one line (exit 2).
+training in ``training/cli.py``, and so on. Errors the user can fix are printed as one line (exit 2), but for
+the one list among them: missing model files, one per line under one message.
 
 Help is read by people who have not read the code: every parser here (``Parser``, which subcommands inherit)
 shows each option's default, renders the docstrings it reuses as descriptions without their reStructuredText
