@@ -1,7 +1,11 @@
 """Object storage and a real two-node Ray cluster: a build from and to ``s3://`` on an S3-compatible server on
 127.0.0.1 (moto's server mode) equals a local build byte for byte, survives SIGKILL of its driver and the loss of
 its second node, and is read back by ``datasets``. Every process started here is stopped by its own id, even
-when a test fails."""
+when a test fails.
+
+The cluster is started as the README's multi-node recipe says, from a clean environment: no Ray setting this
+pytest process holds (a session fixture's ``ray.init()`` sets ``RAY_AUTH_MODE=token`` in it) reaches the nodes or
+the driver, and each node has a HOME of its own, so ``~/.ray`` starts empty as on a fresh machine."""
 
 from __future__ import annotations
 
@@ -23,6 +27,13 @@ from buildproc import build_cmd, folder_files, shard_files
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "pipelines" / "sample_data"
 BUCKET = "unieditkit-test"
+#: what Ray reads from the environment to choose a cluster and its token: never inherited from this process
+RAY_SETTINGS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without Ray's settings, plus ``extra``."""
+    return {**{k: v for k, v in os.environ.items() if k not in RAY_SETTINGS}, **extra}
 
 
 def _free_port() -> int:
@@ -60,9 +71,9 @@ def s3() -> Iterator[dict[str, str]]:
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    env = {**os.environ, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+    env = clean_env(AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", AWS_ACCESS_KEY_ID="testing",
+                    AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",
+                    PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
     try:
         def up() -> bool:
             with socket.socket() as s:
@@ -125,20 +136,31 @@ def _descendants(pid: int) -> list[int]:
 
 
 class Cluster:
-    """A head node and a second node on this machine, one CPU each, each with its own temp dir, both with the S3
-    environment. Each node's Ray processes carry ``UNIEDITKIT_HOLD_AT=tar-written:RELEASE`` with a release file of
+    """A head node and a second node on this machine, one CPU each, each with its own temp dir and HOME, both with
+    the S3 environment, started as the README's recipe says: the head makes the cluster's token
+    (``ray get-auth-token --generate``) and starts with ``RAY_AUTH_MODE=token``; the second node gets the token as
+    ``RAY_AUTH_TOKEN``. ``driver_env`` is the head's shell, where the recipe runs ``unieditkit build``.
+
+    Each node's Ray processes carry ``UNIEDITKIT_HOLD_AT=tar-written:RELEASE`` with a release file of
     its own (workers inherit the environment of ``ray start``; the driver's does not reach them). While the files
     exist that costs nothing; ``hold_writers()`` removes them, so each node's shard writer stops after uploading
     its tar, until ``release_writers()``.
     """
 
     def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
         self.temp = Path(tempfile.mkdtemp(prefix="rc", dir="/tmp"))  # Ray's socket paths must stay short
+        homes = {name: self.temp / f"home-{name}" for name in ("head", "second")}
+        for home in homes.values():
+            home.mkdir()
+        self.ray = str(Path(sys.executable).parent / "ray")
+        self.driver_env = {**env, "HOME": str(homes["head"]), "RAY_AUTH_MODE": "token"}
+        token = subprocess.run([self.ray, "get-auth-token", "--generate"], env=self.driver_env, capture_output=True,
+                               text=True, timeout=120, check=True).stdout.strip()
+        self.node_env = {"head": self.driver_env,
+                         "second": {**env, "HOME": str(homes["second"]), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}}
         self.releases = {"head": self.temp / "release-head", "second": self.temp / "release-second"}
         self.release_writers()
         self.address = f"127.0.0.1:{_free_port()}"
-        self.ray = str(Path(sys.executable).parent / "ray")
         self.head: subprocess.Popen | None = None
         self.second: subprocess.Popen | None = None
         self.second_dir = self.temp
@@ -146,7 +168,7 @@ class Cluster:
 
     def start(self) -> None:
         self.head = self._start("--head", "--port", self.address.rsplit(":", 1)[1], "--include-dashboard=false", "--temp-dir", str(self.temp / "head"),
-                                env={**self.env, "UNIEDITKIT_HOLD_AT": f"tar-written:{self.releases['head']}"})
+                                env={**self.node_env["head"], "UNIEDITKIT_HOLD_AT": f"tar-written:{self.releases['head']}"})
         _wait(lambda: self.nodes_alive() == 1, 120, "Ray head node")
         self.two_nodes()
 
@@ -157,7 +179,7 @@ class Cluster:
     def nodes_alive(self) -> int:
         probe = [sys.executable, "-c", f"import ray; ray.init(address={self.address!r}, logging_level='ERROR'); "
                  "print(sum(n['Alive'] for n in ray.nodes()))"]
-        done = subprocess.run(probe, env=self.env, capture_output=True, text=True, timeout=60)
+        done = subprocess.run(probe, env=self.driver_env, capture_output=True, text=True, timeout=60)
         return int(done.stdout.split()[-1]) if done.returncode == 0 and done.stdout.split() else -1
 
     def two_nodes(self) -> str:
@@ -168,7 +190,7 @@ class Cluster:
             self.starts += 1
             self.second_dir = self.temp / f"node{self.starts + 1}"
             self.second = self._start("--address", self.address, "--temp-dir", str(self.second_dir),
-                                      env={**self.env, "UNIEDITKIT_HOLD_AT": f"tar-written:{self.releases['second']}"})
+                                      env={**self.node_env["second"], "UNIEDITKIT_HOLD_AT": f"tar-written:{self.releases['second']}"})
             _wait(lambda: self.nodes_alive() == 2, 120, "second Ray node")
         return self.address
 
@@ -223,7 +245,7 @@ def cluster(s3: dict[str, str]) -> Iterator[Cluster]:
 def test_two_node_build_from_and_to_s3_equals_a_local_build(s3: dict[str, str], cluster: Cluster, built_dataset: Path, tmp_path: Path) -> None:
     done = subprocess.run(_cli("--source", f"coco:s3://{BUCKET}/sample/instances.json", "--out", f"s3://{BUCKET}/cluster",
                                "--units-per-shard", "8", "--ray-address", cluster.two_nodes()),
-                          env=s3, capture_output=True, text=True, timeout=600)
+                          env=cluster.driver_env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "object storage has no build lock" in done.stdout
     remote = _remote_files(s3, "cluster")
@@ -240,9 +262,19 @@ def test_two_node_build_from_and_to_s3_equals_a_local_build(s3: dict[str, str], 
 
     rerun = subprocess.run(_cli("--source", f"coco:s3://{BUCKET}/sample/instances.json", "--out", f"s3://{BUCKET}/cluster",
                                 "--units-per-shard", "8", "--ray-address", cluster.two_nodes()),
-                           env=s3, capture_output=True, text=True, timeout=600)
+                           env=cluster.driver_env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0 and "0 samples written in 0 shards" in rerun.stdout, rerun.stdout + rerun.stderr[-2000:]
     assert _remote_files(s3, "cluster") == remote
+
+
+@pytest.mark.slow
+def test_a_driver_without_the_clusters_token_is_one_line_and_writes_nothing(s3: dict[str, str], cluster: Cluster, tmp_path: Path) -> None:
+    """A shell without the recipe's token settings: a fresh HOME and no RAY_AUTH_MODE."""
+    done = subprocess.run(_cli("--out", f"s3://{BUCKET}/no-token", "--ray-address", cluster.two_nodes()),
+                          env={**s3, "HOME": str(tmp_path)}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and not done.stdout and done.stderr.count("\n") == 1, done.stdout + done.stderr[-3000:]
+    assert "the cluster requires token authentication" in done.stderr and "RAY_AUTH_MODE=token" in done.stderr, done.stderr
+    assert not _fs(s3).exists(f"{BUCKET}/no-token")
 
 
 @pytest.mark.slow
@@ -253,7 +285,7 @@ def test_losing_the_second_node_mid_build_finishes_on_the_head_and_equals_an_uni
     reached = cluster.hold_writers()
     proc = subprocess.Popen(_cli("--source", f"coco:s3://{BUCKET}/sample/instances.json", "--out", f"s3://{BUCKET}/lost-node",
                                  "--units-per-shard", "8", "--ray-address", address),
-                            env=s3, stdout=subprocess.DEVNULL, stderr=(tmp_path / "stderr").open("w"), start_new_session=True)
+                            env=cluster.driver_env, stdout=subprocess.DEVNULL, stderr=(tmp_path / "stderr").open("w"), start_new_session=True)
     try:
         _wait(lambda: reached.exists() or proc.poll() is not None, 400, "a shard writer on the second node")
         assert reached.exists(), f"the build ended before the second node wrote a shard: {(tmp_path / 'stderr').read_text()[-2000:]}"

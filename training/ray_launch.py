@@ -18,8 +18,8 @@ The terminal shows what torchrun would show, once: rank 0's own output (notes, p
 to ``RUN/rank0-stdout.log`` and ``RUN/rank0-stderr.log``, which the driver follows onto its stdout and stderr.
 Ray's own lines (token-auth warnings, ``core_worker`` errors, the other ranks' output that Ray forwards to the
 driver, with its ANSI-coloured prefixes) go to ``RUN/ray.log``, or to the terminal with ``--verbose``. Printing
-rank 0 through Ray's forwarding instead would show each line twice (Ray Train tees a worker's output) under
-Ray's prefix.
+rank 0 through Ray's forwarding instead would show each line twice (Ray Train sends every print to its logger
+too) under Ray's prefix.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ def launch(cfg: Config, resume: str | None, *, overwrite: bool, allow_world_size
     """Run ``num_workers`` ranks on the Ray cluster at ``address`` (None: this machine's Ray, started if needed).
 
     The workers get the resolved config itself, not its file name: a file the driver reads may not exist on a
-    worker node."""
+    worker node. ``verbose`` leaves Ray's own lines on the terminal instead of ``RUN/ray.log``."""
     if address:
         check_head(address)  # before the run folder is made: a wrong address leaves nothing behind
     config = absolute_paths(cfg.to_dict(), pathlib.Path.cwd())
@@ -165,7 +165,7 @@ def launch(cfg: Config, resume: str | None, *, overwrite: bool, allow_world_size
         (run_dir / CHECKPOINT_MANAGER_SNAPSHOT).unlink(missing_ok=True)
         (run_dir / RAY_LOG).unlink(missing_ok=True)
     log = None if verbose else run_dir / RAY_LOG
-    terminal_out = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    terminal_out = os.fdopen(os.dup(1), "w", buffering=1)  # output_to moves fd 1 to the log
     try:
         with output_to(log) as terminal_err, _showing_rank0(run_dir, fresh, terminal_out, terminal_err):
             _fit(config, cfg, resume, overwrite, allow_world_size_change, num_workers, gpus_per_worker, address,

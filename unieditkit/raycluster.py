@@ -123,5 +123,5 @@ def joining(address: str, flag: str = "--ray-address", quiet: bool = True) -> It
         try:
             with output_to(Path(scratch) / "ray.log" if quiet else None):
                 yield
-        except (ConnectionError, RuntimeError, OSError, TimeoutError) as exc:
+        except Exception as exc:  # ray.init raises ConnectionError, RuntimeError or Ray's own AuthenticationError
             raise UserError(failure_line(address, flag, exc)) from None
