@@ -9,14 +9,15 @@ members are sorted by key with fixed owner and mtime, so the same rows always gi
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import webdataset as wds
 
 from unieditkit.faults import checkpoint
 from unieditkit.format import (
@@ -64,6 +65,18 @@ def drop_near_duplicates(rows: list[dict[str, Any]], max_hamming: int) -> None:
             r.update(status="rejected", reason="near_duplicate", detail=f"near-duplicate of {twin}")
 
 
+def write_sample(stream: tarfile.TarFile, key: str, members: dict[str, bytes]) -> None:
+    """One sample's members as ``KEY.MEMBER`` files, in name order, owner ``unieditkit``, mode 644, mtime 0:
+    byte for byte what ``webdataset.TarWriter(user=, group=, mode=, mtime=0)`` writes (tested). Written with
+    ``tarfile`` because importing webdataset imports torch, 3 CPU s in every Ray worker that writes a shard
+    and in the driver of a build that needs no model (``bench/profile_build.py``)."""
+    for name in sorted(members):
+        info = tarfile.TarInfo(f"{key}.{name}")
+        info.size, info.mtime, info.mode = len(members[name]), 0, 0o644
+        info.uname = info.gname = "unieditkit"
+        stream.addfile(info, io.BytesIO(members[name]))
+
+
 def write_shard(out: Folder | Path, shard: ShardPlan, rows: list[dict[str, Any]], dedupe_hamming: int = -1) -> dict[str, Any]:
     """Write one complete shard; returns its stats (also written, last, as the done marker)."""
     folder = as_folder(out)
@@ -73,12 +86,10 @@ def write_shard(out: Folder | Path, shard: ShardPlan, rows: list[dict[str, Any]]
     if len(set(keys)) != len(keys):
         raise RuntimeError(f"{shard.name}: duplicate sample keys {sorted(k for k, n in Counter(keys).items() if n > 1)[:3]}")
     with folder.open_write(f"{shard.name}{TAR_SUFFIX}") as fh:
-        tar = RecordingWriter(fh)  # webdataset writes a tar stream: only write() is called
-        with wds.TarWriter(tar, user="unieditkit", group="unieditkit", mode=0o644, encoder=False, mtime=0) as tw:
+        tar = RecordingWriter(fh)  # a tar stream: only write() is called
+        with tarfile.open(fileobj=tar, mode="w|") as stream:
             for r in ok:
-                sample: dict[str, Any] = {"__key__": r["key"], "json": r["meta"].encode("utf-8")}
-                sample.update({m: bytes(r[column(m)]) for m in MEMBERS})
-                tw.write(sample)
+                write_sample(stream, r["key"], {"json": r["meta"].encode("utf-8"), **{m: bytes(r[column(m)]) for m in MEMBERS}})
     checkpoint("tar-written")
 
     metas = [json.loads(r["meta"]) for r in ok]

@@ -43,3 +43,25 @@ def test_reference_is_the_object_on_grey() -> None:
     assert ref_mask.any() and not ref_mask.all()
     assert (ref[~ref_mask] == GREY).all()
     assert (ref[ref_mask] != GREY).any(axis=-1).mean() > 0.9
+
+
+def test_shard_tar_is_byte_for_byte_what_webdatasets_tarwriter_writes(tmp_path) -> None:
+    import io
+    import tarfile
+
+    import webdataset as wds
+
+    from pipelines.writer import write_sample
+
+    samples = [("garments_a_00", {"json": b'{"k": 1}', "tgt.jpg": b"\xff\xd8jpeg", "mask_fine.png": b"\x89PNG" * 300}),
+               ("garments_b-c_01", {"json": b"{}", "ref.jpg": bytes(range(256)) * 40, "ref_mask.png": b""})]
+    ours, theirs = io.BytesIO(), io.BytesIO()
+    with tarfile.open(fileobj=ours, mode="w|") as stream:
+        for key, members in samples:
+            write_sample(stream, key, members)
+    with wds.TarWriter(theirs, user="unieditkit", group="unieditkit", mode=0o644, encoder=False, mtime=0) as tw:
+        for key, members in samples:
+            tw.write({"__key__": key, **members})
+    assert ours.getvalue() == theirs.getvalue()
+    (tmp_path / "shard.tar").write_bytes(ours.getvalue())
+    assert [s["__key__"] for s in wds.WebDataset([str(tmp_path / "shard.tar")], shardshuffle=False)] == [k for k, _ in samples]
