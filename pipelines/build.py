@@ -192,13 +192,15 @@ def resolve_model_stages(config: BuildConfig, shards: list[ShardPlan]) -> ModelS
     return spec
 
 
-def model_notes(models: ModelSpec | None) -> list[str]:
-    """What the summary must say about the models that made the samples."""
+def model_notes(models: ModelSpec | None, shards: list[ShardPlan]) -> list[str]:
+    """What the summary must say about the models that made the samples (and, for mined video, the tracker)."""
     if models is None:
         return []
-    from .models.weights import fallback_note
+    from .models.weights import fallback_note, tracker_note
 
     notes = [fallback_note(models)]
+    if any(u.pair_kind == "video" and u.needs_detection for s in shards for u in s.units):
+        notes.append(tracker_note(models))
     if models.random_init:
         notes.append("--random-weights: the model stages ran with random weights; every sample is marked random_init: true "
                      "and is noise, not training data")
@@ -244,7 +246,7 @@ def dry_run(config: BuildConfig) -> list[str]:
     if probes.probed + probes.cached:
         lines.append(probes.line())
     lines += [f"would rebuild {name}: {why}" for name, why in sorted(damaged.items())]
-    return lines + report_lines(report) + [f"note: {n}" for n in model_notes(models) + storage_notes(out) + probes.notes]
+    return lines + report_lines(report) + [f"note: {n}" for n in model_notes(models, shards) + storage_notes(out) + probes.notes]
 
 
 def build(config: BuildConfig) -> BuildSummary:
@@ -287,7 +289,7 @@ def _build_locked(
 ) -> BuildSummary:
     check_build_config(out, config, taxonomy, sources, shards, models)
     checkpoint("planned")
-    summary = BuildSummary(config.domain, out, shards_total=len(shards), report=report, notes=model_notes(models) + storage_notes(out))
+    summary = BuildSummary(config.domain, out, shards_total=len(shards), report=report, notes=model_notes(models, shards) + storage_notes(out))
     todo, summary.repaired = pending(shards, out, config)
     for name in summary.repaired:  # never count a shard as done on the strength of a marker that describes other bytes
         out.remove(marker_name(name))

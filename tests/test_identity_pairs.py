@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import cv2
@@ -354,7 +355,7 @@ def test_look_alike_hidden_by_the_other_is_rejected_as_ambiguous_never_mispaired
                 assert ref_identity[src["ref_object_id"]] == identity[src["object_id"]], f"frames {a}-{b}: wrong identity written"
         if across:
             assert {r["reason"] for r in rows} == {"ambiguous_identity"}, (a, b, [(r["reason"], r["detail"]) for r in rows])
-            assert all("met that of look-alike reference object" in r["detail"] for r in rows)
+            assert all(re.search(r"its template track met that of look-alike reference object det\d at frame \d+", r["detail"]) for r in rows)
         elif apart:
             assert [r["status"] for r in rows] == ["ok"] * len(rows), (a, b, [r["detail"] for r in rows])
     assert seen["across"] >= 3 and seen["apart"] >= 2, seen  # (a pair that starts or ends while they meet: either)
@@ -422,10 +423,11 @@ def test_sam2_video_tracker_loads_by_checkpoint_and_its_doubts_reject(tmp_path: 
     rows, ref_identity, identity = _rows(PairStage("garments", OutputSettings(split_ratios=(1.0, 0.0, 0.0)), tracker=spec), unit, crossing)
     for r in rows:
         if r["status"] == "ok":
-            src = json.loads(r["meta"])["source"]
-            assert ref_identity[src["ref_object_id"]] == identity[src["object_id"]]
+            meta = json.loads(r["meta"])
+            assert ref_identity[meta["source"]["ref_object_id"]] == identity[meta["source"]["object_id"]]
+            assert meta["pair_method"] == "track_sam2"
         elif r["reason"] == "ambiguous_identity":
-            assert "sam2 track" in r["detail"], r["detail"]
+            assert "sam2 track" in r["detail"] and "may be a look-alike" in r["detail"], r["detail"]
 
 
 def test_sam2_tracks_video_pairs_when_its_checkpoint_is_there(tmp_path: Path) -> None:
@@ -443,3 +445,11 @@ def test_sam2_tracks_video_pairs_when_its_checkpoint_is_there(tmp_path: Path) ->
     assert tracker_note(models).startswith("video pairs: objects are followed by SAM 2's video predictor")
     assert tracker_choice(ModelSpec(models_dir=str(tmp_path), random_init=True)) == "template"
     assert tracker_choice(ModelSpec(models_dir=str(tmp_path), stages=("segment",))) == "template" and tracker_note(None) == ""
+    # the build summary names the tracker when it mines video, and only then
+    from pipelines.build import model_notes
+    from pipelines.plan import ShardPlan
+
+    video = write_video(tmp_path / "clip.avi", parallel)
+    units = list(parse_source(f"video:{video}?pairs_per_video=1").units())
+    assert tracker_note(models) in model_notes(models, [ShardPlan("s", "garments", "train", units)])
+    assert not any("video pairs" in n for n in model_notes(models, [ShardPlan("s", "garments", "train", [])]))

@@ -183,8 +183,9 @@ def phash(grey: np.ndarray) -> int:
 def pair_method(unit: dict[str, Any]) -> str:
     """How the reference object is found (recorded per sample as ``pair_method``): ``self`` (cut from the
     target), ``annotation`` (the source gives its mask, or the reference image is the object), ``track``
-    (unannotated video: followed from frame to frame, then matched one-to-one), ``appearance`` (detections of
-    two images matched one-to-one on appearance and position)."""
+    (unannotated video: followed from frame to frame, then matched one-to-one; ``track_sam2`` when SAM 2's video
+    predictor followed it, see ``PairStage.unit_rows``), ``appearance`` (detections of two images matched
+    one-to-one on appearance and position)."""
     if not unit["ref_uri"]:
         return "self"
     if not unit["needs_detection"]:
@@ -270,13 +271,15 @@ class PairStage:
             expected = distrusted = None
             if method == "track":
                 tracker = self.tracker.build()
+                method = "track" if tracker.name == "template" else f"track_{tracker.name}"
                 try:
                     tracks, steps = tracked(unit, ref_objects, tracker)
                 except ImageReadError as exc:
                     return [rejected(base, "track_failed", f"cannot follow the objects from the reference to the target frame: {exc.detail}")]
                 subs = [o["subcategory"] for o in ref_objects]
                 expected = [t.box for t in tracks]
-                distrusted = ambiguities(tracks, steps, lambda i, j: category_factor(self.taxonomy, subs[i], subs[j]) > 0, tracker)
+                distrusted = ambiguities(tracks, [str(o["object_id"]) for o in ref_objects], steps,
+                                         lambda i, j: category_factor(self.taxonomy, subs[i], subs[j]) > 0, tracker)
             objects = match_objects(tgt_full, objects, ref_full, ref_objects, self.taxonomy, self.settings.min_match_similarity,
                                     expected, distrusted=distrusted)
         tgt = Target(tgt_full, self.settings.max_side)

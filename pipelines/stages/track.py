@@ -305,10 +305,12 @@ def _jump(track: Track) -> tuple[int, float] | None:
     return None
 
 
-def ambiguities(tracks: Sequence[Track], frames: Sequence[int], confusable: Callable[[int, int], bool], tracker: Tracker) -> list[str]:
+def ambiguities(tracks: Sequence[Track], ids: Sequence[str], frames: Sequence[int], confusable: Callable[[int, int], bool],
+                tracker: Tracker) -> list[str]:
     """Why each track cannot be trusted to have followed its own object ("" when it can), see module doc.
-    ``frames`` are the video frame numbers of the tracks' steps (for the reasons), ``confusable(i, j)`` whether
-    objects ``i`` and ``j`` could be matched to each other's partners, ``tracker`` the one that made the tracks."""
+    ``ids`` name the tracks' objects and ``frames`` are the video frame numbers of their steps (both for the
+    reasons), ``confusable(i, j)`` says whether objects ``i`` and ``j`` could be matched to each other's
+    partners, ``tracker`` is the one that made the tracks."""
     why = ["" for _ in tracks]
     for i, track in enumerate(tracks):
         steps = range(len(track.confidence)) if tracker.whole_path else [len(track.confidence) - 1]
@@ -328,6 +330,6 @@ def ambiguities(tracks: Sequence[Track], frames: Sequence[int], confusable: Call
             s = int(np.argmax(overlaps))
             if overlaps[s] >= CONVERGE_IOU:
                 for me, other in ((i, j), (j, i)):
-                    why[me] = why[me] or (f"its {tracker.name} track met that of look-alike reference object {other} at frame "
+                    why[me] = why[me] or (f"its {tracker.name} track met that of look-alike reference object {ids[other]} at frame "
                                           f"{frames[s]} (box IoU {overlaps[s]:.2f})")
     return why

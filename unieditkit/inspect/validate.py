@@ -46,7 +46,7 @@ from .reader import KEY_RE, Sample, open_image, tar_entries
 #: the build writes every file as NAME.tmp and renames it (``pipelines.writer``, not imported: it pulls in torch)
 TMP_SUFFIX = ".tmp"
 PAIR_KINDS = ("video", "multiview", "tryon", "self", "manifest")
-PAIR_METHODS = ("self", "annotation", "track", "appearance")
+PAIR_METHODS = ("self", "annotation", "track", "track_sam2", "appearance")
 LABEL_SOURCES = ("annotation", "detector", "clip")
 LABEL_CHECKS = ("agree", "disagree", "unchecked")
 MASK_SOURCES = ("annotation", "sam", "mobile_sam", "sam2", "grabcut")
