@@ -144,7 +144,8 @@ def bars(d: ImageDraw.ImageDraw, box: tuple[int, int, int, int], title: str, ite
         d.rectangle((x0 + label_w, y + 3, x0 + label_w + max(w, 1), y + h - 3), fill=BAR)
         draw.text(d, (x0 + label_w + w + 6, y + 2), str(n), 12, draw.MUTED)
     if rest is not None:
-        draw.text(d, (x0, y0 + len(shown) * h + 2), f"... and {rest[0]} more, {rest[1]} in all (none larger than the bars above)", 12, draw.MUTED)
+        note = f"... and {rest[0]} more, {rest[1]} in all (none larger than the bars above)"
+        draw.text(d, (x0, y0 + len(shown) * h + 2), note, 12, draw.MUTED)
 
 
 def hist(d: ImageDraw.ImageDraw, box: tuple[int, int, int, int], title: str, series: dict[str, tuple[list[int], tuple[int, int, int]]], xlabel: str) -> None:
