@@ -18,8 +18,9 @@ import cv2
 import pytest
 
 from buildproc import build_cmd
+from unieditkit.format import BUILD_CONFIG_FILE, CARD_FILE, INDEX_FILE, REJECTED_FILE
 
-FINAL_NAMES = ("*.tar", "*.parquet", "*_stats.json", "README.md", "build_config.json")
+FINAL_NAMES = ("*.tar", "*.parquet", "*_stats.json", CARD_FILE, BUILD_CONFIG_FILE)
 pytestmark = pytest.mark.slow  # each test runs real build processes
 #: one kill at each named point, each run resuming the folder the one before it was killed in: the first run
 #: dies after planning, the second after its 2nd tar, the third after the sidecar of the shard it redoes, ...
@@ -43,11 +44,11 @@ def test_sigkill_at_each_point_then_rerun_equals_uninterrupted_build(coco_source
         proc = subprocess.run(build_cmd(coco_source, out), env=env, capture_output=True, timeout=300, start_new_session=True)
         assert proc.returncode == -9, f"the build was not killed at {point} (exit {proc.returncode}): {proc.stderr[-500:]!r}"
         for name, data in _final_files(out).items():
-            if name == "README.md" or name in ("index.parquet", "rejected.parquet"):
-                continue  # folder tables describe the done shards so far; they are checked after the last run
             assert data == reference[name], f"killed at {point}: {name} is visible under its final name but is not the finished file"
         if point == "planned":
             assert not list(out.glob("*.tar")), "planning wrote a shard"
+        if point == "index-written":  # every shard is done: the folder tables are final, the card not yet written
+            assert {INDEX_FILE, REJECTED_FILE} <= set(_final_files(out)) and not (out / CARD_FILE).exists()
     subprocess.run(build_cmd(coco_source, out), check=True, capture_output=True, timeout=300)
     assert _final_files(out) == reference
     assert not list(out.glob("*.tmp"))
