@@ -176,8 +176,8 @@ def test_missing_weights_say_how_to_get_them(data: Path, tmp_path: Path, capsys:
     assert err.count("\n") == 1 and f"--lpips-weights {tmp_path / 'nope.pth'}: file not found" in err
     assert not (tmp_path / "e.json").exists()
     assert main(["eval", "--pred", str(tmp_path / "pred"), "--data", str(data), "--random-weights",
-                 "--split", "nosuch"]) == 2
-    assert "no nosuch shards" in capsys.readouterr().err
+                 "--split", "val"]) == 2
+    assert f"--data {data}: no finished val shards; it has train " in capsys.readouterr().err
 
 
 def test_weight_files_load_by_path(data: Path, ground_truth_predictions: Path, random_run: tuple[dict, str, Path],

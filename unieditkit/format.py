@@ -284,10 +284,15 @@ def split_sizes(markers: Iterable[dict[str, Any]], domains: Iterable[str] = ()) 
 
 
 def local_split_sizes(folder: str | Path, domains: Iterable[str] = ()) -> dict[str, int]:
-    """``split_sizes`` of a local folder's done shards."""
+    """``split_sizes`` of a local folder's done shards, each named by its file name (a marker's count is all
+    that is read of it)."""
     folder = Path(folder)
-    names = find_done_shards(folder, None, domains)
-    return split_sizes(json.loads((folder / marker_name(name)).read_text(encoding="utf-8")) for name in names)
+    markers = []
+    for name in find_done_shards(folder, None, domains):
+        domain, split, _ = parse_shard_name(name)  # type: ignore[misc]  # a done shard's name always parses
+        samples = json.loads((folder / marker_name(name)).read_text(encoding="utf-8")).get("samples", 0)
+        markers.append({"domain": domain, "split": split, "samples": samples})
+    return split_sizes(markers)
 
 
 def describe_splits(sizes: dict[str, int]) -> str:
