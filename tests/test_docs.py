@@ -100,9 +100,14 @@ def test_format_doc_gives_the_format_version_and_every_folder_file_and_field() -
     folder_files = {fmt.CARD_FILE, fmt.BUILD_CONFIG_FILE, fmt.INDEX_FILE, fmt.REJECTED_FILE, fmt.PROBES_FILE,
                     fmt.DUPLICATES_FILE, LOCK_NAME}
     assert folder_files <= listed, f"docs/FORMAT.md's OUT/ listing lacks {sorted(folder_files - listed)}"
-    fields = set(re.findall(r"^\| `(\w+)` \| (?:str|int|bool|struct|list\[\w+\]) \|", section(FORMAT_DOC, "### `json` fields"), re.M))
+    table = section(FORMAT_DOC, "### `json` fields")
+    fields = set(re.findall(r"^\| `(\w+)` \| (?:str|int|bool|struct|list\[\w+\]) \|", table, re.M))
     assert fields == set(fmt.empty_meta()), \
         f"docs/FORMAT.md json fields: missing {sorted(set(fmt.empty_meta()) - fields)}, unknown {sorted(fields - set(fmt.empty_meta()))}"
+    for field, value in fmt.empty_meta().items():
+        if isinstance(value, dict):
+            described = set(re.findall(r"`(\w+)`", re.search(rf"^\| `{field}` \| struct \|(.*)$", table, re.M)[1]))
+            assert set(value) <= described, f"docs/FORMAT.md: `{field}` lacks {sorted(set(value) - described)}"
     members = set(re.findall(r"^\| `([\w.]+)`\s*\|", section(FORMAT_DOC, "## Sample"), re.M))
     assert members >= set(fmt.SAMPLE_FILES), f"docs/FORMAT.md members lack {sorted(set(fmt.SAMPLE_FILES) - members)}"
 
