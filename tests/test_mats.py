@@ -54,27 +54,38 @@ def random_params(rng: np.random.Generator) -> MatsParams:
     )
 
 
+def on_blocks(fine: np.ndarray, k: int) -> np.ndarray:
+    """A block of the ``k x k`` grid is object when any of its pixels is (the grid starts at the image's corner)."""
+    rows, cols = np.arange(0, fine.shape[0], k), np.arange(0, fine.shape[1], k)
+    return np.maximum.reduceat(np.maximum.reduceat(fine.astype(np.uint8), rows, axis=0), cols, axis=1) > 0
+
+
 def reference_rough(fine: np.ndarray, seed: int, params: MatsParams) -> tuple[np.ndarray, int, float]:
-    """The module docstring's definition evaluated on every pixel: no crop, no chamfer bounds, no band, no
-    octave pruning. Parameter draws are shared with the implementation; the geometry and noise are not."""
+    """The module docstring's definition evaluated on every pixel (every block of the grid, for a large object):
+    no crop, no chamfer bounds, no band, no octave pruning. Parameter draws are shared with the implementation;
+    the geometry and noise are not."""
     h, w = fine.shape
     dilate, amp, scale, aspect, cos, sin, off_x, off_y = mats._draw(int(fine.sum()), seed, params)
+    k = mats.block_side(int(fine.sum()), params)
+    grid = on_blocks(fine, k) if k > 1 else fine
+    gh, gw = grid.shape
     _, labels = cv2.distanceTransformWithLabels(
-        (~fine).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5, labelType=cv2.DIST_LABEL_PIXEL
+        (~grid).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5, labelType=cv2.DIST_LABEL_PIXEL
     )
-    obj_r, obj_c = np.nonzero(fine)
+    obj_r, obj_c = np.nonzero(grid)
     nearest = labels - 1
-    dy = (np.arange(h)[:, None] - obj_r[nearest]).astype(np.float32)
-    dx = (np.arange(w)[None, :] - obj_c[nearest]).astype(np.float32)
+    dy = (np.arange(gh)[:, None] - obj_r[nearest]).astype(np.float32)
+    dx = (np.arange(gw)[None, :] - obj_c[nearest]).astype(np.float32)
     c, s, inv_aspect = np.float32(cos), np.float32(sin), np.float32(1.0 / aspect)
     u = c * dx + s * dy
     v = (c * dy - s * dx) * inv_aspect
     de = np.sqrt(u * u + v * v)
-    n = np.clip(noise_field(h, w, scale, params.octaves, offset=(off_x, off_y)), -1, 1)
+    centre = (k - 1) / 2  # each block's noise at its centre pixel
+    n = np.clip(noise_field(gh, gw, scale / k, params.octaves, offset=((centre + off_x) / k, (centre + off_y) / k)), -1, 1)
     for _ in range(mats._MAX_SHRINKS):
-        rough = fine | (de <= np.float32(dilate) + np.float32(amp) * n)
-        if rough.sum() <= params.max_area_frac * h * w:
-            return rough, dilate, amp
+        rough = grid | (de <= np.float32(dilate / k) + np.float32(amp / k) * n)
+        if rough.sum() * k * k <= params.max_area_frac * h * w:
+            return (rough.repeat(k, axis=0).repeat(k, axis=1)[:h, :w] if k > 1 else rough), dilate, amp
         dilate, amp = int(dilate * mats._SHRINK), amp * mats._SHRINK
     return fine.copy(), 0, 0.0
 
@@ -133,7 +144,7 @@ def test_rough_contains_fine_and_stays_near_it():
         assert not (fine & ~rough).any(), f"case {case}: rough does not contain fine"
         # every rough pixel is within dilate + amp (Euclidean) of the object, so inside the grown box
         x0, y0, x1, y1 = bbox(fine)
-        m = math.ceil(info.dilate_px + info.noise_amp_px)
+        m = math.ceil(info.dilate_px + info.noise_amp_px) + 2 * (info.block_px - 1)
         grown = np.zeros_like(rough)
         grown[max(0, y0 - m) : y1 + m, max(0, x0 - m) : x1 + m] = True
         assert not (rough & ~grown).any(), f"case {case}: rough reaches beyond the grown box"
@@ -261,3 +272,19 @@ def test_non_2d_mask_is_refused():
 def test_bad_params_name_the_field(kw):
     with pytest.raises(UserError, match=f"MatsParams.{next(iter(kw))}"):
         MatsParams(**kw)
+
+
+def test_large_objects_are_worked_on_a_block_grid_and_work_side_0_keeps_pixels():
+    fine = np.zeros((512, 512), np.uint8)
+    cv2.ellipse(fine, (250, 270), (150, 90), 25, 0, 360, 1, -1)
+    fine = fine.astype(bool)
+    rough, info = rough_mask(fine, 5)
+    k = info.block_px
+    assert k == math.isqrt(int(fine.sum())) // MatsParams().work_side >= 2
+    n = 512 // k * k
+    blocks = rough[:n, :n].reshape(n // k, k, n // k, k)
+    assert (blocks.all(axis=(1, 3)) | ~blocks.any(axis=(1, 3))).all(), "each block is all in or all out"
+    exact, exact_info = rough_mask(fine, 5, MatsParams(work_side=0))
+    assert exact_info.block_px == 1 and (exact_info.dilate_px, exact_info.noise_amp_px) == (info.dilate_px, info.noise_amp_px)
+    assert np.array_equal(exact, reference_rough(fine, 5, MatsParams(work_side=0))[0])
+    assert 0.97 < rough.sum() / exact.sum() < 1.03, "the block grid changes the boundary, not the size"

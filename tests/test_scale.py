@@ -132,6 +132,8 @@ def test_recorded_mats_params_needs_a_built_domain(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="build_config.json: cannot read"):
         recorded_mats_params(tmp_path, "garments")
     (tmp_path / "build_config.json").write_text(json.dumps({"domains": {"garments": {"settings": {}}}}))
-    assert recorded_mats_params(tmp_path, "garments") == MatsParams()
+    assert recorded_mats_params(tmp_path, "garments") == MatsParams(work_side=0), "built before MATS settings: defaults, per pixel"
+    (tmp_path / "build_config.json").write_text(json.dumps({"domains": {"garments": {"settings": {"mats": {"octaves": 1}}}}}))
+    assert recorded_mats_params(tmp_path, "garments") == MatsParams(octaves=1, work_side=0), "built before work_side: per pixel"
     with pytest.raises(UserError, match="no domain 'shoes'"):
         recorded_mats_params(tmp_path, "shoes")

@@ -79,7 +79,7 @@ _META_TEMPLATE: dict[str, Any] = {
     "scores": {"detector": NOT_MEASURED, "categorize": NOT_MEASURED, "match": NOT_MEASURED, "sharpness": NOT_MEASURED, "fine_area": NOT_MEASURED},
     "mask_source": "",
     "pair_method": "",
-    "mats": {"seed": 0, "dilate_px": 0, "noise_amp_px": 0.0, "noise_scale": 0.0, "octaves": 0, "rough_area": 0.0, "box_area": 0.0},
+    "mats": {"seed": 0, "dilate_px": 0, "noise_amp_px": 0.0, "noise_scale": 0.0, "octaves": 0, "block_px": 1, "rough_area": 0.0, "box_area": 0.0},
     "augment": {"flip": False, "scale": 1.0, "rotate_deg": 0.0, "perspective": 0.0, "brightness": 0.0, "contrast": 1.0, "gamma": 1.0},
     "taxonomy_version": "",
     "tool_version": __version__,
@@ -311,7 +311,8 @@ def mats_params_json(params: Any) -> dict[str, Any]:
 def recorded_mats_params(folder: str | Path, domain: str) -> Any:
     """The ``MatsParams`` a folder's ``domain`` was built with, read from its ``build_config.json``: what
     training's ``rough_source: regenerate`` must use to redraw the stored rough masks bit for bit. A folder built
-    before MATS parameters were recorded used the defaults."""
+    before MATS parameters were recorded used the defaults, and one built before ``work_side`` existed drew every
+    rough mask per pixel (``work_side: 0``)."""
     from .errors import UserError
     from .mats import MatsParams
 
@@ -324,8 +325,8 @@ def recorded_mats_params(folder: str | Path, domain: str) -> Any:
         raise UserError(f"{path}: no domain '{domain}' (built: {', '.join(sorted(domains)) or 'none'}); pick one of those")
     recorded = domains[domain].get("settings", {}).get("mats")
     if recorded is None:
-        return MatsParams()
-    return MatsParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()})
+        return MatsParams(work_side=0)
+    return MatsParams(**{"work_side": 0, **{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()}})
 
 
 def duplicates_coverage(shards: list[dict[str, Any]]) -> dict[str, int]:

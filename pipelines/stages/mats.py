@@ -39,6 +39,7 @@ class MatsStage:
             "noise_amp_px": round(float(v.info.noise_amp_px), 4),
             "noise_scale": round(float(v.info.noise_scale), 4),
             "octaves": v.info.octaves,
+            "block_px": v.info.block_px,
             "rough_area": round(float(v.rough.mean()), 6),
             "box_area": round(float(v.box.mean()), 6),
         }
