@@ -58,16 +58,23 @@ def wrap_model(model: nn.Module, strategy: str, info: DistInfo) -> nn.Module:
 
     FSDP2 shards per parameter, so frozen backbone weights and trainable experts can share a block (FSDP1 needed
     ``use_orig_params`` for that). The model object stays the same for FSDP, so callers keep one reference.
+    A quantized frozen weight (``model.backbone_quant``) is left to neither: neither DDP's start-up broadcast nor
+    FSDP2's sharding can split torchao's or bitsandbytes' tensors, and every rank quantized the same snapshot the
+    same way, so each keeps its own whole copy (under FSDP2 only experts, gradients and moments are sharded).
     """
     if not info.distributed:
         return model
+    quantized = {p for p in model.parameters() if not p.requires_grad and type(p) not in (torch.Tensor, nn.Parameter)}
     if strategy == "fsdp":
         from torch.distributed.fsdp import fully_shard
 
         for block in shard_units(model):
-            fully_shard(block)
-        fully_shard(model)
+            fully_shard(block, ignored_params=quantized or None)
+        fully_shard(model, ignored_params=quantized or None)
         return model
+    if quantized:
+        names = [n for n, p in model.named_parameters() if p in quantized]
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, names)
     device_ids = [info.local_rank] if info.device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=device_ids)
 

@@ -19,7 +19,9 @@ router. Each tensor is then priced as the library that would hold it stores it:
 
 Per GPU: DDP keeps a whole replica plus its gradient buckets (a second copy of the gradients, since
 ``gradient_as_bucket_view`` is off); FSDP2 keeps ``1/N`` of everything plus the two blocks it has gathered (the one
-running and the one prefetched) and the running block's full gradients. Not counted, and printed as such:
+running and the one prefetched) and the running block's full gradients, except that a quantized backbone is not
+sharded (``distributed.wrap_model``: ``fully_shard`` cannot split torchao's or bitsandbytes' tensors), so there
+every rank holds all of it and only experts, gradients and moments are divided. Not counted, and printed as such:
 activations (measured on a GPU by ``bench/gpu_flux.py --quant``), the CUDA context and allocator slack. The
 ``tests/training/test_quant.py`` counts are checked against the bytes real torchao, bitsandbytes and optimizer
 tensors hold on a tiny config.
@@ -90,7 +92,10 @@ class StateBytes:
         return self.total + self.gradients
 
     def fsdp(self, world_size: int) -> int:
-        return math.ceil(self.total / world_size) + 2 * self.block + self.block_gradients
+        if self.quant == "none":
+            return math.ceil(self.total / world_size) + 2 * self.block + self.block_gradients
+        trained = self.experts + self.gradients + self.optimizer
+        return self.backbone + math.ceil(trained / world_size) + 3 * self.block_gradients
 
 
 def transformer_config(cfg: Config) -> tuple[str, dict]:
@@ -182,7 +187,8 @@ def plan_lines(cfg: Config) -> list[str]:
                      "measures it on a GPU)")
     cards = "".join(f"{f'{c} GB':>9}" for c in GPU_CLASSES_GIB)
     lines += ["", "per GPU: counted state, then GB left on each card for activations, CUDA context and allocator "
-              "(none counted; a card holds its size in GiB)",
+              "(none counted; a card holds its size in GiB); FSDP2 shards a quantized backbone's experts and "
+              "optimizer, not the backbone itself",
               f"{'strategy':<12}{'quant':<7}{'per GPU':>9}{cards}"]
     strategies = [("ddp", StateBytes.ddp)] + [(f"fsdp2 x{n}", lambda r, n=n: r.fsdp(n)) for n in FSDP_WORLD_SIZES]
     for name, per_gpu in strategies:
