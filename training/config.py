@@ -34,7 +34,8 @@ DIT_MOT_PATTERNS = [
 #: backbone (norms, biases) stays bf16; the experts and the router are fp32 in every case.
 BACKBONE_QUANTS = {
     "none": "model.backbone_dtype weights, not quantized",
-    "int8": "torchao int8 weight-only (an fp32 scale and an int8 zero point per output row), dequantized to bf16 in each matmul",
+    "int8": "torchao int8 weight-only (an fp32 scale and an int8 zero point per output row), dequantized to bf16 in "
+            "each matmul",
     "fp8": "torchao float8 e4m3 weight-only (one fp32 scale per output row), dequantized to bf16 in each matmul",
     "nf4": "bitsandbytes NF4 (4-bit blocks of 64, double-quantized scales), dequantized to bf16 in each matmul",
 }
@@ -224,7 +225,8 @@ def _unset_backbone_defaults(data: dict[str, Any]) -> dict[str, Any]:
 
 def config_notes(cfg: Config) -> list[str]:
     """What the run log says about the config itself: the keys that took the backbone's defaults, a quantized
-    backbone, and a flux-fill resolution too low for an editor worth keeping (``unieditkit edit`` upsamples such an output into the mask)."""
+    backbone, and a flux-fill resolution too low for an editor worth keeping (``unieditkit edit`` upsamples such
+    an output into the mask)."""
     notes = []
     if cfg.backbone_defaults:
         values = []
