@@ -16,6 +16,10 @@ not: a same-size change whose modification time was put back (``touch -r``, a ba
 times) or, on object storage without MD5 ETags, one written in the same second as the marker; ``validate``
 finds those. A file the store cannot vouch for (a folder copied without its times, SSE-KMS ETags) is hashed in
 full, in parallel tasks, and rebuilt only if its bytes differ.
+
+Why the marker records an MD5 rather than the ETag or mtime the store reported after the upload: the marker is a
+shard file and must be the same bytes on every run and every store (a killed and resumed build equals an
+uninterrupted one, an S3 build equals a local one); the MD5 is exactly the ETag S3 gives a one-piece upload.
 """
 
 from __future__ import annotations
@@ -89,7 +93,7 @@ def stored_files(out: Folder | Path) -> dict[str, Stored]:
     for e in entries:
         if e.get("type") != "file":
             continue
-        etag = _MD5_ETAG.match(str(e.get("ETag") or e.get("etag") or ""))
+        etag = _MD5_ETAG.match(str(e.get("ETag", "")))
         modified = e.get("LastModified")
         found[e["name"].rstrip("/").rsplit("/", 1)[-1]] = Stored(
             int(e["size"]), etag[1] if etag else "", int(modified.timestamp() * 1e9) if isinstance(modified, datetime) else None
