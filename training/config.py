@@ -241,6 +241,11 @@ def config_notes(cfg: Config) -> list[str]:
         notes.append(f"model.backbone_quant {m.backbone_quant}: the frozen FLUX.1-Fill transformer in "
                      f"{BACKBONE_QUANTS[m.backbone_quant]}; experts and router fp32, the only weights that train "
                      "(`unieditkit train --memory-plan` counts the bytes)")
+        if not m.gradient_checkpointing:
+            notes.append(f"warning: model.backbone_quant {m.backbone_quant} without model.gradient_checkpointing: "
+                         "each linear keeps its weight dequantized to bf16 for the backward pass, so a step holds the "
+                         "whole backbone in bf16 again; set model.gradient_checkpointing: true (the flux-fill "
+                         "default), which keeps one block's at a time")
     if m.backbone == "flux-fill" and m.image_size < FLUX_FILL_MIN_PX:
         default = FLUX_FILL_DEFAULTS["model.image_size"][0]
         notes.append(f"warning: model.image_size {m.image_size} px per half is below {FLUX_FILL_MIN_PX} for "

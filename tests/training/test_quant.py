@@ -181,6 +181,22 @@ def test_a_quant_this_machine_cannot_run_or_a_wrong_setting_is_one_line(tiny_flu
         load_config(tiny_flux_config, {"model.pretrained": "snap", "model.backbone_quant": "int4"})
 
 
+def test_a_quantized_backbone_without_checkpointing_is_warned_about(tiny_flux, tiny_flux_config):
+    """torchao's weight-only linear multiplies by a bf16 copy of its weight, and autograd keeps that copy for the
+    backward pass: without checkpointing every block's copy stays until backward (checked here on a real linear)."""
+    from training.config import config_notes
+
+    linear = load_flux_fill_transformer(tiny_flux, torch.bfloat16, "cpu", "int8").transformer_blocks[0].ff.net[2]
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        linear(torch.randn(1, 4, linear.in_features, dtype=torch.bfloat16, requires_grad=True))
+    assert any(t.dtype == torch.bfloat16 and t.shape == linear.weight.shape[::-1] for t in saved)
+    base = {"model.pretrained": str(tiny_flux), "model.backbone_quant": "int8"}
+    off = config_notes(load_config(tiny_flux_config, {**base, "model.gradient_checkpointing": False}))
+    assert [n for n in off if n.startswith("warning: model.backbone_quant int8 without model.gradient_checkpointing")]
+    assert not [n for n in config_notes(load_config(tiny_flux_config, base)) if "without model.gradient_check" in n]
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present: nf4 loads there")
 def test_train_refuses_nf4_without_a_gpu_before_any_rank_starts(tiny_flux, tiny_flux_config, two_domain_shards,
                                                                tmp_path, capsys):
