@@ -22,7 +22,9 @@ Per GPU: DDP keeps a whole replica plus its gradient buckets (a second copy of t
 running and the one prefetched) and the running block's full gradients, except that a quantized backbone is not
 sharded (``distributed.wrap_model``: ``fully_shard`` cannot split torchao's or bitsandbytes' tensors), so there
 every rank holds all of it and only experts, gradients and moments are divided. Not counted, and printed as such:
-activations (measured on a GPU by ``bench/gpu_flux.py --quant``), the CUDA context and allocator slack. The
+activations (measured on a GPU by ``bench/gpu_flux.py --quant``, which also holds the bf16 copy of one block's
+weights a quantized backbone's backward keeps: 0.68 GB for a double-stream block), the CUDA context and allocator
+slack. The
 ``tests/training/test_quant.py`` counts are checked against the bytes real torchao, bitsandbytes and optimizer
 tensors hold on a tiny config.
 """
