@@ -1,8 +1,12 @@
 """Hand finished shards to Ray tasks that write them, so sample bytes never travel through the driver.
 
 The stage chain's output blocks stay in Ray's object store. For each block the driver learns only which units
-(and how many of each unit's rows) it holds, from a tiny task that runs next to the block. When every unit of a
-shard is in, the driver starts a write task with the refs of the blocks that hold the shard's rows; that task
+(and how many of each unit's rows) it holds: the chain's last step (``tag_units``, fused into the same Ray task)
+writes that list into the block's Arrow schema metadata, which Ray Data hands to the driver with the block's
+reference anyway. A block whose list does not account for its rows exactly (Ray Data may split or merge its output)
+and a re-run's block are asked by a tiny task that runs next to the block instead. Both ways are cheap; the task
+costs a worker process per concurrent call, which the profile found to be a fifth of a small-image build's CPU
+(``bench/profile_build.py``). When every unit of a shard is in, the driver starts a write task with the refs of the blocks that hold the shard's rows; that task
 fetches them on its own node, keeps the shard's rows and writes the shard (``writer.write_shard``), and sends
 back only the shard's stats. A unit that is run again (after its batch was lost) gets its rows from its own new
 block; the rows it may have left in older blocks are excluded by unit id, so a partial batch is never duplicated.
@@ -10,6 +14,7 @@ block; the rows it may have left in older blocks are excluded by unit id, so a p
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
@@ -26,11 +31,29 @@ if TYPE_CHECKING:
 
 #: concurrently running write tasks; more only queue blocks in the object store
 MAX_WRITES_IN_FLIGHT = 8
+#: the schema metadata key of a block's unit list (``tag_units``)
+UNITS_KEY = b"unieditkit_units"
+
+Summary = list[tuple[str, str, int]]
 
 
-def block_units(block: pa.Table) -> list[tuple[str, str, int]]:
+def block_units(block: pa.Table) -> Summary:
     """``(shard, unit_id, unit_rows)`` of every row of a block: all the driver needs to know about it."""
     return list(zip(block["shard"].to_pylist(), block["unit_id"].to_pylist(), block["unit_rows"].to_pylist()))
+
+
+def tag_units(block: pa.Table) -> pa.Table:
+    """The chain's last step, in the worker: the block's ``block_units`` as JSON in its schema metadata."""
+    return block.replace_schema_metadata({UNITS_KEY: json.dumps(block_units(block)).encode()})
+
+
+def tagged_units(schema: Any, num_rows: int | None) -> Summary | None:
+    """The unit list ``tag_units`` put into a block's schema, if it accounts for exactly the block's rows."""
+    meta = getattr(schema, "metadata", None) or {}
+    if UNITS_KEY not in meta:
+        return None
+    units = [(shard, unit, int(rows)) for shard, unit, rows in json.loads(meta[UNITS_KEY])]
+    return units if len(units) == num_rows else None
 
 
 def write_from_blocks(
@@ -75,13 +98,14 @@ class ShardDistributor:
         self._write = ray.remote(write_from_blocks).options(max_retries=TASK_RETRIES, retry_exceptions=False)
         self.writing: list[Any] = []
 
-    def add_block(self, ref: Any) -> int:
-        """Take one output block (an object ref); returns how many units it completed."""
+    def add_block(self, ref: Any, units: Summary | None = None) -> int:
+        """Take one output block (an object ref) and, where known, its ``block_units`` (else a task next to the
+        block reads them); returns how many units it completed."""
         import ray
 
         completed = 0
         touched: set[str] = set()
-        for shard, unit_id, unit_rows in ray.get(self._summarize.remote(ref)):
+        for shard, unit_id, unit_rows in units if units is not None else ray.get(self._summarize.remote(ref)):
             state = self.shards[shard]
             if shard not in touched:
                 state.blocks.append((ref, set()))

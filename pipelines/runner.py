@@ -27,7 +27,7 @@ from .plan import ShardPlan
 from .stages.base import Stage
 from .stages.pair import complete_row, rejected, unit_key
 from .stages.registry import build_chain
-from .distributor import ShardDistributor
+from .distributor import ShardDistributor, tag_units, tagged_units
 
 if TYPE_CHECKING:
     from .models.weights import ModelSpec
@@ -109,7 +109,7 @@ def _dataset(rows: list[dict[str, Any]], chain: list[Stage], batch_size: int) ->
                 num_cpus=res.num_cpus or fair_cpus,
                 max_task_retries=TASK_RETRIES,
             )
-    return ds
+    return ds.map_batches(tag_units, batch_size=None, batch_format="pyarrow", max_retries=TASK_RETRIES)
 
 
 def _run_alone(row: dict[str, Any], chain: list[Stage]) -> pa.Table:
@@ -152,8 +152,9 @@ def run_stages(todo: list[ShardPlan], config: BuildConfig, distributor: ShardDis
     try:
         with tqdm(total=len(rows), unit="unit", desc=f"build {config.domain}", disable=not config.progress) as bar:
             for bundle in _dataset(rows, chain, config.batch_size).iter_internal_ref_bundles():
-                for ref in bundle.block_refs:
-                    bar.update(distributor.add_block(ref))
+                for entry in bundle.blocks:
+                    units = tagged_units(bundle.schema, entry.metadata.num_rows) if len(bundle.blocks) == 1 else None
+                    bar.update(distributor.add_block(entry.ref, units))
                 distributor.poll()
             missing = distributor.missing_units()
             if missing:

@@ -65,3 +65,15 @@ def test_shard_tar_is_byte_for_byte_what_webdatasets_tarwriter_writes(tmp_path) 
     assert ours.getvalue() == theirs.getvalue()
     (tmp_path / "shard.tar").write_bytes(ours.getvalue())
     assert [s["__key__"] for s in wds.WebDataset([str(tmp_path / "shard.tar")], shardshuffle=False)] == [k for k, _ in samples]
+
+
+def test_a_blocks_unit_list_is_used_only_when_it_accounts_for_exactly_its_rows() -> None:
+    import pyarrow as pa
+
+    from pipelines.distributor import block_units, tag_units, tagged_units
+
+    block = pa.table({"shard": ["s0", "s0", "s1"], "unit_id": ["a", "a", "b"], "unit_rows": [2, 2, 1], "key": ["x", "y", "z"]})
+    tagged = tag_units(block)
+    assert tagged.equals(block) and tagged_units(tagged.schema, 3) == block_units(block) == [("s0", "a", 2), ("s0", "a", 2), ("s1", "b", 1)]
+    assert tagged_units(tagged.schema, 2) is None, "a block Ray Data split or merged: its rows are counted by a task"
+    assert tagged_units(block.schema, 3) is None and tagged_units(None, 3) is None
