@@ -7,13 +7,17 @@ reference, checks the sample and draws the MATS masks, and runs on Ray. P5: 2 wo
 driver's peak RSS (its own process, not the Ray workers) for a small and a ten times larger build: sample bytes
 never reach the driver, so it should stay flat.
 
-Usage: ``python bench/bench_build.py [--images 2000] [--size 640 480] [--rss-units 2000 20000]``
+Every figure is the median of ``--repeats`` runs (3), printed with its min and max, and each ratio is taken within
+one repeat (floor, 1 worker and 2 workers measured back to back), so one noisy run cannot set a claim.
+
+Usage: ``python bench/bench_build.py [--images 2000] [--size 640 480] [--repeats 3] [--rss-units 2000 20000]``
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import os
 import platform
 import shutil
@@ -114,6 +118,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--size", type=int, nargs=2, default=(640, 480))
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each figure; the median is reported with min and max")
     parser.add_argument("--rss-units", type=int, nargs="*", default=[2000, 20000])
     parser.add_argument("--rss-size", type=int, nargs=2, default=(96, 72), help="image size of the RSS builds (small: only the unit count matters)")
     args = parser.parse_args()
@@ -122,31 +127,45 @@ def main() -> None:
     try:
         coco = make_coco(work / "src", args.images, tuple(args.size))
         warm_up = make_coco(work / "warm", 64, tuple(args.size), seed=1)
-        n, raw = min((raw_floor(coco, work / "raw.tar") for _ in range(2)), key=lambda r: r[1])
-        rows = [("raw floor: decode, 2 JPEG + 4 PNG, tar; 1 process", n / raw, 1.0, "")]
-        speed = {}
-        for w in args.workers:
-            dt, samples = timed_build(coco, warm_up, work / f"out{w}", w)
-            speed[w] = n / dt
-            rows.append((f"unieditkit build, Ray {w} worker(s)", n / dt, (n / dt) / (n / raw), f"{samples / dt:.1f} samples/s, {dt:.1f} s"))
+        floor: list[float] = []
+        speed: dict[int, list[float]] = {w: [] for w in args.workers}
+        samples: dict[int, list[float]] = {w: [] for w in args.workers}
+        for rep in range(args.repeats):
+            n, raw = min((raw_floor(coco, work / "raw.tar") for _ in range(2)), key=lambda r: r[1])
+            floor.append(n / raw)
+            for w in args.workers:
+                out = work / f"out{w}-{rep}"
+                dt, written = timed_build(coco, warm_up, out, w)
+                speed[w].append(n / dt)
+                samples[w].append(written / dt)
+                shutil.rmtree(out)
+                shutil.rmtree(out.with_name(out.name + "-warm"))
         rss = []
         for units in args.rss_units:
             src = make_coco(work / f"rss{units}", units, tuple(args.rss_size), seed=units)
             rss.append((units, driver_peak_rss_mib(src, work / f"rssout{units}")))
             shutil.rmtree(work / f"rss{units}")
             shutil.rmtree(work / f"rssout{units}")
-        print(f"\n{n} images of {args.size[0]}x{args.size[1]}, one object each; {platform.processor() or platform.machine()}, "
-              f"{len(os.sched_getaffinity(0))} cores, load average {os.getloadavg()[0]:.1f}, Python {sys.version.split()[0]}\n")
-        print("| pipeline | images/s | vs raw (P1) | |")
-        print("|---|---:|---:|---|")
-        for name, ips, ratio, extra in rows:
-            print(f"| {name} | {ips:.1f} | {ratio:.2f}× | {extra} |")
+        print(f"\n{args.images} images of {args.size[0]}x{args.size[1]}, one object each; {platform.processor() or platform.machine()}, "
+              f"{len(os.sched_getaffinity(0))} cores, load average {os.getloadavg()[0]:.1f}, Python {sys.version.split()[0]}; "
+              f"median [min-max] of {args.repeats} runs\n")
+        print("| pipeline | images/s | vs raw (P1) | samples/s |")
+        print("|---|---:|---:|---:|")
+        print(f"| raw floor: decode, 2 JPEG + 4 PNG, tar; 1 process | {_spread(floor)} | 1.00× | |")
+        for w in args.workers:
+            p1 = [b / f for b, f in zip(speed[w], floor)]
+            print(f"| unieditkit build, Ray {w} worker(s) | {_spread(speed[w])} | {_spread(p1, '×', 2)} | {_spread(samples[w])} |")
         if 1 in speed and 2 in speed:
-            print(f"\nP5 scaling, 2 workers ÷ 1 worker: {speed[2] / speed[1]:.2f}×")
+            print(f"\nP5 scaling, 2 workers ÷ 1 worker: {_spread([b / a for a, b in zip(speed[1], speed[2])], '×', 2)}")
         for units, mib in rss:
             print(f"driver peak RSS, {units} units of {args.rss_size[0]}x{args.rss_size[1]}: {mib:.0f} MiB")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _spread(values: list[float], unit: str = "", digits: int = 1) -> str:
+    """``median unit [min-max]``: one figure and how far the runs strayed from it."""
+    return f"{statistics.median(values):.{digits}f}{unit} [{min(values):.{digits}f}-{max(values):.{digits}f}]"
 
 
 if __name__ == "__main__":
