@@ -213,7 +213,8 @@ def test_tar_that_no_longer_matches_its_marker_is_reported(built_dataset: Path, 
     data[len(data) // 2] ^= 0xFF
     tar.write_bytes(bytes(data))
     rc, lines, _ = _validate(out, capsys)
-    assert rc == 1 and f"{tar.name} differs from the SHA-256 in its marker: re-run the build" in "\n".join(lines)
+    marker = tar.name.removesuffix(".tar") + "_stats.json"
+    assert rc == 1 and f"{tar.name} differs from the SHA-256 in its marker: delete {marker} and re-run" in "\n".join(lines)
 
 
 def test_damaged_tar_and_link_member_are_reported_not_followed(small_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

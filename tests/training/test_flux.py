@@ -256,8 +256,12 @@ def test_edit_errors_are_one_line(tmp_path):
         _edit(["--checkpoint", str(tmp_path), "--out", "x", "--data", "d", "--ref", "r.jpg"])
     with pytest.raises(UserError, match="--variants fine,scribble"):
         _edit(["--checkpoint", str(tmp_path), "--out", "x", "--data", "d", "--variants", "fine,scribble"])
-    with pytest.raises(UserError, match="no config.yaml"):
+    with pytest.raises(UserError, match="--data d: not a folder"):
         _edit(["--checkpoint", str(tmp_path), "--out", "x", "--data", "d"])
+    with pytest.raises(UserError, match="no finished test shards"):
+        _edit(["--checkpoint", str(tmp_path), "--out", "x", "--data", str(tmp_path)])
+    with pytest.raises(UserError, match="no config.yaml"):
+        _edit(["--checkpoint", str(tmp_path), "--out", "x.png", "--ref", "r.jpg", "--image", "i.jpg", "--mask", "m.png"])
 
 
 @pytest.mark.slow
