@@ -4,11 +4,11 @@ The stage chain's output blocks stay in Ray's object store. For each block the d
 (and how many of each unit's rows) it holds: the chain's last step (``tag_units``, fused into the same Ray task)
 writes that list into the block's Arrow schema metadata, which Ray Data hands to the driver with the block's
 reference anyway. A block whose list does not account for its rows exactly (Ray Data may split or merge its output)
-and a re-run's block are asked by a tiny task that runs next to the block instead. Both ways are cheap; the task
-costs a worker process per concurrent call, which the profile found to be a fifth of a small-image build's CPU
-(``bench/profile_build.py``). When every unit of a shard is in, the driver starts a write task with the refs of the blocks that hold the shard's rows; that task
-fetches them on its own node, keeps the shard's rows and writes the shard (``writer.write_shard``), and sends
-back only the shard's stats. A unit that is run again (after its batch was lost) gets its rows from its own new
+and a re-run's block are asked by a tiny task that runs next to the block instead. Both ways are cheap in bytes;
+the task, though, runs beside the CPU-bound ones, so Ray starts extra worker processes for it: the largest
+overhead the profile found (``bench/profile_build.py``). When every unit of a shard is in, the driver starts a
+write task with the refs of the blocks that hold the shard's rows; that task fetches them on its own node, keeps
+the shard's rows and writes the shard (``writer.write_shard``), and sends back only the shard's stats. A unit that is run again (after its batch was lost) gets its rows from its own new
 block; the rows it may have left in older blocks are excluded by unit id, so a partial batch is never duplicated.
 """
 
