@@ -8,8 +8,9 @@ and a re-run's block are asked by a tiny task that runs next to the block instea
 the task, though, runs beside the CPU-bound ones, so Ray starts extra worker processes for it: the largest
 overhead the profile found (``bench/profile_build.py``). When every unit of a shard is in, the driver starts a
 write task with the refs of the blocks that hold the shard's rows; that task fetches them on its own node, keeps
-the shard's rows and writes the shard (``writer.write_shard``), and sends back only the shard's stats. A unit that is run again (after its batch was lost) gets its rows from its own new
-block; the rows it may have left in older blocks are excluded by unit id, so a partial batch is never duplicated.
+the shard's rows and writes the shard (``writer.write_shard``), and sends back only the shard's stats. A unit
+that is run again (after its batch was lost) gets its rows from its own new block; the rows it may have left in
+older blocks are excluded by unit id, so a partial batch is never duplicated.
 """
 
 from __future__ import annotations
