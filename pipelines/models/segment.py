@@ -205,6 +205,21 @@ def sam2_config_path(config: str) -> str:
     return f"configs/{version}/{config}.yaml"
 
 
+def build_sam2_checked(builder: Callable[..., Any], config: str, checkpoint: str | Path | None, overrides: Sequence[str]) -> Any:
+    """A SAM 2 model from ``builder`` (``build_sam2`` or ``build_sam2_video_predictor``) on the CPU: seeded
+    random weights, then the checkpoint's, checked key by key; shared by the segmenter and the video tracker so
+    both refuse a checkpoint that does not fit their config the same way."""
+    with seeded(0):
+        model = builder(sam2_config_path(config), None, device="cpu", hydra_overrides_extra=list(overrides))
+    if checkpoint is not None:
+        state = load_state_dict(checkpoint, "--sam2-checkpoint")
+        try:
+            load_checked(model, state, "sam2", "--sam2-checkpoint", checkpoint)
+        except UserError as err:
+            raise UserError(f"{err} (--sam2-config {config})") from None
+    return model
+
+
 class Sam2Segmenter(PromptedSegmenter):
     """SAM 2 image prediction (``SAM2ImagePredictor``) with box prompts: one ``set_image`` per image, all its
     boxes in one ``predict``. ``config`` is a SAM 2 config name (``sam2.1_hiera_t`` ... ``sam2.1_hiera_l``);
@@ -218,16 +233,8 @@ class Sam2Segmenter(PromptedSegmenter):
         from sam2.build_sam import build_sam2
         from sam2.sam2_image_predictor import SAM2ImagePredictor
 
-        path = sam2_config_path(config)
         self.device = resolve_device(device)
-        with seeded(0):
-            model = build_sam2(path, None, device="cpu", hydra_overrides_extra=list(overrides))
-        if checkpoint is not None:
-            state = load_state_dict(checkpoint, "--sam2-checkpoint")
-            try:
-                load_checked(model, state, "sam2", "--sam2-checkpoint", checkpoint)
-            except UserError as err:
-                raise UserError(f"{err} (--sam2-config {config})") from None
+        model = build_sam2_checked(build_sam2, config, checkpoint, overrides)
         self.predictor = SAM2ImagePredictor(model.to(self.device).eval())
 
     def _predict(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:

@@ -55,7 +55,6 @@ from typing import Callable, Protocol, Sequence
 import cv2
 import numpy as np
 
-from unieditkit.errors import UserError
 
 MOTION_PENALTY = 0.5
 MAX_STEPS = 48
@@ -231,19 +230,10 @@ class Sam2Tracker:
         from sam2.build_sam import build_sam2_video_predictor
 
         from ..models.device import resolve_device
-        from ..models.random_init import seeded
-        from ..models.segment import sam2_config_path
-        from ..models.weights import load_checked, load_state_dict
+        from ..models.segment import build_sam2_checked
 
         self.device = resolve_device(device)
-        with seeded(0):
-            predictor = build_sam2_video_predictor(sam2_config_path(config), None, device="cpu", hydra_overrides_extra=list(overrides))
-        if checkpoint is not None:
-            state = load_state_dict(checkpoint, "--sam2-checkpoint")
-            try:
-                load_checked(predictor, state, "sam2", "--sam2-checkpoint", checkpoint)
-            except UserError as err:
-                raise UserError(f"{err} (--sam2-config {config})") from None
+        predictor = build_sam2_checked(build_sam2_video_predictor, config, checkpoint, overrides)
         self.predictor = predictor.to(self.device).eval()
 
     def track(self, frames: Sequence[np.ndarray], boxes: Sequence[Sequence[float]]) -> list[Track]:
