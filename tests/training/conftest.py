@@ -183,3 +183,15 @@ def tiny_flux_config(tmp_path: pathlib.Path) -> pathlib.Path:
     path = tmp_path / "flux.yaml"
     path.write_text(TINY_FLUX_CONFIG)
     return path
+
+
+def log_losses(run_dir: pathlib.Path) -> dict[int, float]:
+    """Loss per step, from a run's ``log.jsonl``."""
+    rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in rows if "loss" in r}
+
+
+def log_notes(run_dir: pathlib.Path) -> list[str]:
+    """The notes a run logged (defaults taken, fallbacks), from its ``log.jsonl``."""
+    rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    return [r["note"] for r in rows if "note" in r]

@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import log_losses, log_notes
 from training.config import load_config
 from training.flux_adapter import check_snapshot
 from unieditkit.errors import MissingModelError, UserError
@@ -184,16 +185,6 @@ def test_prompt_is_the_caption_else_the_template_with_the_display_name():
     assert prompts_for(batch, "a photo of {name}") == ["a red bag on a chair", "a photo of T-shirt"]
 
 
-def _rows(run_dir):
-    rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
-    return {r["step"]: r["loss"] for r in rows if "loss" in r}
-
-
-def _notes(run_dir):
-    rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
-    return [r["note"] for r in rows if "note" in r]
-
-
 def test_flux_fill_without_a_config_resolves_to_a_run_worth_keeping(tiny_flux, two_domain_shards, tmp_path):
     """`train --backbone flux-fill --pretrained SNAP` and nothing else: the run folder's config.yaml records 512 px
     per half, gradient checkpointing and batch 1 with accumulation, and the log says so once."""
@@ -214,10 +205,10 @@ def test_flux_fill_without_a_config_resolves_to_a_run_worth_keeping(tiny_flux, t
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["model"]["image_size"] >= 512 and saved["model"]["gradient_checkpointing"] is True
     assert saved["train"]["batch_size"] == 1 and saved["train"]["grad_accum"] == 4 and saved["optim"]["lr"] == 1e-4
-    assert np.isfinite(_rows(out)[1])
-    filled = [n for n in _notes(out) if n.startswith("model.backbone flux-fill:")]
+    assert np.isfinite(log_losses(out)[1])
+    filled = [n for n in log_notes(out) if n.startswith("model.backbone flux-fill:")]
     assert len(filled) == 1 and "model.image_size 512, model.gradient_checkpointing true" in filled[0]
-    assert not any(n.startswith("warning: model.image_size") for n in _notes(out))
+    assert not any(n.startswith("warning: model.image_size") for n in log_notes(out))
 
 
 def test_one_process_flux_run_resumes_bit_exactly_with_grad_accumulation_and_cache(
@@ -233,8 +224,8 @@ def test_one_process_flux_run_resumes_bit_exactly_with_grad_accumulation_and_cac
     assert run(part) == 4
     part.train.stop_after = 0
     assert run(part, "latest") == 6
-    assert _rows(tmp_path / "part") == _rows(tmp_path / "full")
-    assert "warning: model.image_size 32 px per half is below 256 for flux-fill" in " ".join(_notes(tmp_path / "full"))
+    assert log_losses(tmp_path / "part") == log_losses(tmp_path / "full")
+    assert "warning: model.image_size 32 px per half is below 256 for flux-fill" in " ".join(log_notes(tmp_path / "full"))
     assert sorted(p.name for p in (tmp_path / "full" / "previews").iterdir()) == ["step_00000004.png"]
     ck = torch.load(tmp_path / "full" / "checkpoints" / "step_00000006.pt", weights_only=True)
     assert ck["model"] and all(".lora_" in k or k.startswith("router.") for k in ck["model"])
@@ -288,8 +279,8 @@ def test_two_process_flux_run_resumes_bit_exactly_then_edit_and_eval_run(
     part = tmp_path / "part"
     step4 = full / "checkpoints" / "step_00000004.pt"
     assert main(["train", "--out", str(part), "--resume", str(step4), *common]) == 0
-    reference = _rows(full)
-    assert sorted(reference) == [1, 2, 3, 4, 5, 6] and _rows(part) == {5: reference[5], 6: reference[6]}
+    reference = log_losses(full)
+    assert sorted(reference) == [1, 2, 3, 4, 5, 6] and log_losses(part) == {5: reference[5], 6: reference[6]}
     assert torch.load(part / "checkpoints" / "step_00000006.pt", weights_only=True)["world_size"] == 2
 
     pred = tmp_path / "pred"
@@ -356,7 +347,7 @@ def test_two_process_fsdp_shards_the_flux_blocks_and_its_checkpoint_loads_for_ed
     out = tmp_path / "run"
     assert main(["train", "--config", str(fsdp), "--data", str(two_domain_shards), "--out", str(out),
                  "--backbone", "flux-fill", "--pretrained", str(tiny_flux), "--nproc", "2"]) == 0
-    losses = _rows(out)
+    losses = log_losses(out)
     assert sorted(losses) == [1, 2] and all(np.isfinite(v) for v in losses.values())
     loaded = load_run(out, "latest", "cpu")
     assert loaded.step == 2

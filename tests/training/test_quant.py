@@ -11,19 +11,10 @@ import pytest
 import torch
 import yaml
 
+from conftest import log_losses, log_notes
 from training.config import load_config
 from training.flux_adapter import FLUX_FILL_DEV, FluxMoT, load_flux_fill_transformer, quantization_config
 from unieditkit.errors import UserError
-
-
-def _rows(run_dir):
-    rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
-    return {r["step"]: r["loss"] for r in rows if "loss" in r}
-
-
-def _notes(run_dir):
-    rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
-    return [r["note"] for r in rows if "note" in r]
 
 
 def _inner(t: torch.Tensor) -> list[torch.Tensor]:
@@ -45,10 +36,10 @@ def test_int8_trains_through_the_cli_resumes_bit_exactly_and_records_the_choice(
     part = tmp_path / "part"
     assert main(["train", "--out", str(part), "--resume", str(full / "checkpoints" / "step_00000004.pt"),
                  *common]) == 0
-    reference = _rows(full)
-    assert sorted(reference) == [1, 2, 3, 4, 5, 6] and _rows(part) == {5: reference[5], 6: reference[6]}
+    reference = log_losses(full)
+    assert sorted(reference) == [1, 2, 3, 4, 5, 6] and log_losses(part) == {5: reference[5], 6: reference[6]}
     assert yaml.safe_load((full / "config.yaml").read_text())["model"]["backbone_quant"] == "int8"
-    (note,) = [n for n in _notes(full) if n.startswith("model.backbone_quant")]
+    (note,) = [n for n in log_notes(full) if n.startswith("model.backbone_quant")]
     assert "torchao int8 weight-only" in note and "experts and router fp32" in note
     ck = torch.load(full / "checkpoints" / "step_00000006.pt", weights_only=True)
     assert ck["model"] and all(".lora_" in k or k.startswith("router.") for k in ck["model"])
@@ -320,6 +311,6 @@ def test_two_processes_train_an_int8_backbone_under_ddp_and_fsdp2(tiny_flux, tin
         assert main(["train", "--config", str(config), "--data", str(two_domain_shards), "--pretrained",
                      str(tiny_flux), "--backbone-quant", "int8", "--out", str(tmp_path / name), "--nproc", "2",
                      "--max-steps", "2"]) == 0
-        losses[name] = _rows(tmp_path / name)
+        losses[name] = log_losses(tmp_path / name)
     assert sorted(losses["ddp"]) == [1, 2] and losses["ddp"].keys() == losses["fsdp"].keys()
     assert all(losses["fsdp"][s] == pytest.approx(losses["ddp"][s], rel=1e-5) for s in losses["ddp"])
