@@ -82,8 +82,8 @@ def raw_floor(coco: Path, out: Path) -> tuple[int, float]:
 def timed_build(coco: Path, warm_up: Path, out: Path, workers: int) -> tuple[float, int]:
     import ray
 
-    from pipelines.build import build
-    from pipelines.config import BuildConfig, OutputSettings
+    from unieditkit.pipelines.build import build
+    from unieditkit.pipelines.config import BuildConfig, OutputSettings
 
     try:
         def config(src: Path, dest: Path) -> BuildConfig:  # the build starts Ray itself, as `unieditkit build` does
@@ -100,8 +100,8 @@ def timed_build(coco: Path, warm_up: Path, out: Path, workers: int) -> tuple[flo
 
 DRIVER = """
 import resource, sys
-from pipelines.build import build
-from pipelines.config import BuildConfig, OutputSettings
+from unieditkit.pipelines.build import build
+from unieditkit.pipelines.config import BuildConfig, OutputSettings
 build(BuildConfig(domain="garments", out_dir=sys.argv[2], sources=("coco:" + sys.argv[1],), num_workers=2, settings=OutputSettings(split_ratios=(1.0, 0.0, 0.0)), progress=False))
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """

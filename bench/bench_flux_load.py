@@ -4,7 +4,7 @@
     python bench/bench_flux_load.py --snapshot /models/FLUX.1-Fill-dev --device cuda     # a real one, on a GPU
     python bench/bench_flux_load.py --device cuda --compare   # also the old way: the whole model on the CPU, then moved
 
-What is measured is what a training rank does (``training.flux_flow.FluxBackend``):
+What is measured is what a training rank does (``unieditkit.training.backbones.flux.flow.FluxBackend``):
 ``load_flux_fill_transformer(snapshot, bf16, device)``, where diffusers builds the model on the meta device and moves
 each tensor of the memory-mapped safetensors shards to ``device`` as it reads it (``device_map``). Then every
 weight is read once (a sum), so that on a CPU, where a memory-mapped page counts only once it is touched, the whole
@@ -51,7 +51,7 @@ def child(snapshot: str, device: str, way: str) -> dict:
     sys.path.insert(0, str(ROOT))
     import torch
 
-    from training.flux_adapter import load_flux_fill_transformer, require_diffusers
+    from unieditkit.training.backbones.flux.adapter import load_flux_fill_transformer, require_diffusers
 
     require_diffusers()
     dev = torch.device(device)

@@ -11,8 +11,9 @@
    the shape and only the reference the look. The photos and their ``manifest:`` file go through
    ``unieditkit build`` (its own entry point, once per domain into one folder, ``--models none``), which cuts
    and augments the references, draws the MATS rough masks and boxes, and puts a tenth of the photos in test.
-2. **Training** (``training.train.run`` in this process, CPU), every variant with the same seed, data, steps,
-   batch and learning rate:
+2. **Training** (``unieditkit.training.train.run`` in this process, CPU), every variant with the same seed, data, steps,
+   batch and learning rate (its cosine schedule decays to 0 rather than the default 10% of the peak: the budget is
+   fixed, so the last steps are spent settling rather than exploring):
 
    * ``MoT + MATS``: 8 LoRA experts, top-2, Anchor-Guided Routing, the MATS curriculum fine -> rough -> box;
    * ``LoRA r{2 x rank} (one expert)``: one LoRA of the same active rank (``num_experts 1, top_k 1``);
@@ -27,7 +28,7 @@
    the time per step and was no better for the same time (0.052). Experts of rank 8 rather than the paper's 16: at width 64 a rank-16 expert would be half as
    big as the linear it adapts.
 3. **Scoring** on the test split, every sample with its fine, rough and box mask: each editor's predictions are
-   written by ``unieditkit edit``'s batch path (``training.edit.edit_split``; the sampling noise of a sample is
+   written by ``unieditkit edit``'s batch path (``unieditkit.training.edit.edit_split``; the sampling noise of a sample is
    the same for every editor) and read back as ``unieditkit eval`` reads them (``held_out``, ``composite``);
    masked MSE, PSNR and SSIM over the generated pixels (``unieditkit.metrics``). Beside them: the same
    architecture untrained (step 0: the seeded initial weights every variant starts from) and the two baselines
@@ -206,7 +207,7 @@ class Settings:
             "model.heads": self.heads, "model.num_experts": self.experts, "model.rank": self.rank,
             "model.alpha": float(self.rank), "model.top_k": self.top_k,
             "data.root": str(data), "data.num_workers": 0,
-            "optim.lr": self.lr, "optim.warmup_steps": self.warmup,
+            "optim.lr": self.lr, "optim.warmup_steps": self.warmup, "optim.min_lr_ratio": 0.0,
             "train.run_dir": str(run_dir), "train.max_steps": self.steps, "train.batch_size": self.batch_size,
             "train.save_every": self.steps, "train.preview_every": self.steps + 1, "train.log_every": max(1, self.steps // 20),
             "train.seed": self.seed, "train.tensorboard": False, "train.progress": False,
@@ -228,8 +229,8 @@ def row_name(name: str, active_rank: int) -> str:
 def train(name: str, settings: Settings, data: Path, run_dir: Path) -> dict:
     """Train one variant into ``run_dir``; returns its time, its steps and its loss over the last logged window
     (the last twentieth of the run)."""
-    from training.config import load_config
-    from training.train import run
+    from unieditkit.training.config import load_config
+    from unieditkit.training.train import run
 
     cfg = load_config(None, settings.overrides(data, run_dir) | variant_overrides(name, settings))
     t0 = time.perf_counter()
@@ -245,9 +246,9 @@ def predict(run_dir: Path | None, settings: Settings, data: Path, pred: Path, sa
     architecture untrained (the MoT + MATS run's config at step 0)."""
     import torch
 
-    from training.backends import make_backend
-    from training.config import load_config
-    from training.edit import LoadedRun, edit_split, load_run
+    from unieditkit.training.backbones.base import make_backend
+    from unieditkit.training.config import load_config
+    from unieditkit.training.edit import LoadedRun, edit_split, load_run
 
     if run_dir is None:
         cfg = load_config(None, settings.overrides(data, pred.parent / "untrained"))

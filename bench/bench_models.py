@@ -65,7 +65,7 @@ def boxes_for(image: np.ndarray, n: int = 4) -> np.ndarray:
 
 
 def bench_sam(images, reps, device):
-    from pipelines.models.segment import SamSegmenter
+    from unieditkit.pipelines.models.segment import SamSegmenter
 
     sam = SamSegmenter("vit_b", None, device)
     image = images[0]
@@ -75,7 +75,7 @@ def bench_sam(images, reps, device):
 
 
 def bench_grabcut(images, reps, device):
-    from pipelines.models.segment import GrabCutSegmenter
+    from unieditkit.pipelines.models.segment import GrabCutSegmenter
 
     segmenter = GrabCutSegmenter()
     image = images[0]
@@ -85,8 +85,8 @@ def bench_grabcut(images, reps, device):
 
 def _dino_prompts(tokenizer, budget: int = 180) -> list[str]:
     """Garment prompts up to ``budget`` character tokens: what the 52 garment prompts take with BERT's vocabulary."""
-    from pipelines.models.detect import PromptMap
-    from taxonomy import load_taxonomy
+    from unieditkit.pipelines.models.detect import PromptMap
+    from unieditkit.taxonomy import load_taxonomy
 
     prompts, used = [], 0
     for prompt in PromptMap(load_taxonomy().domain("garments").subcategories).prompts:
@@ -98,8 +98,8 @@ def _dino_prompts(tokenizer, budget: int = 180) -> list[str]:
 
 
 def bench_dino(images, reps, device):
-    from pipelines.models.detect import GroundingDinoDetector
-    from pipelines.models.random_init import write_random_text_encoder
+    from unieditkit.pipelines.models.detect import GroundingDinoDetector
+    from unieditkit.pipelines.models.random_init import write_random_text_encoder
 
     results = []
     with tempfile.TemporaryDirectory() as folder:
@@ -116,8 +116,8 @@ def bench_dino(images, reps, device):
 
 
 def bench_clip(images, reps, device):
-    from pipelines.models.categorize import ClipCategorizer
-    from taxonomy import load_taxonomy
+    from unieditkit.pipelines.models.categorize import ClipCategorizer
+    from unieditkit.taxonomy import load_taxonomy
 
     categorizer = ClipCategorizer("ViT-B-32", None, device)
     subcategories = load_taxonomy().domain("garments").subcategories
@@ -132,7 +132,7 @@ def bench_clip(images, reps, device):
 
 
 def bench_coca(images, reps, device):
-    from pipelines.models.caption import CocaCaptioner
+    from unieditkit.pipelines.models.caption import CocaCaptioner
 
     results = []
     for generation in ("greedy", "beam_search"):
@@ -172,8 +172,8 @@ def _batch_rows(model: str, unit: str, count: int, batch: int, one: float, many:
 
 
 def bench_dino_batch(images, reps, device, batch=8, frame=(512, 384)):
-    from pipelines.models.detect import GroundingDinoDetector
-    from pipelines.models.random_init import write_random_text_encoder
+    from unieditkit.pipelines.models.detect import GroundingDinoDetector
+    from unieditkit.pipelines.models.random_init import write_random_text_encoder
 
     frames = same_size(images, batch, frame)
     with tempfile.TemporaryDirectory() as folder:
@@ -187,7 +187,7 @@ def bench_dino_batch(images, reps, device, batch=8, frame=(512, 384)):
 
 
 def bench_sam_batch(images, reps, device, batch=8, frame=(512, 384), sam_model="vit_b"):
-    from pipelines.models.segment import SamSegmenter
+    from unieditkit.pipelines.models.segment import SamSegmenter
 
     sam = SamSegmenter(sam_model, None, device)
     items = [(image, boxes_for(image)) for image in same_size(images, batch, frame)]

@@ -11,9 +11,9 @@ copies of it (same seed) train side by side:
 
 * ``lora-r32``   one plain LoRA of rank 32 on the same linears MoT uses, made by peft through diffusers'
   ``add_adapter`` (what diffusers' FLUX LoRA training scripts and Insert Anything do);
-* ``mot``        ``training.flux_adapter.FluxMoT``: 8 LoRA experts of rank 16, top-2 (the same active rank
+* ``mot``        ``unieditkit.training.backbones.flux.adapter.FluxMoT``: 8 LoRA experts of rank 16, top-2 (the same active rank
   2 x 16 = 32 per sample), the Anchor-Guided Router and its balance loss, with the optimizer ``unieditkit train``
-  gives it on FLUX: AdamW with 8-bit block-wise moments (``training/optim.py``);
+  gives it on FLUX: AdamW with 8-bit block-wise moments (``training/runtime/optim.py``);
 * ``mot-adamw``  the same with fp32 AdamW moments;
 * ``lora-r32-8bit`` the LoRA with 8-bit moments too (what the same saving gives the baseline).
 
@@ -46,11 +46,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # gpu_flux, when imported rather than run
 
 from gpu_flux import FLUX_FILL_DEV, build_transformer, diptych_inputs, lora_step, mot_step  # noqa: E402
-from training.anchors import Anchors  # noqa: E402
-from training.config import ModelConfig  # noqa: E402
-from training.editor import Editor  # noqa: E402
-from training.flow import flow_loss  # noqa: E402
-from training.optim import tensor_bytes  # noqa: E402
+from unieditkit.training.model.anchors import Anchors  # noqa: E402
+from unieditkit.training.config import ModelConfig  # noqa: E402
+from unieditkit.training.backbones.builtin.editor import Editor  # noqa: E402
+from unieditkit.training.backbones.builtin.flow import flow_loss  # noqa: E402
+from unieditkit.training.runtime.optim import tensor_bytes  # noqa: E402
 
 Step = Callable[[int], torch.Tensor]
 Built = tuple[torch.nn.Module, torch.optim.Optimizer, Step]

@@ -6,7 +6,7 @@
 
 What is timed is what a MoT fine-tuning step on FLUX.1-Fill costs the GPU: the frozen 11.9 B-parameter
 transformer in bf16 (diffusers ``FluxTransformer2DModel`` with the FLUX.1-Fill-dev config, random weights: the
-cost does not depend on the values), ``training.flux_adapter.FluxMoT`` with 8 LoRA experts of rank 16, top-2,
+cost does not depend on the values), ``unieditkit.training.backbones.flux.adapter.FluxMoT`` with 8 LoRA experts of rank 16, top-2,
 in fp32 master weights, the Anchor-Guided Router, gradient checkpointing per block, bf16 autocast, a flow-matching
 MSE on the target half plus the balance loss, backward and an AdamW step over experts and router (8-bit moments,
 as ``unieditkit train`` does for FLUX; ``--mot-optimizer adamw`` for fp32 moments).
@@ -26,11 +26,11 @@ Peak memory is ``torch.cuda.max_memory_allocated`` over the timed steps, weights
 joint sequence (image + text tokens) of every sample in the batch.
 
 ``--quant none,int8,fp8,nf4`` times MoT with the frozen backbone loaded as ``model.backbone_quant`` loads it
-(``training.flux_adapter.load_flux_fill_transformer``, diffusers' ``quantization_config``): the random transformer
+(``unieditkit.training.backbones.flux.adapter.load_flux_fill_transformer``, diffusers' ``quantization_config``): the random transformer
 is saved once as a snapshot under ``--scratch`` (23.8 GB of disk for the full size) and loaded once per choice,
 ``none`` (bf16) included, so every row takes the same path. Each row gives the state held before a step
 (``memory_allocated`` after the warm-up: weights, experts, optimizer state), the peak, their difference (the
-activation peak, with the gradients a step holds), and ``training.memory``'s counted bytes beside them.
+activation peak, with the gradients a step holds), and ``unieditkit.training.backbones.flux.memory``'s counted bytes beside them.
 """
 
 from __future__ import annotations
@@ -53,14 +53,14 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training.anchors import Anchors  # noqa: E402
-from training.config import BACKBONE_QUANTS  # noqa: E402
-from training.flux_adapter import (  # noqa: E402
+from unieditkit.training.model.anchors import Anchors  # noqa: E402
+from unieditkit.training.config import BACKBONE_QUANTS  # noqa: E402
+from unieditkit.training.backbones.flux.adapter import (  # noqa: E402
     FLUX_FILL_DEV, FLUX_MOT_PATTERNS, FluxMoT, load_flux_fill_transformer, quantization_config,
 )
-from training.memory import count_model  # noqa: E402
-from training.mot import expert_parameters  # noqa: E402
-from training.optim import adamw  # noqa: E402
+from unieditkit.training.backbones.flux.memory import count_model  # noqa: E402
+from unieditkit.training.model.mot import expert_parameters  # noqa: E402
+from unieditkit.training.runtime.optim import adamw  # noqa: E402
 from unieditkit.errors import UserError  # noqa: E402
 
 TINY = FLUX_FILL_DEV | dict(  # the Fill input layout, everything else shrunk: runs on a CPU in seconds

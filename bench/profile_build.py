@@ -53,7 +53,7 @@ PARTS: list[tuple[str, list[tuple[str, str]]]] = [
 
 
 def _config(src: Path, dest: Path, workers: int) -> Any:
-    from pipelines.config import BuildConfig, OutputSettings
+    from unieditkit.pipelines.config import BuildConfig, OutputSettings
 
     return BuildConfig(domain="garments", out_dir=str(dest), sources=(f"coco:{src}",), num_workers=workers,
                        settings=OutputSettings(split_ratios=(1.0, 0.0, 0.0)), progress=False)
@@ -63,12 +63,12 @@ def worker_work(coco: Path, out: Path) -> tuple[int, Any]:
     """Run what the workers run, in this process; returns the number of images and a callable that does it."""
     import pyarrow as pa
 
-    from pipelines.distributor import write_from_blocks
-    from pipelines.plan import make_plan
-    from pipelines.runner import unit_rows
-    from pipelines.sources import parse_source
-    from pipelines.stages.registry import build_chain
-    from taxonomy import load_taxonomy
+    from unieditkit.pipelines.distributor import write_from_blocks
+    from unieditkit.pipelines.plan import make_plan
+    from unieditkit.pipelines.runner import unit_rows
+    from unieditkit.pipelines.sources import parse_source
+    from unieditkit.pipelines.stages.registry import build_chain
+    from unieditkit.taxonomy import load_taxonomy
     from unieditkit.storage import Folder
 
     config = _config(coco, out, 1)
@@ -133,7 +133,7 @@ def process_profile(coco: Path, warm: Path, work: Path, workers: int) -> tuple[f
     import psutil
     import ray
 
-    from pipelines.build import build
+    from unieditkit.pipelines.build import build
 
     me = psutil.Process()
     try:

@@ -21,7 +21,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from taxonomy import Taxonomy, load_taxonomy
+from unieditkit.taxonomy import Taxonomy, load_taxonomy
 from unieditkit.errors import UserError
 from unieditkit.faults import checkpoint
 from unieditkit.format import BUILD_CONFIG_FILE, describe_splits, marker_name, split_sizes

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from taxonomy import Taxonomy
+from unieditkit.taxonomy import Taxonomy
 from unieditkit.errors import UserError
 from unieditkit.format import SPLITS, done_shard_names, marker_name, shard_name
 from unieditkit.integrity import mismatch, stored_files, vouch

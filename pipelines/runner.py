@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from unieditkit.faults import share_with_workers
+from unieditkit.raycluster import package_for_workers
 from unieditkit.format import row_schema
 
 from .config import TASK_RETRIES, BuildConfig
@@ -75,11 +76,7 @@ def start_ray(config: BuildConfig) -> None:
     kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
                                   runtime_env=runtime_env)
     if config.ray_address:
-        import pipelines
-        import taxonomy
-        import unieditkit
-
-        runtime_env["py_modules"] = [unieditkit, pipelines, taxonomy]
+        runtime_env["py_modules"] = [package_for_workers()]
         kwargs["address"] = config.ray_address
     elif config.num_workers:
         kwargs["num_cpus"] = config.num_workers

@@ -10,7 +10,6 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
 # SAM 2 ships as source: build it against the torch above, without its optional CUDA extension
 SAM2_BUILD_CUDA=0 .venv/bin/python -m pip install -q --no-build-isolation sam2==1.1.0
-.venv/bin/python scripts/remove_sam2_training.py  # its stray `training` package would shadow ours
 .venv/bin/python -m pip install -q -e '.[models,train,flux,test]'
 bash scripts/install-browser.sh
 echo "installed: $(.venv/bin/unieditkit --version)"

@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from taxonomy import load_taxonomy
+from unieditkit.taxonomy import load_taxonomy
 
 SIZE = (320, 240)
 

@@ -1,6 +1,6 @@
 """The in-memory taxonomy: domains, subcategories and name lookup.
 
-Objects here are built only by ``taxonomy.validate`` from a checked file, so they assume their invariants hold
+Objects here are built only by ``unieditkit.taxonomy.validate`` from a checked file, so they assume their invariants hold
 (unique ids, keys and lookup names) instead of re-checking them.
 """
 

@@ -32,8 +32,8 @@ def ray_local():
 @pytest.fixture(scope="session")
 def built_dataset(tmp_path_factory: pytest.TempPathFactory, ray_local) -> Path:
     """The bundled sample built for garments (the README's main command), shared read-only by tests."""
-    from pipelines.build import build
-    from pipelines.config import BuildConfig, OutputSettings
+    from unieditkit.pipelines.build import build
+    from unieditkit.pipelines.config import BuildConfig, OutputSettings
 
     out = tmp_path_factory.mktemp("built") / "out"
     build(BuildConfig(domain="garments", out_dir=str(out), settings=OutputSettings(units_per_shard=8), progress=False))

@@ -18,8 +18,8 @@ LOG_ENV = "UNIEDITKIT_TEST_COUNT_LOG"
 
 
 def _count_in_worker() -> None:
-    from pipelines.models import factory
-    from pipelines.stages.base import Stage
+    from unieditkit.pipelines.models import factory
+    from unieditkit.pipelines.stages.base import Stage
     from unieditkit import media
 
     def note(event: str, detail: str) -> None:

@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pipelines.build import build
-from pipelines.config import BuildConfig, OutputSettings
+from unieditkit.pipelines.build import build
+from unieditkit.pipelines.config import BuildConfig, OutputSettings
 from unieditkit.format import MEMBERS
 from unieditkit.cli import main
 from unieditkit.errors import UserError
@@ -239,7 +239,7 @@ def test_malformed_manifest_line_names_file_and_line(tmp_path: Path) -> None:
 
 
 def test_second_build_into_same_folder_refuses(tmp_path: Path) -> None:
-    from pipelines.lock import build_lock
+    from unieditkit.pipelines.lock import build_lock
 
     out = tmp_path / "out"
     out.mkdir()

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import output_settings
-from pipelines.config import OutputSettings, StageResources, load_config_file, settable_keys
+from unieditkit.pipelines.cli import output_settings
+from unieditkit.pipelines.config import OutputSettings, StageResources, load_config_file, settable_keys
 from unieditkit.cli import main, make_parser
 from unieditkit.errors import UserError
 

@@ -18,8 +18,8 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from pipelines.decontaminate import EvalSet, view_hashes
-from pipelines.dedupe import hash_pairs
+from unieditkit.pipelines.decontaminate import EvalSet, view_hashes
+from unieditkit.pipelines.dedupe import hash_pairs
 from unieditkit.cli import main
 
 SIZE = (320, 240)  # width, height of every source photo
@@ -192,7 +192,7 @@ def test_build_rejects_eval_overlap_then_dedupe_and_audit(contaminated, tmp_path
 
 
 def test_clusters_join_methods_and_clip_neighbours_come_from_real_embeddings():
-    from pipelines.dedupe import Item, clip_embeddings, clusters, embedding_pairs
+    from unieditkit.pipelines.dedupe import Item, clip_embeddings, clusters, embedding_pairs
 
     rows = clusters(["k0", "k1", "k2", "k3", "k4"], {"phash": {(0, 1)}, "clip": {(1, 2)}})
     assert [(r["key"], r["cluster"], r["keep"], r["method"]) for r in rows] == [

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipelines.lock import LOCK_NAME
+from unieditkit.pipelines.lock import LOCK_NAME
 from unieditkit import format as fmt
 from unieditkit.cli import make_parser
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.stages.pair import adjust_tone, make_reference, tone_factors
+from unieditkit.pipelines.stages.pair import adjust_tone, make_reference, tone_factors
 from unieditkit.format import GREY
 
 
@@ -51,7 +51,7 @@ def test_shard_tar_is_byte_for_byte_what_webdatasets_tarwriter_writes(tmp_path) 
 
     import webdataset as wds
 
-    from pipelines.writer import write_sample
+    from unieditkit.pipelines.writer import write_sample
 
     samples = [("garments_a_00", {"json": b'{"k": 1}', "tgt.jpg": b"\xff\xd8jpeg", "mask_fine.png": b"\x89PNG" * 300}),
                ("garments_b-c_01", {"json": b"{}", "ref.jpg": bytes(range(256)) * 40, "ref_mask.png": b""})]
@@ -70,7 +70,7 @@ def test_shard_tar_is_byte_for_byte_what_webdatasets_tarwriter_writes(tmp_path) 
 def test_a_blocks_unit_list_is_used_only_when_it_accounts_for_exactly_its_rows() -> None:
     import pyarrow as pa
 
-    from pipelines.distributor import block_units, tag_units, tagged_units
+    from unieditkit.pipelines.distributor import block_units, tag_units, tagged_units
 
     block = pa.table({"shard": ["s0", "s0", "s1"], "unit_id": ["a", "a", "b"], "unit_rows": [2, 2, 1], "key": ["x", "y", "z"]})
     tagged = tag_units(block)

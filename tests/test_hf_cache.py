@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.build import build
-from pipelines.config import BuildConfig, OutputSettings
+from unieditkit.pipelines.build import build
+from unieditkit.pipelines.config import BuildConfig, OutputSettings
 
 pytestmark = pytest.mark.slow  # four small builds
 

@@ -15,8 +15,8 @@ import pytest
 import skimage.data
 import yaml
 
-from pipelines.stages.categorize import apply_labels
-from taxonomy import load_taxonomy
+from unieditkit.pipelines.stages.categorize import apply_labels
+from unieditkit.taxonomy import load_taxonomy
 from unieditkit.cli import main
 
 # the espresso cup and the spoon in skimage's "coffee" photo, at half size (300x200)

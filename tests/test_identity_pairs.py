@@ -19,12 +19,12 @@ import pyarrow as pa
 import pytest
 import skimage.data
 
-from pipelines.config import OutputSettings
-from pipelines.sources import parse_source
-from pipelines.stages.match import SIBLING_FACTOR, category_factor, match_objects
-from pipelines.stages.pair import PairStage
-from pipelines.stages.track import step_indices, track_boxes
-from taxonomy import load_taxonomy
+from unieditkit.pipelines.config import OutputSettings
+from unieditkit.pipelines.sources import parse_source
+from unieditkit.pipelines.stages.match import SIBLING_FACTOR, category_factor, match_objects
+from unieditkit.pipelines.stages.pair import PairStage
+from unieditkit.pipelines.stages.track import step_indices, track_boxes
+from unieditkit.taxonomy import load_taxonomy
 from unieditkit import rle
 from unieditkit.imageio import ImageReadError
 from unieditkit.uri import split_uri
@@ -210,7 +210,7 @@ def test_matching_is_one_to_one_and_over_taxonomy_names() -> None:
 
 @pytest.mark.parametrize("photo", ["astronaut", "chelsea"])
 def test_reference_augmentation_keeps_the_hue(photo: str) -> None:
-    from pipelines.stages.pair import adjust_tone, make_reference
+    from unieditkit.pipelines.stages.pair import adjust_tone, make_reference
 
     image = getattr(skimage.data, photo)()
     worst = 0.0
@@ -250,8 +250,8 @@ def test_clip_embeddings_decide_appearance_when_present() -> None:
 
 @pytest.mark.slow
 def test_embed_stage_puts_unit_clip_features_on_objects(tmp_path: Path) -> None:
-    from pipelines.models.weights import ModelSpec
-    from pipelines.stages.embed import EmbedStage
+    from unieditkit.pipelines.models.weights import ModelSpec
+    from unieditkit.pipelines.stages.embed import EmbedStage
 
     video = write_swap_video(tmp_path / "swap.avi")
     (unit,) = parse_source(f"video:{video}?pairs_per_video=1&min_gap_frac=0.6&max_gap_frac=0.95").units()
@@ -268,7 +268,7 @@ def test_embed_stage_puts_unit_clip_features_on_objects(tmp_path: Path) -> None:
 
 
 def test_untrackable_video_pair_is_rejected_not_guessed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import pipelines.stages.pair as pair
+    import unieditkit.pipelines.stages.pair as pair
 
     video = write_swap_video(tmp_path / "swap.avi")
     unit = next(iter(parse_source(f"video:{video}?pairs_per_video=1&min_gap_frac=0.6&max_gap_frac=0.95").units()))
@@ -397,8 +397,8 @@ def test_sam2_video_tracker_loads_by_checkpoint_and_its_doubts_reject(tmp_path: 
     nothing, so what is asserted of the pairs is only what must hold whatever the tracks: no wrong identity."""
     import torch
 
-    from pipelines.models.segment import TINY_SAM2_OVERRIDES
-    from pipelines.stages.track import Sam2Tracker, TrackerSpec
+    from unieditkit.pipelines.models.segment import TINY_SAM2_OVERRIDES
+    from unieditkit.pipelines.stages.track import Sam2Tracker, TrackerSpec
     from unieditkit.errors import UserError
 
     overrides = (*TINY_SAM2_OVERRIDES, *TINY_SAM2_VIDEO)
@@ -431,9 +431,9 @@ def test_sam2_video_tracker_loads_by_checkpoint_and_its_doubts_reject(tmp_path: 
 
 
 def test_sam2_tracks_video_pairs_when_its_checkpoint_is_there(tmp_path: Path) -> None:
-    from pipelines.config import BuildConfig
-    from pipelines.models.weights import ModelSpec, tracker_choice, tracker_note
-    from pipelines.stages.registry import REGISTRY
+    from unieditkit.pipelines.config import BuildConfig
+    from unieditkit.pipelines.models.weights import ModelSpec, tracker_choice, tracker_note
+    from unieditkit.pipelines.stages.registry import REGISTRY
 
     config = BuildConfig("garments", str(tmp_path / "out"))
     models = ModelSpec(models_dir=str(tmp_path))
@@ -446,8 +446,8 @@ def test_sam2_tracks_video_pairs_when_its_checkpoint_is_there(tmp_path: Path) ->
     assert tracker_choice(ModelSpec(models_dir=str(tmp_path), random_init=True)) == "template"
     assert tracker_choice(ModelSpec(models_dir=str(tmp_path), stages=("segment",))) == "template" and tracker_note(None) == ""
     # the build summary names the tracker when it mines video, and only then
-    from pipelines.build import model_notes
-    from pipelines.plan import ShardPlan
+    from unieditkit.pipelines.build import model_notes
+    from unieditkit.pipelines.plan import ShardPlan
 
     video = write_video(tmp_path / "clip.avi", parallel)
     units = list(parse_source(f"video:{video}?pairs_per_video=1").units())

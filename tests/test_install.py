@@ -1,9 +1,9 @@
-"""What ``scripts/install.sh`` leaves: the ``unieditkit`` command imports this project's packages.
+"""What ``scripts/install.sh`` leaves: one top-level import name, ``unieditkit``, beside sam2's own ``training``.
 
-sam2 1.1.0 installs a top-level ``training`` package of its own; install.sh removes it
-(``scripts/remove_sam2_training.py``). Run from another folder, with no ``PYTHONPATH``, the interpreter of the
-environment must find this project's ``training``, ``pipelines`` and ``taxonomy`` — pytest's own path settings
-would hide a shadowing package, so this runs in a subprocess.
+sam2 1.1.0 installs a top-level package named ``training`` (its training code). unieditkit installs its rooms as
+``unieditkit.pipelines``, ``unieditkit.taxonomy`` and ``unieditkit.training`` (``setup.py``), so both live side
+by side and no script touches sam2's files. Run from another folder, with no ``PYTHONPATH``: pytest's own path
+settings could hide a clash, so this runs in a subprocess.
 """
 
 from __future__ import annotations
@@ -13,18 +13,28 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _run(code: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run([sys.executable, *code], cwd=tmp_path, env=env, capture_output=True, text=True)
+
+
 def test_installed_interpreter_imports_this_projects_packages(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    code = "import pipelines, taxonomy, training, training.train; print(pipelines.__file__, taxonomy.__file__, training.__file__)"
-    found = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    code = ("import unieditkit.pipelines as p, unieditkit.taxonomy as t, unieditkit.training.train as tr; "
+            "print(p.__file__, t.__file__, tr.__file__)")
+    found = _run(["-c", code], tmp_path)
     assert found.returncode == 0, found.stderr[-1500:]
-    assert all(Path(p).resolve().is_relative_to(ROOT) for p in found.stdout.split()), found.stdout
+    assert all(Path(f).resolve().is_relative_to(ROOT) for f in found.stdout.split()), found.stdout
 
 
-def test_installed_train_command_runs(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    helped = subprocess.run([sys.executable, "-m", "unieditkit.cli", "train", "--help"], cwd=tmp_path, env=env, capture_output=True, text=True)
+def test_sam2_keeps_its_training_package_and_train_still_runs(tmp_path: Path) -> None:
+    pytest.importorskip("sam2", reason="sam2 comes with the [models] extra")
+    theirs = _run(["-c", "import training, sam2; print(training.__file__)"], tmp_path)
+    assert theirs.returncode == 0, theirs.stderr[-1500:]
+    assert "site-packages" in theirs.stdout and not Path(theirs.stdout.strip()).resolve().is_relative_to(ROOT)
+    helped = _run(["-m", "unieditkit.cli", "train", "--help"], tmp_path)
     assert helped.returncode == 0 and "--backbone" in helped.stdout, helped.stderr[-1500:]

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 import skimage.data
 
-from taxonomy import load_taxonomy
+from unieditkit.taxonomy import load_taxonomy
 from unieditkit.cli import main
 
 

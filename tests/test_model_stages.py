@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from pipelines.build import build
-from pipelines.config import BuildConfig, ModelStagesConfig, OutputSettings
-from pipelines.models.weights import ModelSpec
+from unieditkit.pipelines.build import build
+from unieditkit.pipelines.config import BuildConfig, ModelStagesConfig, OutputSettings
+from unieditkit.pipelines.models.weights import ModelSpec
 from unieditkit.cli import main
 from unieditkit.errors import MissingModelError
 

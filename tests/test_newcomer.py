@@ -53,9 +53,9 @@ def test_a_value_of_the_wrong_type_is_worded_in_english(capsys):
 
 
 @pytest.mark.parametrize("command, argv, module, func", [
-    ("train", ["--data", "d", "--out", "r"], "training.cli", "run_command"),
+    ("train", ["--data", "d", "--out", "r"], "unieditkit.training.cli", "run_command"),
     ("eval", ["--pred", "p", "--data", "d"], "unieditkit.evaluate", "run"),
-    ("edit", ["--checkpoint", "r", "--out", "o.png"], "training.edit", "run_command"),
+    ("edit", ["--checkpoint", "r", "--out", "o.png"], "unieditkit.training.edit", "run_command"),
 ])
 def test_ctrl_c_says_re_run_to_resume_only_where_a_re_run_resumes(command, argv, module, func, monkeypatch, capsys):
     import importlib
@@ -78,7 +78,7 @@ def test_ctrl_c_says_re_run_to_resume_only_where_a_re_run_resumes(command, argv,
     ("model: {zzz: 1}\n", "unknown key 'model.zzz' (valid here: backbone,"),
 ])
 def test_a_misspelt_training_config_key_gets_did_you_mean(tmp_path, text, message):
-    from training.config import load_config
+    from unieditkit.training.config import load_config
     from unieditkit.errors import UserError
 
     path = tmp_path / "c.yaml"
@@ -92,8 +92,8 @@ def test_a_misspelt_training_config_key_gets_did_you_mean(tmp_path, text, messag
 def test_the_build_summary_lists_the_splits_it_wrote_and_says_which_is_missing(tmp_path, ray_local):
     """The bundled `animals` sample is small enough to draw no test split, which `edit` and `eval` read by default:
     the summary says so, on the first build and on a re-run that finds every shard done."""
-    from pipelines.build import build
-    from pipelines.config import BuildConfig
+    from unieditkit.pipelines.build import build
+    from unieditkit.pipelines.config import BuildConfig
 
     config = BuildConfig(domain="animals", out_dir=str(tmp_path / "out"), progress=False)
     for _ in range(2):

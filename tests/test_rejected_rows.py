@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pyarrow.parquet as pq
 
-from pipelines.build import build
-from pipelines.config import BuildConfig, OutputSettings
+from unieditkit.pipelines.build import build
+from unieditkit.pipelines.config import BuildConfig, OutputSettings
 from unieditkit.format import INDEX_FILE, REJECTED_FILE
 
 

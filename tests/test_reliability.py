@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.stages.pair import sample_key, unit_key
+from unieditkit.pipelines.stages.pair import sample_key, unit_key
 from unieditkit.cli import main
 
 from buildproc import build_cmd, folder_files, shard_files

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.build import build
-from pipelines.config import BuildConfig, OutputSettings, load_config_file
-from pipelines.stages.registry import CHAIN, build_chain
+from unieditkit.pipelines.build import build
+from unieditkit.pipelines.config import BuildConfig, OutputSettings, load_config_file
+from unieditkit.pipelines.stages.registry import CHAIN, build_chain
 from unieditkit.errors import UserError
 from unieditkit.format import find_done_shards, mask_member, recorded_mats_params
 from unieditkit.mats import MatsParams, rough_mask
@@ -24,7 +24,7 @@ from unieditkit.mats import MatsParams, rough_mask
 def test_driver_writes_no_shard_and_receives_no_sample_bytes(tmp_path: Path, ray_local, monkeypatch: pytest.MonkeyPatch) -> None:
     import ray
 
-    import pipelines.distributor as distributor
+    import unieditkit.pipelines.distributor as distributor
 
     def no_write_here(*args: object, **kwargs: object) -> None:
         raise AssertionError("a shard was written in the driver process")
@@ -48,7 +48,7 @@ def test_driver_writes_no_shard_and_receives_no_sample_bytes(tmp_path: Path, ray
 
 
 def test_chain_comes_from_the_registry_in_order() -> None:
-    from pipelines.models.weights import ModelSpec
+    from unieditkit.pipelines.models.weights import ModelSpec
 
     cfg = BuildConfig(domain="garments", out_dir="unused")
     assert [s.name for s in build_chain(cfg, None)] == ["pair", "filter", "mats"]
@@ -59,8 +59,8 @@ def test_chain_comes_from_the_registry_in_order() -> None:
 
 
 def test_fused_image_stages_take_the_largest_resources_and_keep_their_model_batches() -> None:
-    from pipelines.config import ModelStagesConfig, StageResources
-    from pipelines.models.weights import ModelSpec
+    from unieditkit.pipelines.config import ModelStagesConfig, StageResources
+    from unieditkit.pipelines.models.weights import ModelSpec
 
     resources = {"detect": StageResources(batch_size=4, concurrency=2, num_gpus=1.0),
                  "segment": StageResources(batch_size=16, concurrency=3, num_gpus=0.5, num_cpus=2.0)}

@@ -19,7 +19,7 @@ from PIL import Image
 from buildproc import folder_files, shard_files
 from test_cluster_s3 import BUCKET, _cli, _free_port, _fs, s3  # noqa: F401  (s3: the moto server fixture)
 
-from pipelines.sources import WorkUnit, parse_source
+from unieditkit.pipelines.sources import WorkUnit, parse_source
 from unieditkit.errors import UserError
 from unieditkit.uri import split_uri
 
@@ -127,7 +127,7 @@ def test_the_listings_skip_hidden_and_other_files_and_read_category_txt(inputs: 
 
 
 def test_a_sources_yaml_file_names_s3_folders_as_they_are(inputs: Path, s3_env: dict[str, str], tmp_path: Path) -> None:
-    from pipelines.sources import load_sources_yaml
+    from unieditkit.pipelines.sources import load_sources_yaml
 
     yaml_file = tmp_path / "sources.yaml"
     yaml_file.write_text(f"sources:\n  - {{kind: multiview, path: 's3://{PREFIX}/mv/', pairs_per_object: 2}}\n")
@@ -164,9 +164,9 @@ def test_the_inputs_fingerprint_sees_an_object_replaced_in_place(inputs: Path, s
     """A resumed build must notice an input overwritten on S3, even with the same size (its ETag changes)."""
     import fsspec
 
-    from pipelines.build import inputs_fingerprint
-    from pipelines.plan import ShardPlan
-    from pipelines.sources.files import remote_versions
+    from unieditkit.pipelines.build import inputs_fingerprint
+    from unieditkit.pipelines.plan import ShardPlan
+    from unieditkit.pipelines.sources.files import remote_versions
 
     specs = [spec.format(f"s3://{PREFIX}") for spec in SPECS]
 

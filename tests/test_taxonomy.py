@@ -9,7 +9,7 @@ import re
 import pytest
 import yaml
 
-from taxonomy import (
+from unieditkit.taxonomy import (
     DEFAULT_TAXONOMY_PATH,
     EXPECTED_DOMAINS,
     EXPECTED_SUBCATEGORIES,

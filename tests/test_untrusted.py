@@ -24,7 +24,7 @@ class _Payload:
 
 
 def test_checkpoint_with_code_is_refused_without_running_it(tmp_path: Path) -> None:
-    from training.checkpoint import load_checkpoint
+    from unieditkit.training.runtime.checkpoint import load_checkpoint
 
     marker = tmp_path / "pwned"
     path = tmp_path / "step_00000001.pt"
@@ -61,8 +61,8 @@ def test_training_reader_ignores_hostile_members(built_dataset: Path, tmp_path: 
         _add(tf, f"{good['__key__']}.pyd", pickle.dumps(_Payload(marker)))
         _add(tf, "../../escaped.json", b"{}")
         _add(tf, "/tmp/absolute.json", b"{}")
-    from training.anchors import Anchors
-    from training.data import decode_sample
+    from unieditkit.training.model.anchors import Anchors
+    from unieditkit.training.data import decode_sample
 
     anchors = Anchors.from_taxonomy()
     samples = list(wds.DataPipeline(wds.SimpleShardList([str(shard)]), wds.tarfile_to_samples()))

@@ -1,8 +1,8 @@
 """``unieditkit train``: fine-tune the MoT editor on built shards, in this process or on N local processes.
 
 With ``--nproc N > 1`` the command re-launches itself as ``python -m torch.distributed.run --standalone
---nproc-per-node N -m training.train ...`` (what ``torchrun`` does); multi-node jobs call ``torchrun ... -m
-training.train`` directly with the same arguments. ``--launcher ray`` runs the same ranks as Ray Train workers
+--nproc-per-node N -m unieditkit.training.train ...`` (what ``torchrun`` does); multi-node jobs call ``torchrun ... -m
+unieditkit.training.train`` directly with the same arguments. ``--launcher ray`` runs the same ranks as Ray Train workers
 (``ray_launch.py``). The config and the data folder are checked here first, so a
 mistake is one line before any worker starts. Torch is imported only when the command runs, so registering it
 costs other ``unieditkit`` commands nothing.
@@ -15,7 +15,7 @@ import pathlib
 import subprocess
 import sys
 
-from training.config import OVERRIDES, SWITCHES, add_arguments, overrides_from
+from unieditkit.training.config import OVERRIDES, SWITCHES, add_arguments, overrides_from
 from unieditkit.errors import UserError
 
 
@@ -44,33 +44,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_command)
 
 
-def check_not_shadowed() -> None:
-    """Another distribution's top-level ``training`` package (sam2 1.1.0 installs one, with its own ``train.py``)
-    sits in site-packages, ahead of this editable checkout, so ``training.train`` would be *its* module: say so
-    in one line instead of failing deep inside it."""
-    import training
-
-    here = pathlib.Path(__file__).resolve().parent
-    found = pathlib.Path(training.__file__).resolve().parent
-    if found != here:
-        raise UserError(
-            f"the 'training' package Python finds is {found}, not unieditkit's ({here}): another installed package "
-            "shadows it (sam2 ships one it does not need at run time); remove that folder, or run "
-            "`python -m unieditkit.cli train ...` from the repository root"
-        )
-
-
 def run_command(args: argparse.Namespace) -> int:
-    check_not_shadowed()
     if args.memory_plan:
-        from training.config import load_config
-        from training.memory import plan_lines
+        from unieditkit.training.config import load_config
+        from unieditkit.training.backbones.flux.memory import plan_lines
 
         print("\n".join(plan_lines(load_config(args.config, overrides_from(args)))))
         return 0
-    from training.checkpoint import check_world_size, checkpoint_world_size, find_checkpoint, guard_run_dir
-    from training.data import find_shards, val_shards
-    from training.train import resolve_config, run
+    from unieditkit.training.runtime.checkpoint import check_world_size, checkpoint_world_size, find_checkpoint, guard_run_dir
+    from unieditkit.training.data import find_shards, val_shards
+    from unieditkit.training.train import resolve_config, run
 
     ray = args.launcher == "ray"
     if args.nproc < 1:
@@ -92,7 +75,7 @@ def run_command(args: argparse.Namespace) -> int:
     if cfg.model.backbone == "flux-fill":
         import torch
 
-        from training.flux_adapter import check_snapshot, quantization_config, require_diffusers
+        from unieditkit.training.backbones.flux.adapter import check_snapshot, quantization_config, require_diffusers
 
         require_diffusers()
         check_snapshot(cfg.model.pretrained)
@@ -106,7 +89,7 @@ def run_command(args: argparse.Namespace) -> int:
         if saved is not None:
             check_world_size(ckpt, saved, processes, args.allow_world_size_change)
     if ray:
-        from training.ray_launch import launch
+        from unieditkit.training.launch.on_ray import launch
 
         launch(cfg, args.resume, overwrite=args.overwrite, allow_world_size_change=args.allow_world_size_change,
                num_workers=processes, gpus_per_worker=args.gpus_per_worker, address=args.ray_address,
@@ -121,7 +104,7 @@ def run_command(args: argparse.Namespace) -> int:
 def torchrun_command(args: argparse.Namespace) -> list[str]:
     """The torchrun invocation equivalent to ``args`` (options are forwarded unchanged)."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
-           "-m", "training.train"]
+           "-m", "unieditkit.training.train"]
     if args.config is not None:
         cmd += ["--config", str(args.config)]
     for flag in OVERRIDES:

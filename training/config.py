@@ -6,7 +6,7 @@ The defaults are the small built-in editor that trains on a CPU (64x64 images, 4
 ``model.backbone: flux-fill`` the keys the user leaves unset take the public FLUX LoRA recipes' values instead
 (``FLUX_FILL_DEFAULTS``, each with its source), which the run's ``config.yaml`` records and its log announces.
 The command-line flags that override keys live here too, beside the keys they fill: ``unieditkit train`` and
-``python -m training.train`` (what torchrun starts) both read them, and neither imports the other.
+``python -m unieditkit.training.train`` (what torchrun starts) both read them, and neither imports the other.
 """
 
 from __future__ import annotations
@@ -257,7 +257,7 @@ def config_notes(cfg: Config) -> list[str]:
 def backbone_trains(m: ModelConfig) -> bool:
     """``model.train_backbone: auto`` is the paper's setting, a frozen backbone, whenever the backbone has
     pretrained weights; the built-in editor started from scratch has none, and a frozen random backbone learns
-    nothing, so there auto trains it (``training.train`` announces which it chose)."""
+    nothing, so there auto trains it (``unieditkit.training.train`` announces which it chose)."""
     if m.train_backbone == "auto":
         return m.backbone == "builtin" and not m.init_checkpoint
     return bool(m.train_backbone)
@@ -414,7 +414,7 @@ SWITCHES = ("--overwrite", "--allow-world-size-change")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options ``unieditkit train`` and ``python -m training.train`` share."""
+    """The options ``unieditkit train`` and ``python -m unieditkit.training.train`` share."""
     parser.add_argument("--config", help="YAML config (default: the built-in small editor; see docs/TRAINING.md)")
     helps = {
         "--data": "dataset folder written by `unieditkit build`",

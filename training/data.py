@@ -37,9 +37,9 @@ import torch
 import webdataset as wds
 from PIL import Image
 
-from training.anchors import Anchors
-from training.curriculum import Curriculum
-from training.seeding import stable_seed
+from unieditkit.training.model.anchors import Anchors
+from unieditkit.training.model.curriculum import Curriculum
+from unieditkit.training.runtime.seeding import stable_seed
 from unieditkit.errors import UserError
 from unieditkit.format import GREY, MASK_VARIANTS, SIDECAR_SUFFIX, TAR_SUFFIX, describe_splits, local_split_sizes
 
@@ -124,7 +124,7 @@ def duplicate_skips(root: str | pathlib.Path) -> frozenset[str]:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from pipelines.catalog import done_shards
+    from unieditkit.pipelines.catalog import done_shards
     from unieditkit.format import DUPLICATES_FILE as DUPLICATES, duplicates_coverage as coverage, duplicates_info as read_info
 
     root = pathlib.Path(root)

@@ -41,7 +41,7 @@ import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from training.config import BACKBONE_QUANTS
+from unieditkit.training.config import BACKBONE_QUANTS
 from unieditkit.errors import UserError
 from unieditkit.format import SPLITS
 
@@ -98,7 +98,7 @@ def run_command(args: argparse.Namespace) -> int:
         _samples(pathlib.Path(args.data), args.split, args.domain)  # a split the folder lacks: said before loading
     run = load_run(pathlib.Path(args.checkpoint), args.step, args.device, args.pretrained, args.backbone_quant)
     if run.device.type == "cpu":
-        from training.train import set_threads
+        from unieditkit.training.train import set_threads
 
         print(f"edit: note: {set_threads(0)}", file=sys.stderr)
     if args.data:
@@ -127,9 +127,9 @@ def load_run(run_dir: pathlib.Path, step: str, device: str, pretrained: str | No
              backbone_quant: str | None = None) -> LoadedRun:
     import torch
 
-    from training.backends import make_backend
-    from training.checkpoint import checkpoint_dir, find_checkpoint, load_weights
-    from training.config import load_config
+    from unieditkit.training.backbones.base import make_backend
+    from unieditkit.training.runtime.checkpoint import checkpoint_dir, find_checkpoint, load_weights
+    from unieditkit.training.config import load_config
 
     if not (run_dir / "config.yaml").is_file():
         raise UserError(f"--checkpoint {run_dir}: no config.yaml; pass a run folder written by `unieditkit train`")
@@ -181,8 +181,8 @@ def _generate(run: LoadedRun, items: list[dict], seeds: list[int], steps: int, p
     import torch
     from tqdm import tqdm
 
-    from training.data import collate
-    from training.runlog import to_uint8
+    from unieditkit.training.data import collate
+    from unieditkit.training.runtime.runlog import to_uint8
 
     batch = collate(items)
     batch = {k: v.to(run.device) if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -220,8 +220,8 @@ def _category(run: LoadedRun, key: str | None) -> tuple[int, int, str]:
     """(domain index, subcategory id, display name) for ``--category``; without it, what the run trained on
     (``trained_on.json``): its only subcategory, else its only domain with the subcategory unknown (the router
     then uses the domain's anchor alone). Several domains leave the anchor undecidable, so the user must say."""
-    from taxonomy import load_taxonomy
-    from training.data import TRAINED_ON, read_trained_on
+    from unieditkit.taxonomy import load_taxonomy
+    from unieditkit.training.data import TRAINED_ON, read_trained_on
 
     anchors = run.backend.anchors
     tax = load_taxonomy(run.cfg.model.taxonomy or None)
@@ -263,7 +263,7 @@ def _open(path: str, what: str) -> Image.Image:
 def edit_one(run: LoadedRun, args: argparse.Namespace, out: pathlib.Path) -> None:
     import torch
 
-    from training.data import GREY, _to_tensor, letterbox
+    from unieditkit.training.data import GREY, _to_tensor, letterbox
 
     ref, tgt, mask = _open(args.ref, "ref").convert("RGB"), _open(args.image, "image").convert("RGB"), \
         _open(args.mask, "mask").convert("L")
@@ -292,7 +292,7 @@ def edit_one(run: LoadedRun, args: argparse.Namespace, out: pathlib.Path) -> Non
 
 
 def _samples(data: pathlib.Path, split: str, domain: str) -> tuple[list[str], int]:
-    from training.data import find_shards
+    from unieditkit.training.data import find_shards
 
     tars = find_shards(data, split, [domain] if domain else [])
     total = 0
@@ -308,11 +308,11 @@ def edit_split(run: LoadedRun, data: pathlib.Path, split: str, domain: str, vari
     import webdataset as wds
     from tqdm import tqdm
 
-    from training.data import decode_sample
+    from unieditkit.training.data import decode_sample
 
     tars, total = _samples(data, split, domain)
     if run.cfg.model.backbone == "flux-fill":
-        from training.flux_inputs import shard_prompts
+        from unieditkit.training.backbones.flux.inputs import shard_prompts
 
         _encode_prompts(run, shard_prompts(tars, run.cfg.model.prompt_template))
     out.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""The training loop; ``python -m training.train --config CFG.yaml --data OUT --out RUN`` (also under torchrun).
+"""The training loop; ``python -m unieditkit.training.train --config CFG.yaml --data OUT --out RUN`` (also under torchrun).
 
 Every step's randomness is a function of (seed, rank, step): the batch (see ``data.py``) and the flow-matching
 noise and times (a generator seeded per step). Together with the checkpointed model, optimizer, scheduler and RNG
@@ -20,23 +20,23 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from training.backends import Backend, make_backend
-from training.checkpoint import (
+from unieditkit.training.backbones.base import Backend, make_backend
+from unieditkit.training.runtime.checkpoint import (
     agree_on_resume, checkpoint_dir, clear_run_dir, guard_run_dir, load_checkpoint, save_checkpoint,
 )
-from training.config import (
+from unieditkit.training.config import (
     Config, OptimConfig, add_arguments, backbone_trains, config_notes, load_config, overrides_from, save_config,
 )
-from training.curriculum import Curriculum
-from training.data import BatchSource, duplicate_skips, find_shards, fixed_subset, write_trained_on
-from training.distributed import (
+from unieditkit.training.model.curriculum import Curriculum
+from unieditkit.training.data import BatchSource, duplicate_skips, find_shards, fixed_subset, write_trained_on
+from unieditkit.training.runtime.distributed import (
     DistInfo, barrier, gradient_sync, init_distributed, mean_across_ranks, shutdown, sum_across_ranks, wrap_model,
 )
-from training.ema import Ema
-from training.optim import build_optimizer, optimizer_note
-from training.routing import routing_note
-from training.runlog import RunLog, preview_grid
-from training.seeding import stable_seed
+from unieditkit.training.runtime.ema import Ema
+from unieditkit.training.runtime.optim import build_optimizer, optimizer_note
+from unieditkit.training.model.routing import routing_note
+from unieditkit.training.runtime.runlog import RunLog, preview_grid
+from unieditkit.training.runtime.seeding import stable_seed
 from unieditkit.errors import UserError
 from unieditkit.format import local_split_sizes
 
@@ -319,7 +319,7 @@ def _preview(log: RunLog, backend: Backend, batch: dict, step: int, cfg: Config,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m unieditkit.training.train", description=__doc__.splitlines()[0])
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:

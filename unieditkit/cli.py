@@ -24,8 +24,8 @@ from typing import Any
 from unieditkit import __version__
 from unieditkit.errors import UserError
 
-COMMAND_MODULES = ("pipelines.cli", "pipelines.decontaminate", "pipelines.dedupe", "taxonomy.cli", "training.cli",
-                   "training.edit", "unieditkit.evaluate", "unieditkit.inspect.cli")
+COMMAND_MODULES = ("unieditkit.pipelines.cli", "unieditkit.pipelines.decontaminate", "unieditkit.pipelines.dedupe", "unieditkit.taxonomy.cli", "unieditkit.training.cli",
+                   "unieditkit.training.edit", "unieditkit.evaluate", "unieditkit.inspect.cli")
 
 #: commands whose re-run continues where an interrupted one stopped (done shards, the latest checkpoint)
 RESUMABLE = ("build", "train")

@@ -172,7 +172,7 @@ def _crop(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
 
 class ClipEmbedder:
     def __init__(self, model: str, pretrained: str | None, device: str) -> None:
-        from pipelines.models.openclip import OpenClipModel
+        from unieditkit.pipelines.models.openclip import OpenClipModel
 
         self.clip = OpenClipModel(model, pretrained, device, "--clip-pretrained")
         self.random = pretrained is None
@@ -242,8 +242,8 @@ class LpipsScorer:
     def __init__(self, weights: str | None, device: str) -> None:
         from torchmetrics.functional.image.lpips import _NoTrainLpips
 
-        from pipelines.models.random_init import seeded
-        from pipelines.models.weights import load_state_dict
+        from unieditkit.pipelines.models.random_init import seeded
+        from unieditkit.pipelines.models.weights import load_state_dict
 
         with seeded(0):
             self.net = _NoTrainLpips(net="alex", pnet_rand=True)
@@ -299,8 +299,8 @@ class InceptionFeatures:
     def __init__(self, weights: str | None, device: str) -> None:
         import torch
 
-        from pipelines.models.random_init import seeded
-        from pipelines.models.weights import load_state_dict
+        from unieditkit.pipelines.models.random_init import seeded
+        from unieditkit.pipelines.models.weights import load_state_dict
 
         empty = io.BytesIO()
         torch.save({}, empty)
@@ -542,7 +542,7 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         print(f"unieditkit eval: {missing_line(expected, missing)}", file=sys.stderr)
         return 1
-    from pipelines.models.device import resolve_device
+    from unieditkit.pipelines.models.device import resolve_device
 
     device = str(resolve_device(args.device))
 

@@ -20,7 +20,9 @@ would depend on their wording.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -125,3 +127,23 @@ def joining(address: str, flag: str = "--ray-address", quiet: bool = True) -> It
                 yield
         except Exception as exc:  # ray.init raises ConnectionError, RuntimeError or Ray's own AuthenticationError
             raise UserError(failure_line(address, flag, exc)) from None
+
+
+def package_for_workers() -> str:
+    """A folder named ``unieditkit`` holding the whole package, for Ray's ``py_modules`` on other machines. An
+    installed wheel already is one; an editable checkout maps ``unieditkit.pipelines`` etc. to folders beside
+    ``unieditkit/`` (``setup.py``), which Ray would not ship, so they are copied into one folder for this process."""
+    import unieditkit
+
+    here = Path(unieditkit.__file__).resolve().parent
+    rooms = ("pipelines", "taxonomy", "training")
+    if all((here / room / "__init__.py").is_file() for room in rooms):
+        return str(here)
+    staged = Path(tempfile.mkdtemp(prefix="unieditkit-workers-")) / "unieditkit"
+    atexit.register(shutil.rmtree, staged.parent, True)
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(here, staged, ignore=skip)
+    for room in rooms:
+        module = __import__(f"unieditkit.{room}", fromlist=["_"])
+        shutil.copytree(Path(module.__file__).resolve().parent, staged / room, ignore=skip)
+    return str(staged)

@@ -2,7 +2,7 @@
 categorize (CLIP zero-shot), each behind a small interface so Ray stages can swap implementations.
 
 This package imports only the interfaces and the weight checks; the torch-heavy backends are imported on first
-use (``from pipelines.models.detect import GroundingDinoDetector`` or the ``build_*`` factories), so a process
+use (``from unieditkit.pipelines.models.detect import GroundingDinoDetector`` or the ``build_*`` factories), so a process
 that only validates a configuration does not pay for loading them.
 """
 

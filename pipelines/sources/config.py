@@ -99,7 +99,7 @@ def format_spec(kind: str, path: str, options: Mapping[str, Any]) -> str:
 
 
 def load_sources_yaml(path: str | Path) -> list[str]:
-    """Read a sources YAML file into spec strings for :func:`pipelines.sources.parse_source`.
+    """Read a sources YAML file into spec strings for :func:`unieditkit.pipelines.sources.parse_source`.
 
     Checks kinds, option names and types and that local paths exist, naming the file and the field at fault;
     URLs (``s3://…``) are left to the source, which lists them.

@@ -1,1 +1,1 @@
-"""Pipeline stages, in the order a row passes through them (see ``pipelines.build``)."""
+"""Pipeline stages, in the order a row passes through them (see ``unieditkit.pipelines.build``)."""

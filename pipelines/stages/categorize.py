@@ -20,7 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from taxonomy import load_taxonomy
+from unieditkit.taxonomy import load_taxonomy
 from unieditkit.imageio import decode_rgb
 
 from ..models.factory import build_categorizer

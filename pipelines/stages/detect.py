@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from taxonomy import load_taxonomy
+from unieditkit.taxonomy import load_taxonomy
 from ..models.detect import PromptMap
 from ..models.factory import build_detector
 from ..models.weights import ModelSpec

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import pyarrow as pa
 
-from taxonomy import Taxonomy, load_taxonomy
+from unieditkit.taxonomy import Taxonomy, load_taxonomy
 from unieditkit import rle
 from unieditkit.faults import maybe_crash
 from unieditkit.format import BYTES_COLUMNS, GREY, ROW_COLUMNS, empty_meta, mask_column, row_schema

@@ -2,7 +2,7 @@
 
 An image model stage (``images.py``). Each distinct image of a call is segmented once for its boxes, however many
 units share it (the reference view of a multi-view set), with all its boxes in one call and the image encoder
-run on ``batch_size`` images at once (see ``pipelines.models.segment``). Masks travel on as COCO RLE in the row's
+run on ``batch_size`` images at once (see ``unieditkit.pipelines.models.segment``). Masks travel on as COCO RLE in the row's
 JSON; ``mask_source`` records which segmenter made them (``sam``, ``mobile_sam``, ``sam2``, or the classical
 ``grabcut`` fallback used, and announced, when no checkpoint is found).
 """

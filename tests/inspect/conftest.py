@@ -19,7 +19,7 @@ def small_copy(built_dataset: Path, tmp_path: Path) -> Path:
 
     Validating one two-sample shard takes milliseconds, so each corruption test can check a whole folder.
     """
-    from pipelines.catalog import finalize
+    from unieditkit.pipelines.catalog import finalize
 
     out = tmp_path / "out"
     out.mkdir()

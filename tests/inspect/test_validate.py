@@ -167,7 +167,7 @@ def test_index_and_sidecar_must_agree(small_copy: Path, capsys: pytest.CaptureFi
 
 
 def test_keys_unique_across_shards(small_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from pipelines.catalog import finalize
+    from unieditkit.pipelines.catalog import finalize
 
     shard = _first_shard(small_copy)
     twin = shard[:-1] + "9"

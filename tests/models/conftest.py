@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.models import ModelSpec
+from unieditkit.pipelines.models import ModelSpec
 
 
 @pytest.fixture(scope="session")
@@ -28,35 +28,35 @@ def random_spec() -> ModelSpec:
 @pytest.fixture(scope="session")
 def garments():
     """The garments domain of the bundled taxonomy (35+ subcategories, long enough to need prompt chunks)."""
-    from taxonomy import load_taxonomy
+    from unieditkit.taxonomy import load_taxonomy
 
     return load_taxonomy().domain("garments").subcategories
 
 
 @pytest.fixture(scope="session")
 def detector(random_spec):
-    from pipelines.models.factory import build_detector
+    from unieditkit.pipelines.models.factory import build_detector
 
     return build_detector(random_spec)
 
 
 @pytest.fixture(scope="session")
 def sam(random_spec):
-    from pipelines.models.factory import build_segmenter
+    from unieditkit.pipelines.models.factory import build_segmenter
 
     return build_segmenter(random_spec)
 
 
 @pytest.fixture(scope="session")
 def captioner(random_spec):
-    from pipelines.models.factory import build_captioner
+    from unieditkit.pipelines.models.factory import build_captioner
 
     return build_captioner(random_spec, max_len=8)
 
 
 @pytest.fixture(scope="session")
 def categorizer(random_spec):
-    from pipelines.models.factory import build_categorizer
+    from unieditkit.pipelines.models.factory import build_categorizer
 
     # one template instead of eight: on 2 CPU cores the text tower costs ~0.1 s per prompt
     return build_categorizer(random_spec, templates=("a photo of a {}.",))

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from pipelines.models.caption import clean_caption
-from pipelines.models.categorize import class_names
+from unieditkit.pipelines.models.caption import clean_caption
+from unieditkit.pipelines.models.categorize import class_names
 from unieditkit.errors import UserError
 
 
@@ -29,7 +29,7 @@ def test_clean_caption_strips_special_tokens_and_final_period():
 
 
 def test_captioner_rejects_unknown_generation(captioner):
-    from pipelines.models.caption import CocaCaptioner
+    from unieditkit.pipelines.models.caption import CocaCaptioner
 
     with pytest.raises(UserError, match="beam_search, greedy"):
         CocaCaptioner(generation_type="nucleus")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines.models.weights import CHECKPOINT_ALLOWED
+from unieditkit.pipelines.models.weights import CHECKPOINT_ALLOWED
 from unieditkit.errors import UserError
 
 
@@ -22,7 +22,7 @@ def _perturbed(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def test_sam_flat_state_dict_loads_exactly_and_damaged_copies_are_refused(sam, tmp_path):
-    from pipelines.models.segment import SamSegmenter
+    from unieditkit.pipelines.models.segment import SamSegmenter
 
     state = _perturbed(sam.predictor.model.state_dict())
     official = tmp_path / "sam_tiny.pth"
@@ -44,8 +44,8 @@ def test_sam_flat_state_dict_loads_exactly_and_damaged_copies_are_refused(sam, t
 
 
 def test_groundingdino_training_checkpoint_with_allow_listed_extras_loads(detector, tmp_path):
-    from pipelines.models.detect import GroundingDinoDetector
-    from pipelines.models.random_init import TINY_DINO_OVERRIDES, random_text_encoder_dir
+    from unieditkit.pipelines.models.detect import GroundingDinoDetector
+    from unieditkit.pipelines.models.random_init import TINY_DINO_OVERRIDES, random_text_encoder_dir
 
     allowed_unexpected, _ = CHECKPOINT_ALLOWED["groundingdino"]
     state = _perturbed(detector.model.state_dict())
@@ -69,15 +69,15 @@ def test_groundingdino_training_checkpoint_with_allow_listed_extras_loads(detect
 
 @pytest.fixture(scope="module")
 def sam2_segmenter():
-    from pipelines.models.factory import build_segmenter
-    from pipelines.models.weights import ModelSpec
+    from unieditkit.pipelines.models.factory import build_segmenter
+    from unieditkit.pipelines.models.weights import ModelSpec
 
     return build_segmenter(ModelSpec(segmenter="sam2", random_init=True))
 
 
 @pytest.mark.slow
 def test_sam2_segments_with_boxes_and_loads_its_official_layout(sam2_segmenter, photos, tmp_path):
-    from pipelines.models.segment import TINY_SAM2_OVERRIDES, Sam2Segmenter
+    from unieditkit.pipelines.models.segment import TINY_SAM2_OVERRIDES, Sam2Segmenter
 
     assert sam2_segmenter.name == "sam2"
     image = photos["chelsea"]
@@ -109,9 +109,9 @@ def test_sam2_segments_with_boxes_and_loads_its_official_layout(sam2_segmenter, 
 
 @pytest.mark.slow
 def test_mobile_sam_segments_and_loads_its_flat_checkpoint(photos, tmp_path):
-    from pipelines.models.factory import build_segmenter
-    from pipelines.models.segment import SamSegmenter
-    from pipelines.models.weights import ModelSpec
+    from unieditkit.pipelines.models.factory import build_segmenter
+    from unieditkit.pipelines.models.segment import SamSegmenter
+    from unieditkit.pipelines.models.weights import ModelSpec
 
     real = SamSegmenter("vit_t").predictor.model  # the official vit_t: built, not run (seconds per image on a CPU)
     assert type(real.image_encoder).__name__ == "TinyViT" and real.image_encoder.img_size == 1024

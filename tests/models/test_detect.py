@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from pipelines.models.base import Detection
-from pipelines.models.detect import GroundingDinoDetector, PromptMap, normalize_prompt, plan_chunks
+from unieditkit.pipelines.models.base import Detection
+from unieditkit.pipelines.models.detect import GroundingDinoDetector, PromptMap, normalize_prompt, plan_chunks
 from unieditkit.errors import MissingModelError, UserError
 
 
@@ -118,7 +118,7 @@ def test_thresholds_and_cap_apply(detector, photos):
 def test_checkpoint_round_trip_and_mismatch(detector, photos, tmp_path):
     import torch
 
-    from pipelines.models.random_init import TINY_DINO_OVERRIDES, random_text_encoder_dir
+    from unieditkit.pipelines.models.random_init import TINY_DINO_OVERRIDES, random_text_encoder_dir
 
     state = {k: v.clone() for k, v in detector.model.state_dict().items()}
     state["transformer.tgt_embed.weight"] += 0.25

@@ -15,7 +15,7 @@ import pytest
 import skimage.data
 import webdataset as wds
 
-from pipelines.models import ModelSpec, require_weights
+from unieditkit.pipelines.models import ModelSpec, require_weights
 from unieditkit.cli import main
 from unieditkit.errors import MissingModelError
 

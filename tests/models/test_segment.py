@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.models.base import box_window, clip_mask_to_box
-from pipelines.models.segment import GrabCutSegmenter
+from unieditkit.pipelines.models.base import box_window, clip_mask_to_box
+from unieditkit.pipelines.models.segment import GrabCutSegmenter
 from unieditkit.errors import UserError
 
 BOXES = np.array([[150.0, 20.5, 350.2, 300.0], [0, 0, 512, 512], [10.3, 200.7, 60.9, 270.1]], np.float32)
@@ -78,7 +78,7 @@ def test_sam_is_deterministic(sam, photos):
 def test_sam_loads_a_checkpoint_and_rejects_a_mismatched_one(sam, tmp_path):
     import torch
 
-    from pipelines.models.segment import SamSegmenter
+    from unieditkit.pipelines.models.segment import SamSegmenter
 
     state = {k: v.clone() + 0.5 for k, v in sam.predictor.model.state_dict().items()}
     good = tmp_path / "tiny.pth"

@@ -7,8 +7,8 @@ import argparse
 import pytest
 import torch
 
-from pipelines.models import ModelSpec, check_weights, require_weights
-from pipelines.models.weights import (
+from unieditkit.pipelines.models import ModelSpec, check_weights, require_weights
+from unieditkit.pipelines.models.weights import (
     hub_online,
     load_state_dict,
     open_clip_weights,
@@ -51,7 +51,7 @@ def test_check_lists_every_missing_item_with_how_to_get_it(offline):
 
 
 def test_files_in_the_models_dir_are_found_under_their_official_names(offline, monkeypatch):
-    from pipelines.models.random_init import random_text_encoder_dir
+    from unieditkit.pipelines.models.random_init import random_text_encoder_dir
 
     models = offline / "models"
     models.mkdir()
@@ -90,7 +90,7 @@ def test_offline_flag_is_honoured_without_touching_the_network(monkeypatch):
 
 
 def test_text_encoder_resolution(offline):
-    from pipelines.models.random_init import random_text_encoder_dir
+    from unieditkit.pipelines.models.random_init import random_text_encoder_dir
 
     folder = random_text_encoder_dir()
     assert text_encoder_dir(str(folder)) == folder
@@ -133,7 +133,7 @@ def test_spec_rejects_unknown_choices():
 
 
 def test_factory_picks_the_segmenter(offline):
-    from pipelines.models.factory import build_segmenter
+    from unieditkit.pipelines.models.factory import build_segmenter
 
     assert build_segmenter(ModelSpec(segmenter="grabcut")).name == "grabcut"
     assert build_segmenter(ModelSpec(models_dir=str(offline))).name == "grabcut"

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from sourcedata import write_image, write_video
 
-from pipelines.plan import make_plan
-from pipelines.config import OutputSettings
-from pipelines.sources import parse_source
-from pipelines.sources.config import format_spec, load_sources_yaml, split_spec
-from taxonomy import load_taxonomy
+from unieditkit.pipelines.plan import make_plan
+from unieditkit.pipelines.config import OutputSettings
+from unieditkit.pipelines.sources import parse_source
+from unieditkit.pipelines.sources.config import format_spec, load_sources_yaml, split_spec
+from unieditkit.taxonomy import load_taxonomy
 from unieditkit.errors import UserError
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from pipelines.sources import parse_source
+from unieditkit.pipelines.sources import parse_source
 from unieditkit import hfdata
 from unieditkit.errors import UserError
 from unieditkit.imageio import ImageReadError

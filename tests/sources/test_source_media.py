@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from sourcedata import frame_index_of, write_image, write_label_map, write_video
 
-from pipelines.plan import split_of
-from pipelines.sources import parse_source
-from pipelines.sources.multiview import target_views
-from pipelines.sources.video import choose_pairs
+from unieditkit.pipelines.plan import split_of
+from unieditkit.pipelines.sources import parse_source
+from unieditkit.pipelines.sources.multiview import target_views
+from unieditkit.pipelines.sources.video import choose_pairs
 from unieditkit.errors import UserError
 from unieditkit.imageio import ImageReadError, load_mask_uri
 from unieditkit.media import load_uri

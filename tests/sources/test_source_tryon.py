@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from sourcedata import write_image, write_label_map
 
-from pipelines.sources import parse_source
-from taxonomy import load_taxonomy
+from unieditkit.pipelines.sources import parse_source
+from unieditkit.taxonomy import load_taxonomy
 from unieditkit.errors import UserError
 from unieditkit.imageio import ImageReadError, load_mask_uri
 from unieditkit.media import load_uri

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from sourcedata import write_cut_video, write_video
 
-import pipelines.build
-from pipelines.build import build
-from pipelines.config import BuildConfig, ModelStagesConfig, OutputSettings
-from pipelines.probe import Probes, probe_sources
-from pipelines.sources import WorkUnit, parse_source
+import unieditkit.pipelines.build
+from unieditkit.pipelines.build import build
+from unieditkit.pipelines.config import BuildConfig, ModelStagesConfig, OutputSettings
+from unieditkit.pipelines.probe import Probes, probe_sources
+from unieditkit.pipelines.sources import WorkUnit, parse_source
 from unieditkit.format import PROBES_FILE, SHARD_SUFFIXES
 from unieditkit.storage import Folder
 from unieditkit.uri import split_uri
@@ -66,7 +66,7 @@ def test_parallel_probes_plan_and_build_what_the_sequential_path_does(clips: Pat
     assert summary.probes is not None and (summary.probes.probed, summary.probes.cached) == (5, 0)
     assert "probed inputs (frame counts, shots): 5 measured in Ray tasks, 0 taken from probes.json" in summary.lines()
     # the sequential path through the whole build: no probing step, so the source measures on the driver as before
-    monkeypatch.setattr(pipelines.build, "probe_sources", lambda sources, out, config: Probes(out))
+    monkeypatch.setattr(unieditkit.pipelines.build, "probe_sources", lambda sources, out, config: Probes(out))
     build(_config(clips, tmp_path / "sequential"))
     assert len(_shards(tmp_path / "parallel")) >= 6 and _shards(tmp_path / "parallel") == _shards(tmp_path / "sequential")
     assert not (tmp_path / "sequential" / PROBES_FILE).exists()

@@ -20,7 +20,7 @@ import pytest
 import webdataset as wds
 from PIL import Image, ImageDraw
 
-from pipelines.writer import sidecar_table
+from unieditkit.pipelines.writer import sidecar_table
 from unieditkit.format import index_record
 
 

@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 import torch
 
-from training.anchors import Anchors
-from training.checkpoint import load_weights
-from training.config import load_config
-from training.data import collate, decode_sample
-from training.editor import Editor
-from training.routing import AnchorGuidedRouter, home_expert, secondary_expert
-from training.train import run
+from unieditkit.training.model.anchors import Anchors
+from unieditkit.training.runtime.checkpoint import load_weights
+from unieditkit.training.config import load_config
+from unieditkit.training.data import collate, decode_sample
+from unieditkit.training.backbones.builtin.editor import Editor
+from unieditkit.training.model.routing import AnchorGuidedRouter, home_expert, secondary_expert
+from unieditkit.training.train import run
 
 ANCHORS = Anchors.from_taxonomy()
 CONFIG = """
@@ -124,7 +124,7 @@ def test_single_domain_training_keeps_the_home_expert(tmp_path, shard_writer):
 
 
 def test_single_domain_flux_training_keeps_the_home_expert(tmp_path, shard_writer, tiny_flux):
-    from training.backends import make_backend
+    from unieditkit.training.backbones.base import make_backend
 
     data = tmp_path / "garments"
     shard_writer(data, {"garments": [20, 20]}, {"garments": 0}, size=24)

@@ -49,7 +49,7 @@ def test_gpu_script_runs_mot_and_the_lora_baseline_default_and_like_for_like_on_
 
 
 def test_load_benchmark_measures_a_fresh_process_loading_the_snapshot(tiny_flux, tmp_path):
-    from training.flux_adapter import load_flux_fill_transformer
+    from unieditkit.training.backbones.flux.adapter import load_flux_fill_transformer
 
     out = tmp_path / "load.json"
     assert bench_flux_load.main(["--snapshot", str(tiny_flux), "--repeats", "1", "--json", str(out)]) == 0

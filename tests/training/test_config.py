@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from training.config import Config, load_config
+from unieditkit.training.config import Config, load_config
 from unieditkit.errors import UserError
 
 
@@ -54,7 +54,7 @@ def test_missing_file(tmp_path):
 
 
 def test_backbone_is_frozen_by_default_whenever_it_has_pretrained_weights(tmp_path):
-    from training.config import backbone_trains
+    from unieditkit.training.config import backbone_trains
 
     assert load_config(None).model.train_backbone == "auto"
     assert backbone_trains(load_config(None).model)  # built-in editor from scratch: nothing pretrained to keep
@@ -65,7 +65,7 @@ def test_backbone_is_frozen_by_default_whenever_it_has_pretrained_weights(tmp_pa
 
 
 def test_flux_fill_fills_only_the_keys_the_user_left_unset(tmp_path):
-    from training.config import FLUX_FILL_DEFAULTS
+    from unieditkit.training.config import FLUX_FILL_DEFAULTS
 
     flux = {"model.backbone": "flux-fill", "model.pretrained": "snap"}
     cfg = load_config(None, flux)
@@ -86,7 +86,7 @@ def test_flux_fill_fills_only_the_keys_the_user_left_unset(tmp_path):
 def test_image_size_flag_sets_the_resolution_for_both_backbones():
     import argparse
 
-    from training.config import add_arguments, overrides_from
+    from unieditkit.training.config import add_arguments, overrides_from
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
@@ -100,7 +100,7 @@ def test_image_size_flag_sets_the_resolution_for_both_backbones():
 
 
 def test_notes_announce_the_filled_defaults_and_warn_below_256_px_for_flux_only():
-    from training.config import config_notes
+    from unieditkit.training.config import config_notes
 
     (filled,) = config_notes(load_config(None, {"model.backbone": "flux-fill", "model.pretrained": "snap"}))
     assert filled.startswith("model.backbone flux-fill: model.image_size 512, model.gradient_checkpointing true, ")

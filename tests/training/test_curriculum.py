@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from training.config import CurriculumConfig
-from training.curriculum import Curriculum
+from unieditkit.training.config import CurriculumConfig
+from unieditkit.training.model.curriculum import Curriculum
 
 
 def test_stages_follow_the_boundaries():

@@ -12,10 +12,10 @@ import torch
 import webdataset as wds
 from PIL import Image
 
-from training.anchors import Anchors
-from training.config import CurriculumConfig
-from training.curriculum import Curriculum
-from training.data import BatchSource, decode_sample, find_shards
+from unieditkit.training.model.anchors import Anchors
+from unieditkit.training.config import CurriculumConfig
+from unieditkit.training.model.curriculum import Curriculum
+from unieditkit.training.data import BatchSource, decode_sample, find_shards
 from unieditkit.errors import UserError
 
 ANCHORS = Anchors.from_taxonomy()
@@ -125,7 +125,7 @@ def test_bad_samples_are_skipped_and_counted(tmp_path, shard_writer):
 
 
 def test_only_bad_samples_is_one_clear_error(tmp_path, shard_writer, monkeypatch):
-    monkeypatch.setattr("training.data.MAX_BAD_IN_A_ROW", 5)
+    monkeypatch.setattr("unieditkit.training.data.MAX_BAD_IN_A_ROW", 5)
     shard_writer(tmp_path, {"garments": [2]}, {"garments": 0}, corrupt=2, size=24)
     with pytest.raises(UserError, match="5 unreadable samples in a row"):
         _take(_source(find_shards(tmp_path, "train")), 0, 1)

@@ -11,11 +11,11 @@ import pytest
 import webdataset as wds
 from conftest import make_sample, write_shards
 
-from pipelines.dedupe import dedupe
-from training.anchors import Anchors
-from training.config import CurriculumConfig
-from training.curriculum import Curriculum
-from training.data import BatchSource, duplicate_skips
+from unieditkit.pipelines.dedupe import dedupe
+from unieditkit.training.model.anchors import Anchors
+from unieditkit.training.config import CurriculumConfig
+from unieditkit.training.model.curriculum import Curriculum
+from unieditkit.training.data import BatchSource, duplicate_skips
 from unieditkit.errors import UserError
 
 

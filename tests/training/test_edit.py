@@ -11,13 +11,13 @@ import pytest
 import webdataset as wds
 from PIL import Image
 
-from training.edit import compose, register, unletterbox
+from unieditkit.training.edit import compose, register, unletterbox
 from unieditkit.errors import UserError
 from unieditkit.evaluate import evaluate
 
 
 def _cli(command, argv):
-    from training.cli import register as register_train
+    from unieditkit.training.cli import register as register_train
 
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command")
@@ -100,7 +100,7 @@ def test_single_form_edits_inside_the_mask_only(data_and_run, tmp_path):
 
 
 def test_unletterbox_inverts_the_training_letterbox():
-    from training.data import letterbox
+    from unieditkit.training.data import letterbox
 
     img = Image.fromarray(np.random.default_rng(1).integers(0, 256, size=(40, 64, 3), dtype=np.uint8))
     boxed = np.asarray(letterbox(img, 64, 127, Image.BICUBIC))
@@ -115,7 +115,7 @@ def test_a_run_on_one_domain_without_data_domains_edits_without_category(tmp_pat
     edit that there was only one, and which subcategories."""
     from conftest import write_shards
 
-    from training.data import read_trained_on
+    from unieditkit.training.data import read_trained_on
 
     data = tmp_path / "out"
     write_shards(data, {"vehicles": [4]}, {"vehicles": 130}, size=40)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training.anchors import Anchors
-from training.config import CurriculumConfig, ModelConfig
-from training.curriculum import Curriculum
-from training.data import BatchSource, find_shards
-from training.editor import Editor, load_backbone
-from training.flow import flow_loss, sample
+from unieditkit.training.model.anchors import Anchors
+from unieditkit.training.config import CurriculumConfig, ModelConfig
+from unieditkit.training.model.curriculum import Curriculum
+from unieditkit.training.data import BatchSource, find_shards
+from unieditkit.training.backbones.builtin.editor import Editor, load_backbone
+from unieditkit.training.backbones.builtin.flow import flow_loss, sample
 from unieditkit.errors import UserError
 
 ANCHORS = Anchors.from_taxonomy()

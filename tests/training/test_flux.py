@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from conftest import log_losses, log_notes
-from training.config import load_config
-from training.flux_adapter import check_snapshot
+from unieditkit.training.config import load_config
+from unieditkit.training.backbones.flux.adapter import check_snapshot
 from unieditkit.errors import MissingModelError, UserError
 
 
@@ -23,9 +23,9 @@ def _cfg(tiny_flux_config, snapshot, shards, out, **extra):
 
 
 def _batch(shards, cfg, n=2):
-    from training.anchors import Anchors
-    from training.curriculum import Curriculum
-    from training.data import BatchSource, find_shards
+    from unieditkit.training.model.anchors import Anchors
+    from unieditkit.training.model.curriculum import Curriculum
+    from unieditkit.training.data import BatchSource, find_shards
 
     source = BatchSource(find_shards(shards, "train"), Anchors.from_taxonomy(), Curriculum(cfg.curriculum, 10),
                          image_size=cfg.model.image_size, batch_size=n, seed=0, epoch_batches=2, rank=0,
@@ -87,8 +87,8 @@ def test_flux_config_needs_a_snapshot_and_a_packable_size(tmp_path):
 
 def test_inputs_are_the_fill_diptych_and_experts_are_fp32_beside_a_bf16_backbone(
         tiny_flux, tiny_flux_config, two_domain_shards, tmp_path):
-    from training.backends import make_backend
-    from training.mot import mot_layers
+    from unieditkit.training.backbones.base import make_backend
+    from unieditkit.training.model.mot import mot_layers
 
     cfg = _cfg(tiny_flux_config, tiny_flux, two_domain_shards, tmp_path / "run")
     backend = make_backend(cfg, torch.device("cpu"))
@@ -116,7 +116,7 @@ def test_inputs_are_the_fill_diptych_and_experts_are_fp32_beside_a_bf16_backbone
 
 
 def test_routing_reads_clean_reference_latents_only(tiny_flux, tiny_flux_config, two_domain_shards, tmp_path):
-    from training.backends import make_backend
+    from unieditkit.training.backbones.base import make_backend
 
     cfg = _cfg(tiny_flux_config, tiny_flux, two_domain_shards, tmp_path / "run")
     backend = make_backend(cfg, torch.device("cpu"))
@@ -139,7 +139,7 @@ def test_routing_reads_clean_reference_latents_only(tiny_flux, tiny_flux_config,
 
 def test_cache_gives_the_same_inputs_and_spares_the_text_encoders(
         tiny_flux, tiny_flux_config, two_domain_shards, tmp_path):
-    from training.flux_inputs import FluxFillInputs
+    from unieditkit.training.backbones.flux.inputs import FluxFillInputs
 
     cfg = _cfg(tiny_flux_config, tiny_flux, two_domain_shards, tmp_path / "run")
     batch = _batch(two_domain_shards, cfg)
@@ -160,9 +160,9 @@ def test_cache_gives_the_same_inputs_and_spares_the_text_encoders(
 
 def test_with_a_cache_training_encodes_every_prompt_first_then_releases_the_text_encoders(
         tiny_flux, tiny_flux_config, two_domain_shards, tmp_path):
-    from training.backends import make_backend
-    from training.data import find_shards
-    from training.flux_inputs import FluxFillInputs, shard_prompts
+    from unieditkit.training.backbones.base import make_backend
+    from unieditkit.training.data import find_shards
+    from unieditkit.training.backbones.flux.inputs import FluxFillInputs, shard_prompts
 
     prompts = shard_prompts(find_shards(two_domain_shards, "train"), "a photo of {name}")
     assert sorted(prompts) == ["a photo of Sub 0", "a photo of Sub 1", "a photo of Sub 130", "a photo of Sub 131"]
@@ -179,7 +179,7 @@ def test_with_a_cache_training_encodes_every_prompt_first_then_releases_the_text
 
 
 def test_prompt_is_the_caption_else_the_template_with_the_display_name():
-    from training.flux_inputs import prompts_for
+    from unieditkit.training.backbones.flux.inputs import prompts_for
 
     batch = {"captions": ["a red bag on a chair", ""], "names": ["Handbag", "T-shirt"]}
     assert prompts_for(batch, "a photo of {name}") == ["a red bag on a chair", "a photo of T-shirt"]
@@ -190,8 +190,8 @@ def test_flux_fill_without_a_config_resolves_to_a_run_worth_keeping(tiny_flux, t
     per half, gradient checkpointing and batch 1 with accumulation, and the log says so once."""
     import yaml
 
-    from training.config import add_arguments, overrides_from
-    from training.train import resolve_config, run
+    from unieditkit.training.config import add_arguments, overrides_from
+    from unieditkit.training.train import resolve_config, run
 
     out = tmp_path / "run"
     parser = argparse.ArgumentParser()
@@ -213,7 +213,7 @@ def test_flux_fill_without_a_config_resolves_to_a_run_worth_keeping(tiny_flux, t
 
 def test_one_process_flux_run_resumes_bit_exactly_with_grad_accumulation_and_cache(
         tiny_flux, tiny_flux_config, two_domain_shards, tmp_path):
-    from training.train import run
+    from unieditkit.training.train import run
 
     full = _cfg(tiny_flux_config, tiny_flux, two_domain_shards, tmp_path / "full",
                 **{"train.grad_accum": 2, "data.cache": str(tmp_path / "cache")})
@@ -232,7 +232,7 @@ def test_one_process_flux_run_resumes_bit_exactly_with_grad_accumulation_and_cac
 
 
 def _edit(argv):
-    from training.edit import register
+    from unieditkit.training.edit import register
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))
@@ -305,8 +305,8 @@ def test_two_process_flux_run_resumes_bit_exactly_then_edit_and_eval_run(
 
 
 def test_fsdp_shards_every_flux_block(tiny_flux, tiny_flux_config, two_domain_shards, tmp_path):
-    from training.backends import make_backend
-    from training.distributed import shard_units
+    from unieditkit.training.backbones.base import make_backend
+    from unieditkit.training.runtime.distributed import shard_units
 
     backend = make_backend(_cfg(tiny_flux_config, tiny_flux, two_domain_shards, tmp_path), torch.device("cpu"))
     t = backend.module.transformer
@@ -315,7 +315,7 @@ def test_fsdp_shards_every_flux_block(tiny_flux, tiny_flux_config, two_domain_sh
 
 def test_gradient_checkpointing_gives_the_same_loss_and_gradients(tiny_flux, tiny_flux_config, two_domain_shards,
                                                                   tmp_path):
-    from training.backends import make_backend
+    from unieditkit.training.backbones.base import make_backend
 
     results = []
     for checkpointing in (False, True):
@@ -338,7 +338,7 @@ def test_two_process_fsdp_shards_the_flux_blocks_and_its_checkpoint_loads_for_ed
     """FSDP2 with a bf16 frozen backbone and fp32 experts in the same blocks; the checkpoint is full tensors."""
     import os
 
-    from training.edit import load_run
+    from unieditkit.training.edit import load_run
     from unieditkit.cli import main
 
     monkeypatch.chdir(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))

@@ -9,9 +9,9 @@ import types
 import pytest
 import torch
 
-from training.anchors import Anchors
-from training.flux_adapter import FluxMoT, load_flux_fill_transformer
-from training.mot import MoTLinear
+from unieditkit.training.model.anchors import Anchors
+from unieditkit.training.backbones.flux.adapter import FluxMoT, load_flux_fill_transformer
+from unieditkit.training.model.mot import MoTLinear
 from unieditkit.errors import MissingModelError, UserError
 
 ANCHORS = Anchors(("a", "b"), (0, 0, 1, 1))

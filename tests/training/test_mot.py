@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from training.anchors import Anchors
-from training.config import ModelConfig
-from training.editor import Editor
-from training.mot import MoTLinear, Routing, apply_mot, mot_layers, set_routing
-from training.routing import AnchorGuidedRouter, balance_loss, home_expert, secondary_expert
+from unieditkit.training.model.anchors import Anchors
+from unieditkit.training.config import ModelConfig
+from unieditkit.training.backbones.builtin.editor import Editor
+from unieditkit.training.model.mot import MoTLinear, Routing, apply_mot, mot_layers, set_routing
+from unieditkit.training.model.routing import AnchorGuidedRouter, balance_loss, home_expert, secondary_expert
 from unieditkit.errors import UserError
 
 ANCHORS = Anchors(tuple(f"d{i}" for i in range(8)), tuple(s // 4 for s in range(32)))

@@ -95,7 +95,7 @@ def test_single_edit_shows_its_sampling_steps_on_a_terminal_only(data_and_run, t
 
 
 def test_batch_edit_takes_the_thread_budget_train_takes(data_and_run, tmp_path, capsys, monkeypatch):
-    from training.train import thread_budget
+    from unieditkit.training.train import thread_budget
 
     data, run, _ = data_and_run
     monkeypatch.delenv("OMP_NUM_THREADS")

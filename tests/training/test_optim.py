@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training.config import ModelConfig, OptimConfig, load_config
-from training.mot import MoTLinear, Routing
-from training.optim import build_optimizer, optimizer_kind, optimizer_note, tensor_bytes
+from unieditkit.training.config import ModelConfig, OptimConfig, load_config
+from unieditkit.training.model.mot import MoTLinear, Routing
+from unieditkit.training.runtime.optim import build_optimizer, optimizer_kind, optimizer_note, tensor_bytes
 from unieditkit.errors import UserError
 
 

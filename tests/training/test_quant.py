@@ -12,8 +12,8 @@ import torch
 import yaml
 
 from conftest import log_losses, log_notes
-from training.config import load_config
-from training.flux_adapter import FLUX_FILL_DEV, FluxMoT, load_flux_fill_transformer, quantization_config
+from unieditkit.training.config import load_config
+from unieditkit.training.backbones.flux.adapter import FLUX_FILL_DEV, FluxMoT, load_flux_fill_transformer, quantization_config
 from unieditkit.errors import UserError
 
 
@@ -51,8 +51,8 @@ def test_edit_loads_the_backbone_quantized_and_releases_the_text_encoders_before
     and T5 and CLIP are gone (prompts encoded first into a temporary cache) when sampling starts."""
     from PIL import Image
 
-    from training.edit import edit_one, load_run
-    from training.mot import MoTLinear
+    from unieditkit.training.edit import edit_one, load_run
+    from unieditkit.training.model.mot import MoTLinear
     from unieditkit.cli import main
 
     data = tmp_path / "data"
@@ -99,9 +99,9 @@ def test_only_experts_and_router_change_beside_a_quantized_backbone(quant, tiny_
     bit what it was, the experts and the router moved, and no backbone tensor holds a gradient."""
     from test_flux import _batch
 
-    from training.backends import make_backend
-    from training.mot import MoTLinear
-    from training.optim import build_optimizer
+    from unieditkit.training.backbones.base import make_backend
+    from unieditkit.training.model.mot import MoTLinear
+    from unieditkit.training.runtime.optim import build_optimizer
 
     cfg = load_config(tiny_flux_config, {"model.pretrained": str(tiny_flux), "data.root": str(two_domain_shards),
                                          "train.run_dir": str(tmp_path / "run"), "model.backbone_quant": quant})
@@ -175,7 +175,7 @@ def test_a_quant_this_machine_cannot_run_or_a_wrong_setting_is_one_line(tiny_flu
 def test_a_quantized_backbone_without_checkpointing_is_warned_about(tiny_flux, tiny_flux_config):
     """torchao's weight-only linear multiplies by a bf16 copy of its weight, and autograd keeps that copy for the
     backward pass: without checkpointing every block's copy stays until backward (checked here on a real linear)."""
-    from training.config import config_notes
+    from unieditkit.training.config import config_notes
 
     linear = load_flux_fill_transformer(tiny_flux, torch.bfloat16, "cpu", "int8").transformer_blocks[0].ff.net[2]
     saved = []
@@ -201,7 +201,7 @@ def test_train_refuses_nf4_without_a_gpu_before_any_rank_starts(tiny_flux, tiny_
 
 
 def _real_bytes(t: torch.Tensor) -> int:
-    from training.optim import tensor_bytes
+    from unieditkit.training.runtime.optim import tensor_bytes
 
     return tensor_bytes(t)
 
@@ -213,9 +213,9 @@ def test_memory_counts_match_the_bytes_real_quantized_tensors_and_optimizers_hol
     experts and both optimizers' state equal the real tensors after a step."""
     import bitsandbytes.functional as bnbf
 
-    from training.anchors import Anchors
-    from training.memory import count_model, meta_model
-    from training.optim import adamw
+    from unieditkit.training.model.anchors import Anchors
+    from unieditkit.training.backbones.flux.memory import count_model, meta_model
+    from unieditkit.training.runtime.optim import adamw
 
     cfg = load_config(tiny_flux_config, {"model.pretrained": str(tiny_flux), "model.num_experts": 8, "model.rank": 16})
     config = json.loads((tiny_flux / "transformer" / "config.json").read_text())

@@ -8,7 +8,7 @@ import pathlib
 
 import pytest
 
-from training.cli import register
+from unieditkit.training.cli import register
 from unieditkit.errors import UserError
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -75,7 +75,7 @@ def test_launcher_options_are_checked_before_anything_starts(two_domain_shards, 
 def test_a_workers_user_error_is_reported_as_itself():
     from ray.train.v2.api.exceptions import WorkerGroupError
 
-    from training.ray_launch import _user_error
+    from unieditkit.training.launch.on_ray import _user_error
 
     mistake = UserError("train.val_every: --data OUT has no finished val shards; build a val split or set "
                         "--val-every 0")

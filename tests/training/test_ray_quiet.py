@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from training.cli import register
+from unieditkit.training.cli import register
 from unieditkit.errors import UserError
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]

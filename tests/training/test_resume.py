@@ -14,12 +14,12 @@ import pytest
 import torch
 from PIL import Image
 
-import training.data
-from training.anchors import Anchors
-from training.config import CurriculumConfig
-from training.curriculum import Curriculum
-from training.data import BatchSource, find_shards
-from training.train import resolve_config, run
+import unieditkit.training.data
+from unieditkit.training.model.anchors import Anchors
+from unieditkit.training.config import CurriculumConfig
+from unieditkit.training.model.curriculum import Curriculum
+from unieditkit.training.data import BatchSource, find_shards
+from unieditkit.training.train import resolve_config, run
 from unieditkit.errors import UserError
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -67,13 +67,13 @@ def _losses(run_dir):
 def test_resume_at_a_late_step_decodes_only_the_samples_it_trains_on(two_domain_shards, tiny_config, tmp_path,
                                                                       monkeypatch):
     decoded = []
-    real = training.data.decode_sample
+    real = unieditkit.training.data.decode_sample
 
     def counting(sample, *args, **kw):
         decoded.append(sample["__key__"])
         return real(sample, *args, **kw)
 
-    monkeypatch.setattr(training.data, "decode_sample", counting)
+    monkeypatch.setattr(unieditkit.training.data, "decode_sample", counting)
     over = {"data.root": str(two_domain_shards), "data.batches_per_epoch": 50, "train.max_steps": 8}
     full = tmp_path / "full"
     assert run(resolve_config(str(tiny_config), {**over, "train.run_dir": str(full)})) == 8
@@ -93,7 +93,7 @@ def test_resume_at_a_late_step_decodes_only_the_samples_it_trains_on(two_domain_
 SCRIPT = """
 import os
 import sys
-from training.train import resolve_config, run
+from unieditkit.training.train import resolve_config, run
 from unieditkit.errors import UserError
 rank = int(os.environ["RANK"])
 cfg = resolve_config(sys.argv[1], {"data.root": sys.argv[2], "train.run_dir": sys.argv[3 + rank]}, "latest")
@@ -133,8 +133,8 @@ def test_ranks_that_disagree_on_the_checkpoint_stop_with_one_line(two_domain_sha
 
 
 def test_validation_logs_each_mask_variant_on_a_fixed_subset_and_previews_it(tiny_config, tmp_path, shard_writer):
-    from training.data import fixed_subset
-    from training.runlog import to_uint8
+    from unieditkit.training.data import fixed_subset
+    from unieditkit.training.runtime.runlog import to_uint8
 
     data = tmp_path / "data"
     shard_writer(data, {"garments": [6]}, {"garments": 0}, size=24)
@@ -165,7 +165,7 @@ def test_validation_logs_each_mask_variant_on_a_fixed_subset_and_previews_it(tin
 
 
 def test_ema_is_saved_resumed_exactly_and_used_for_editing(two_domain_shards, tiny_config, tmp_path):
-    from training.edit import load_run
+    from unieditkit.training.edit import load_run
 
     over = {"data.root": str(two_domain_shards), "train.max_steps": 4, "train.save_every": 1, "train.keep_last": 4,
             "train.ema_decay": 0.5}
@@ -192,8 +192,8 @@ def test_ema_is_saved_resumed_exactly_and_used_for_editing(two_domain_shards, ti
 
 
 def test_learning_rate_schedules():
-    from training.config import OptimConfig
-    from training.train import lr_schedule
+    from unieditkit.training.config import OptimConfig
+    from unieditkit.training.train import lr_schedule
 
     cosine = lr_schedule(OptimConfig(warmup_steps=2, min_lr_ratio=0.1), 12)
     constant = lr_schedule(OptimConfig(warmup_steps=2, schedule="constant"), 12)

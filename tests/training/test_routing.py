@@ -9,12 +9,12 @@ import pathlib
 import pytest
 import torch
 
-from training.anchors import Anchors
-from training.checkpoint import load_weights
-from training.config import ModelConfig, load_config
-from training.editor import Editor
-from training.routing import AnchorGuidedRouter, RandomRouter
-from training.train import run
+from unieditkit.training.model.anchors import Anchors
+from unieditkit.training.runtime.checkpoint import load_weights
+from unieditkit.training.config import ModelConfig, load_config
+from unieditkit.training.backbones.builtin.editor import Editor
+from unieditkit.training.model.routing import AnchorGuidedRouter, RandomRouter
+from unieditkit.training.train import run
 from unieditkit.errors import UserError
 
 ANCHORS = Anchors.from_taxonomy()
@@ -61,7 +61,7 @@ def test_gate_sees_structure_that_the_mean_of_the_tokens_hides():
 
 
 def test_flux_gate_sees_structure_that_the_mean_latent_hides(tiny_flux):
-    from training.flux_adapter import FluxMoT, load_flux_fill_transformer
+    from unieditkit.training.backbones.flux.adapter import FluxMoT, load_flux_fill_transformer
 
     torch.manual_seed(0)
     flux = FluxMoT(load_flux_fill_transformer(tiny_flux, torch.float32), ANCHORS, num_experts=4, rank=2)

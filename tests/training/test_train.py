@@ -10,10 +10,10 @@ import sys
 import pytest
 import torch
 
-from training.checkpoint import find_checkpoint
-from training.cli import register, torchrun_command
-from training.config import load_config
-from training.train import resolve_config, run
+from unieditkit.training.runtime.checkpoint import find_checkpoint
+from unieditkit.training.cli import register, torchrun_command
+from unieditkit.training.config import load_config
+from unieditkit.training.train import resolve_config, run
 from unieditkit.errors import UserError
 
 
@@ -100,7 +100,7 @@ def test_command_checks_arguments_before_starting(two_domain_shards, tiny_config
         _train_cli(["--out", str(tmp_path)])
     args = _parse(["train", "--data", "D", "--out", "R", "--nproc", "4", "--resume", "latest"])
     assert torchrun_command(args) == [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=4", "-m", "training.train",
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=4", "-m", "unieditkit.training.train",
         "--data", "D", "--out", "R", "--resume", "latest"]
 
 
@@ -171,7 +171,7 @@ def test_rerun_without_resume_is_refused_and_every_checkpoint_survives(two_domai
 
 
 def test_checkpoints_are_pruned_by_step_number_not_name(tmp_path):
-    from training.checkpoint import list_checkpoints
+    from unieditkit.training.runtime.checkpoint import list_checkpoints
 
     folder = tmp_path / "checkpoints"
     folder.mkdir()
@@ -181,9 +181,9 @@ def test_checkpoints_are_pruned_by_step_number_not_name(tmp_path):
 
 
 def test_world_size_change_is_refused_unless_allowed(two_domain_shards, tiny_config, tmp_path):
-    from training.checkpoint import load_checkpoint
-    from training.distributed import DistInfo
-    from training.train import _build
+    from unieditkit.training.runtime.checkpoint import load_checkpoint
+    from unieditkit.training.runtime.distributed import DistInfo
+    from unieditkit.training.train import _build
 
     out = tmp_path / "run"
     base = ["--config", str(tiny_config), "--data", str(two_domain_shards), "--out", str(out)]
@@ -221,7 +221,7 @@ def test_run_log_notes_its_choices(two_domain_shards, tiny_config, tmp_path, mon
 
 
 def test_thread_budget_shares_cores_between_processes_and_workers():
-    from training.train import thread_budget
+    from unieditkit.training.train import thread_budget
 
     assert thread_budget(cores=2, local_processes=1, workers=2) == 1
     assert thread_budget(cores=16, local_processes=2, workers=2) == 6

@@ -43,7 +43,7 @@ from unieditkit.integrity import mismatch
 
 from .reader import KEY_RE, Sample, open_image, tar_entries
 
-#: the build writes every file as NAME.tmp and renames it (``pipelines.writer``, not imported: it pulls in torch)
+#: the build writes every file as NAME.tmp and renames it (``unieditkit.pipelines.writer``, not imported: it pulls in torch)
 TMP_SUFFIX = ".tmp"
 PAIR_KINDS = ("video", "multiview", "tryon", "self", "manifest")
 PAIR_METHODS = ("self", "annotation", "track", "track_sam2", "appearance")
@@ -406,7 +406,7 @@ def shard_names(out_dir: Path) -> tuple[list[str], list[Problem]]:
 
 def _bundled_taxonomy_if_used(out_dir: Path) -> Any | None:
     """The bundled taxonomy when the build used it (build_config.json says so), else ``None`` (no check)."""
-    from taxonomy import load_taxonomy
+    from unieditkit.taxonomy import load_taxonomy
 
     try:
         config = json.loads((out_dir / "build_config.json").read_text())

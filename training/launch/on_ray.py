@@ -1,7 +1,7 @@
 """``unieditkit train --launcher ray``: the same training loop, one rank per Ray Train worker (``TorchTrainer``).
 
 Ray Train starts the workers, sets the torchrun environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ...) and
-the process group (gloo on CPUs, NCCL on GPUs) before ``training.train.run`` is called, so everything after that
+the process group (gloo on CPUs, NCCL on GPUs) before ``unieditkit.training.train.run`` is called, so everything after that
 is the torchrun code path: the same batches, losses, logs and run folder.
 
 Checkpoints: the run folder is Ray Train's experiment folder (``storage_path`` = the parent of ``--out``,
@@ -32,7 +32,7 @@ import threading
 from contextlib import ExitStack, contextmanager, nullcontext, redirect_stderr, redirect_stdout
 from typing import IO, Any, Iterator
 
-from training.config import Config
+from unieditkit.training.config import Config
 from unieditkit.errors import UserError
 from unieditkit.raycluster import check_head, joining, output_to
 from unieditkit.uri import is_url
@@ -50,8 +50,8 @@ def _worker(config: dict[str, Any]) -> None:
     import ray.train
     from ray.train import Checkpoint, CheckpointUploadMode
 
-    from training.config import load_config
-    from training.train import run
+    from unieditkit.training.config import load_config
+    from unieditkit.training.train import run
 
     cfg = load_config(None, config["config"])
     cfg.backbone_defaults = tuple(config["backbone_defaults"])  # every key is set in the dict: say which were filled

@@ -40,9 +40,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from training.config import BACKBONE_QUANTS, Config
-from training.mot import MoTLinear
-from training.optim import optimizer_kind
+from unieditkit.training.config import BACKBONE_QUANTS, Config
+from unieditkit.training.model.mot import MoTLinear
+from unieditkit.training.runtime.optim import optimizer_kind
 
 GB = 10**9
 #: GPU classes as sold: 24, 40, 48 and 80 GB cards hold that many GiB
@@ -102,7 +102,7 @@ class StateBytes:
 
 def transformer_config(cfg: Config) -> tuple[str, dict]:
     """The transformer's arguments: the ``model.pretrained`` snapshot's when it has them, else FLUX.1-Fill-dev's."""
-    from training.flux_adapter import FLUX_FILL_DEV
+    from unieditkit.training.backbones.flux.adapter import FLUX_FILL_DEV
 
     if cfg.model.pretrained:
         root = pathlib.Path(cfg.model.pretrained)
@@ -115,8 +115,8 @@ def transformer_config(cfg: Config) -> tuple[str, dict]:
 
 def meta_model(cfg: Config, config: dict) -> nn.Module:
     """``FluxMoT`` on the meta device: every shape training would allocate, no memory."""
-    from training.anchors import Anchors
-    from training.flux_adapter import FluxMoT, require_diffusers
+    from unieditkit.training.model.anchors import Anchors
+    from unieditkit.training.backbones.flux.adapter import FluxMoT, require_diffusers
 
     m = cfg.model
     with torch.device("meta"):

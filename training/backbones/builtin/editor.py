@@ -29,10 +29,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from training.anchors import Anchors
-from training.config import DIT_MOT_PATTERNS, ModelConfig, backbone_trains
-from training.mot import apply_mot, mot_layers, set_routing
-from training.routing import AnchorGuidedRouter, RandomRouter, RouterOutput, make_router
+from unieditkit.training.model.anchors import Anchors
+from unieditkit.training.config import DIT_MOT_PATTERNS, ModelConfig, backbone_trains
+from unieditkit.training.model.mot import apply_mot, mot_layers, set_routing
+from unieditkit.training.model.routing import AnchorGuidedRouter, RandomRouter, RouterOutput, make_router
 from unieditkit.errors import UserError
 
 IN_CHANNELS = 7

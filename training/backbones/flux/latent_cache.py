@@ -17,7 +17,7 @@ import pathlib
 
 import torch
 
-from training.config import ModelConfig
+from unieditkit.training.config import ModelConfig
 from unieditkit.errors import UserError
 
 FORMAT = 1

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from training.config import ModelConfig, OptimConfig
+from unieditkit.training.config import ModelConfig, OptimConfig
 from unieditkit.errors import UserError
 
 

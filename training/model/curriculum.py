@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from training.config import MASK_VARIANTS, CurriculumConfig
+from unieditkit.training.config import MASK_VARIANTS, CurriculumConfig
 
 
 class Curriculum:

@@ -32,10 +32,10 @@ from typing import Any
 
 import torch
 
-from training.config import ModelConfig
-from training.data import caption, display_name
-from training.flux_adapter import check_snapshot, require_diffusers
-from training.latent_cache import LatentCache
+from unieditkit.training.config import ModelConfig
+from unieditkit.training.data import caption, display_name
+from unieditkit.training.backbones.flux.adapter import check_snapshot, require_diffusers
+from unieditkit.training.backbones.flux.latent_cache import LatentCache
 
 
 @dataclass

@@ -26,10 +26,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from training.anchors import Anchors
-from training.config import ModelConfig
-from training.mot import apply_mot, mot_layers, set_routing
-from training.routing import RouterOutput, make_router
+from unieditkit.training.model.anchors import Anchors
+from unieditkit.training.config import ModelConfig
+from unieditkit.training.model.mot import apply_mot, mot_layers, set_routing
+from unieditkit.training.model.routing import RouterOutput, make_router
 from unieditkit.errors import MissingModelError, UserError
 
 FLUX_MOT_PATTERNS = [

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.distributed.tensor import DTensor, distribute_tensor
 
-from training.distributed import unwrap
+from unieditkit.training.runtime.distributed import unwrap
 from unieditkit.errors import UserError
 
 

@@ -36,7 +36,7 @@ class Anchors:
     @classmethod
     def from_taxonomy(cls, path: str = "") -> Anchors:
         """The anchors of the bundled taxonomy, or of the taxonomy file ``path`` (``model.taxonomy``)."""
-        from taxonomy import load_taxonomy
+        from unieditkit.taxonomy import load_taxonomy
 
         tax = load_taxonomy(path or None)
         domains = tuple(tax.domains)

@@ -25,11 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.anchors import Anchors
-from training.config import Config
-from training.flow import LossParts, noise_like, paste_known, sample_t
-from training.flux_adapter import FluxMoT, load_flux_fill_transformer
-from training.flux_inputs import FluxBatch, FluxFillInputs, shard_prompts
+from unieditkit.training.model.anchors import Anchors
+from unieditkit.training.config import Config
+from unieditkit.training.backbones.builtin.flow import LossParts, noise_like, paste_known, sample_t
+from unieditkit.training.backbones.flux.adapter import FluxMoT, load_flux_fill_transformer
+from unieditkit.training.backbones.flux.inputs import FluxBatch, FluxFillInputs, shard_prompts
 
 
 class FluxBackend:
@@ -59,7 +59,7 @@ class FluxBackend:
     def _cache_prompts(self) -> None:
         """Every prompt of the train split (and the val split when validating) into the cache, then the text
         encoders go; rank r of n starts at the r/n point of the list, so the ranks share the first run's work."""
-        from training.data import find_shards, val_shards
+        from unieditkit.training.data import find_shards, val_shards
 
         d = self.data
         shards = find_shards(d.root, d.split, d.domains) + (val_shards(d.root, d.domains) if self.val_every else [])

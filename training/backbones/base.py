@@ -13,10 +13,10 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from training.anchors import Anchors
-from training.config import Config
-from training.editor import Editor, load_backbone
-from training.flow import LossParts, flow_loss, paste_known, sample
+from unieditkit.training.model.anchors import Anchors
+from unieditkit.training.config import Config
+from unieditkit.training.backbones.builtin.editor import Editor, load_backbone
+from unieditkit.training.backbones.builtin.flow import LossParts, flow_loss, paste_known, sample
 
 
 class Backend(Protocol):
@@ -61,7 +61,7 @@ def make_backend(cfg: Config, device: torch.device) -> Backend:
     """Seeds the global RNG first: expert and router initialisation must be identical on every rank."""
     torch.manual_seed(cfg.train.seed)
     if cfg.model.backbone == "flux-fill":
-        from training.flux_flow import FluxBackend
+        from unieditkit.training.backbones.flux.flow import FluxBackend
 
         return FluxBackend(cfg, device)
     return BuiltinBackend(cfg, device)

@@ -29,7 +29,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from training.distributed import DistInfo, barrier
+from unieditkit.training.runtime.distributed import DistInfo, barrier
 from unieditkit.errors import UserError
 
 FORMAT = 1
@@ -77,7 +77,7 @@ def save_checkpoint(
     ema: dict | None = None,
 ) -> pathlib.Path:
     """Collective: every rank must call it. Rank 0 writes ``step_*.pt`` via a temporary file and a rename.
-    ``data`` is this rank's ``BatchSource.position()``, ``ema`` the averaged weights (``training/ema.py``)."""
+    ``data`` is this rank's ``BatchSource.position()``, ``ema`` the averaged weights (``training/runtime/ema.py``)."""
     model_sd = get_model_state_dict(model, options=_options(ignore_frozen_params=True))
     optim_sd = get_optimizer_state_dict(model, optimizer, options=_options())
     rngs, positions = [rng_state()], [data]

@@ -76,9 +76,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.anchors import Anchors
-from training.config import ModelConfig
-from training.mot import Routing
+from unieditkit.training.model.anchors import Anchors
+from unieditkit.training.config import ModelConfig
+from unieditkit.training.model.mot import Routing
 from unieditkit.errors import UserError
 
 POOL_HEADS = 4

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from training.editor import Editor, EditorOutput
+from unieditkit.training.backbones.builtin.editor import Editor, EditorOutput
 
 
 @dataclass
