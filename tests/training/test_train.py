@@ -227,15 +227,3 @@ def test_thread_budget_shares_cores_between_processes_and_workers():
     assert thread_budget(cores=16, local_processes=2, workers=2) == 6
     assert thread_budget(cores=8, local_processes=1, workers=0) == 8
 
-
-def test_a_shadowing_training_package_is_one_line(tmp_path, monkeypatch):
-    """What a sam2 install does to `import training` when the checkout is not first on sys.path."""
-    import types
-
-    fake = types.ModuleType("training")
-    fake.__file__ = str(tmp_path / "site-packages" / "training" / "__init__.py")
-    monkeypatch.setitem(sys.modules, "training", fake)
-    with pytest.raises(UserError, match=r"the 'training' package Python finds is .*site-packages/training, not "
-                                        r"unieditkit's .*python -m unieditkit.cli train") as info:
-        _train_cli(["--data", str(tmp_path), "--out", str(tmp_path / "run")])
-    assert "\n" not in str(info.value)
