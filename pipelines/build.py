@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from unieditkit.taxonomy import Taxonomy, load_taxonomy
 from unieditkit.errors import UserError
+from unieditkit.extras import require_extra
 from unieditkit.faults import checkpoint
 from unieditkit.format import BUILD_CONFIG_FILE, describe_splits, marker_name, split_sizes
 from unieditkit.raycluster import joining
@@ -185,6 +186,7 @@ def resolve_model_stages(config: BuildConfig, shards: list[ShardPlan]) -> ModelS
         raise UserError(f"--models {','.join(wanted)}: unknown stage(s) {', '.join(unknown)}; choose from {', '.join(MODEL_STAGES)}, 'auto' or 'none'")
     if not wanted:
         return None
+    require_extra("models", f"model stages {','.join(s for s in MODEL_STAGES if s in wanted)}")
     spec = dataclasses.replace(config.models or ModelSpec(), stages=tuple(s for s in MODEL_STAGES if s in wanted))
     from .models.weights import require_weights
 
