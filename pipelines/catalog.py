@@ -20,9 +20,10 @@ import yaml
 
 from unieditkit.faults import checkpoint
 from unieditkit.format import (
-    BUILD_CONFIG_FILE, CARD_FILE, FORMAT_VERSION, INDEX_FILE, REJECTED_FILE, SIDECAR_SUFFIX, SPLITS,
-    hf_features, index_schema, marker_name, split_glob,
+    BUILD_CONFIG_FILE, CARD_FILE, DUPLICATES_FILE, FORMAT_VERSION, INDEX_FILE, REJECTED_FILE, SIDECAR_SUFFIX, SPLITS,
+    duplicates_coverage, duplicates_info, hf_features, index_schema, split_glob,
 )
+from unieditkit.reader import done_shards
 
 from .sources import SAMPLE_DATA
 from unieditkit.storage import Folder, as_folder
@@ -30,12 +31,6 @@ from unieditkit.storage import Folder, as_folder
 
 #: schema metadata key of the folder tables: ``content_fingerprint`` of the shards they were made from
 _MADE_FROM = b"unieditkit_shards"
-
-
-def done_shards(out: Folder | Path) -> list[dict[str, Any]]:
-    """Stats of every complete shard, sorted by name."""
-    folder = as_folder(out)
-    return [json.loads(folder.read_bytes(marker_name(name))) for name in folder.done_shards()]
 
 
 def _write_if_changed(folder: Folder, name: str, data: bytes) -> bool:
@@ -113,10 +108,27 @@ def card_notes(out: Folder | Path, shards: list[dict[str, Any]]) -> list[str]:
                      "come from generated images (textured shapes); the others from real public-domain or CC0 photographs, "
                      "listed with their licences in the toolkit's `pipelines/sample_data/README.md`. Not training data.")
     if folder.local:
-        from .dedupe import duplicates_note
-
         notes.append(duplicates_note(folder.local_path(), shards))
     return [n for n in notes if n]
+
+
+def duplicates_note(out_dir: Path, shards: list[dict[str, Any]]) -> str:
+    """The card's line about ``duplicates.parquet``: what it found, or that it is stale ("" when absent)."""
+    info = duplicates_info(out_dir)
+    if info is None:
+        return ""
+    if info["shards"] != duplicates_coverage(shards):
+        return (f"**Near-duplicates**: `{DUPLICATES_FILE}` was computed before the last build changed the shards; "
+                f"re-run `unieditkit dedupe` on this folder.")
+    table = pq.read_table(out_dir / DUPLICATES_FILE, columns=["cluster", "keep"])
+    skipped = table.num_rows - sum(table["keep"].to_pylist())
+    clip = f", CLIP {info['clip']}" if info["clip"] else ""
+    return (f"**Near-duplicates**: {table.num_rows} samples fall in {len(set(table['cluster'].to_pylist()))} clusters "
+            f"across shards (perceptual hash within {info['hamming']} bits{clip}); `{DUPLICATES_FILE}` marks one per "
+            f"cluster `keep: true`, the one to train on; the other {skipped} are near-duplicates to skip.")
+
+
+# ---- `unieditkit dedupe OUT` ------------------------------------------------------------------------------------
 
 
 def dataset_card(shards: list[dict[str, Any]], title: str = "unieditkit dataset", notes: list[str] | None = None) -> str:

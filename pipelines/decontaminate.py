@@ -143,9 +143,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from unieditkit.inspect.reader import check_out_dir, iter_samples
-
-    from .catalog import done_shards
+    from unieditkit.reader import check_out_dir, done_shards, iter_samples
 
     out = check_out_dir(Path(args.out_dir))
     settings = OutputSettings(against=tuple(args.against), eval_overlap_hamming=args.hamming)

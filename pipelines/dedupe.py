@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from unieditkit.errors import UserError
-from unieditkit.format import DUPLICATES_FILE, duplicates_coverage, duplicates_info, duplicates_metadata
+from unieditkit.format import DUPLICATES_FILE, duplicates_coverage, duplicates_metadata
 
 from .config import OutputSettings
 from .stages.pair import phash
@@ -137,7 +137,7 @@ def crop_hash(crop: np.ndarray) -> int:
 
 def read_items(out_dir: Path, shards: list[dict[str, Any]]) -> list[Item]:
     """The target object crop of every written sample (``tgt.jpg`` inside the json ``bbox``), sorted by key."""
-    from unieditkit.inspect.reader import iter_samples
+    from unieditkit.reader import iter_samples
 
     items = []
     for s in shards:
@@ -166,7 +166,9 @@ def clip_embeddings(items: list[Item], model_name: str, pretrained: str | None, 
 def dedupe(out_dir: Path, max_hamming: int, clip_model: str = "", clip_pretrained: str | None = None,
            clip_threshold: float = 0.95) -> list[dict[str, Any]]:
     """Find the clusters of the folder's written samples, write ``duplicates.parquet`` and refresh the card."""
-    from .catalog import done_shards, write_card
+    from unieditkit.reader import done_shards
+
+    from .catalog import write_card
     from .writer import write_bytes_atomic
 
     if not 0 < clip_threshold <= 1:
@@ -193,25 +195,6 @@ def dedupe(out_dir: Path, max_hamming: int, clip_model: str = "", clip_pretraine
     return rows
 
 
-def duplicates_note(out_dir: Path, shards: list[dict[str, Any]]) -> str:
-    """The card's line about ``duplicates.parquet``: what it found, or that it is stale ("" when absent)."""
-    info = duplicates_info(out_dir)
-    if info is None:
-        return ""
-    if info["shards"] != duplicates_coverage(shards):
-        return (f"**Near-duplicates**: `{DUPLICATES_FILE}` was computed before the last build changed the shards; "
-                f"re-run `unieditkit dedupe` on this folder.")
-    table = pq.read_table(out_dir / DUPLICATES_FILE, columns=["cluster", "keep"])
-    skipped = table.num_rows - sum(table["keep"].to_pylist())
-    clip = f", CLIP {info['clip']}" if info["clip"] else ""
-    return (f"**Near-duplicates**: {table.num_rows} samples fall in {len(set(table['cluster'].to_pylist()))} clusters "
-            f"across shards (perceptual hash within {info['hamming']} bits{clip}); `{DUPLICATES_FILE}` marks one per "
-            f"cluster `keep: true`, the one to train on; the other {skipped} are near-duplicates to skip.")
-
-
-# ---- `unieditkit dedupe OUT` ------------------------------------------------------------------------------------
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "dedupe",
@@ -231,7 +214,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from unieditkit.inspect.reader import check_out_dir
+    from unieditkit.reader import check_out_dir
 
     out = check_out_dir(Path(args.out_dir))
     if args.clip_model and not (args.clip_pretrained or args.random_weights):

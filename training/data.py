@@ -124,7 +124,7 @@ def duplicate_skips(root: str | pathlib.Path) -> frozenset[str]:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from unieditkit.pipelines.catalog import done_shards
+    from unieditkit.reader import done_shards
     from unieditkit.format import DUPLICATES_FILE as DUPLICATES, duplicates_coverage as coverage, duplicates_info as read_info
 
     root = pathlib.Path(root)

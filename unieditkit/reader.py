@@ -1,4 +1,6 @@
-"""Reading a build's output folder for the inspection commands: shard names, index rows, tar members, images.
+"""Reading a build's output folder: done shards' markers, index rows, tar members, images. It sits in the core,
+beside the format it reads, because the build's own catalog and dedupe, training's loader and the inspection
+commands all read a built folder, and none of them may import another's room for it.
 
 Tars are read with :mod:`tarfile` member by member and never extracted, so a hostile shard (path-traversal
 names, links, devices, huge members) can be inspected and reported but cannot write anywhere. Members with an
@@ -25,8 +27,9 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from unieditkit.errors import UserError
-from unieditkit.format import INDEX_FILE, SAMPLE_FILES, TAR_SUFFIX, find_done_shards, marker_name
+from unieditkit.format import INDEX_FILE, SAMPLE_FILES, TAR_SUFFIX, marker_name
 from unieditkit.imageio import MAX_PIXELS
+from unieditkit.storage import Folder, as_folder
 
 KEY_RE = re.compile(r"^[a-z0-9_-]+$")
 #: larger members are not read into memory (a real sample member is a few hundred kB at most)
@@ -182,12 +185,13 @@ def load_samples(out_dir: Path, rows: Iterable[dict[str, Any]]) -> list[Sample]:
     return [found[r["key"]] for r in rows]
 
 
-def shard_stats(out_dir: Path) -> list[dict[str, Any]]:
-    """The ``_stats.json`` of every done shard, sorted by shard name."""
+def done_shards(out: Folder | Path) -> list[dict[str, Any]]:
+    """The ``_stats.json`` of every done shard, sorted by shard name (a local folder or object storage)."""
+    folder = as_folder(out)
     stats = []
-    for p in (out_dir / marker_name(name) for name in find_done_shards(out_dir)):
+    for name in folder.done_shards():
         try:
-            stats.append(json.loads(p.read_text()))
+            stats.append(json.loads(folder.read_bytes(marker_name(name))))
         except (OSError, ValueError) as exc:
-            raise UserError(f"{p}: unreadable ({exc}); delete it to have the shard rebuilt") from None
+            raise UserError(f"{folder.path(marker_name(name))}: unreadable ({exc}); delete it to have the shard rebuilt") from None
     return stats

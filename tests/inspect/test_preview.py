@@ -12,7 +12,7 @@ from PIL import Image, ImageFilter
 
 from unieditkit.cli import main
 from unieditkit.inspect import preview
-from unieditkit.inspect.reader import Sample
+from unieditkit.reader import Sample
 
 
 def test_sheet_rows_masks_and_determinism(built_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

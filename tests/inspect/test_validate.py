@@ -239,7 +239,7 @@ def test_damaged_tar_and_link_member_are_reported_not_followed(small_copy: Path,
 def test_absolute_and_dotdot_members_are_reported_and_never_read(small_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import tarfile
 
-    from unieditkit.inspect.reader import iter_samples, tar_entries
+    from unieditkit.reader import iter_samples, tar_entries
 
     shard = _first_shard(small_copy)
     tar = small_copy / f"{shard}.tar"

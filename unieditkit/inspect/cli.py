@@ -77,7 +77,7 @@ def run_stats(args: argparse.Namespace) -> int:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    from .reader import check_out_dir
+    from unieditkit.reader import check_out_dir
     from .validate import validate
 
     if args.jobs < 1:

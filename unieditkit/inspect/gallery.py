@@ -22,9 +22,9 @@ from PIL import Image
 
 from unieditkit.errors import UserError
 from unieditkit.format import MASK_MEMBERS, MASK_VARIANTS, MEMBERS, mask_member
+from unieditkit.reader import Sample, index_rows, load_samples
 
 from . import draw
-from .reader import Sample, index_rows, load_samples
 
 THUMB_H = 120
 FILTERS = ("domain", "subcategory", "pair_kind", "split")

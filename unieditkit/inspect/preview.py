@@ -14,9 +14,9 @@ from PIL import Image, ImageDraw
 
 from unieditkit.errors import UserError
 from unieditkit.format import MASK_VARIANTS, mask_member
+from unieditkit.reader import Sample, index_rows, load_samples
 
 from . import draw
-from .reader import Sample, index_rows, load_samples
 
 COLUMNS = ("reference", "target", "fine", "rough", "box")
 CELL_W, CELL_H = 192, 144

@@ -18,9 +18,9 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 from unieditkit.format import INDEX_FILE, MASK_VARIANTS, REJECTED_FILE, SPLITS
+from unieditkit.reader import check_out_dir, done_shards, read_table
 
 from . import draw
-from .reader import check_out_dir, read_table, shard_stats
 
 BINS = 20
 AREAS = MASK_VARIANTS
@@ -46,7 +46,7 @@ def compute(out_dir: Path) -> dict[str, Any]:
     check_out_dir(out_dir)
     rows = read_table(out_dir / INDEX_FILE)
     rejected = read_table(out_dir / REJECTED_FILE)
-    shards = shard_stats(out_dir)
+    shards = done_shards(out_dir)
     by_domain: dict[str, Counter] = {}
     for r in rows:
         by_domain.setdefault(r["domain"], Counter())[r["split"]] += 1

@@ -40,8 +40,7 @@ from unieditkit.format import (
     marker_name, mask_member,
 )
 from unieditkit.integrity import mismatch
-
-from .reader import KEY_RE, Sample, open_image, tar_entries
+from unieditkit.reader import KEY_RE, Sample, done_shards, open_image, tar_entries
 
 #: the build writes every file as NAME.tmp and renames it (``unieditkit.pipelines.writer``, not imported: it pulls in torch)
 TMP_SUFFIX = ".tmp"
@@ -441,8 +440,6 @@ def _check_duplicates(out_dir: Path, written: set[str], problems: list[Problem])
     """``duplicates.parquet``, when present: it covers the done shards, names written samples, one keep per cluster."""
     if not (out_dir / DUPLICATES_FILE).is_file():
         return
-    from .reader import shard_stats
-
     try:
         info = duplicates_info(out_dir)
     except UserError as exc:
@@ -450,7 +447,7 @@ def _check_duplicates(out_dir: Path, written: set[str], problems: list[Problem])
         return
     if info is None:
         return
-    if info.get("shards") != duplicates_coverage(shard_stats(out_dir)):
+    if info.get("shards") != duplicates_coverage(done_shards(out_dir)):
         problems.append(Problem(DUPLICATES_FILE, NO_KEY, f"stale: computed for other shards; re-run `unieditkit dedupe {out_dir}`"))
         return
     rows = pq.read_table(out_dir / DUPLICATES_FILE).to_pylist()
