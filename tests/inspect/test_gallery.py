@@ -1,13 +1,15 @@
 """``unieditkit gallery`` in a real headless browser: the page renders, filters and opens a sample.
 
 Chromium loads the page from disk (``file://``, as a user would), runs its JavaScript, and prints the DOM it ends
-up with (``--dump-dom``); the assertions read that DOM. Chromium is a test requirement: when it is missing the
-tests fail and say how to install it (``scripts/install-browser.sh``), they are not skipped.
+up with (``--dump-dom``); the assertions read that DOM. ``scripts/install.sh`` installs Chromium where it can
+(as root, with apt-get; CI), and there a missing browser is a broken install: the tests fail. A user without root
+installs everything else; for them the tests skip with the one command that installs the browser.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -30,7 +32,9 @@ FLAGS = [
 def chromium() -> str:
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     if exe is None:
-        pytest.fail("chromium is not installed: run `bash scripts/install-browser.sh` (apt-get install chromium)", pytrace=False)
+        if os.geteuid() == 0 and shutil.which("apt-get"):
+            pytest.fail("chromium is not installed: run `bash scripts/install-browser.sh`", pytrace=False)
+        pytest.skip("chromium is not installed (needs root): run `sudo bash scripts/install-browser.sh`")
     return exe
 
 
