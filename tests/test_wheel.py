@@ -1,5 +1,7 @@
-"""What ``pip install unieditkit`` (or ``pip install git+...``) gives: a wheel that carries the sample and taxonomy,
-and declares every dependency its build needs.
+"""What ``pip install unieditkit`` (or ``pip install git+...``) gives: a wheel with one top-level import name,
+``unieditkit`` (the repository's ``pipelines/``, ``taxonomy/`` and ``training/`` inside it, so no other
+distribution's ``training`` can clash with ours), that carries the sample and taxonomy and declares every
+dependency its build needs.
 
 The wheel is built from this checkout and installed into a fresh virtualenv by pip, resolving its dependencies
 offline (``--no-index``). They cannot be downloaded here, so they are taken from the test environment, but only
@@ -17,6 +19,7 @@ import email.parser
 import importlib.metadata
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -32,29 +35,53 @@ pytestmark = pytest.mark.slow  # builds a wheel and runs a build from it
 
 
 @pytest.fixture(scope="module")
-def dists(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The files a fresh clone (with this working tree's edits) holds: an in-place build would pack whatever a
+    previous build left in the ignored ``build/`` folder, which a user's clone does not have."""
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                           cwd=ROOT, capture_output=True, text=True, check=True).stdout.split("\0")
+    copy = tmp_path_factory.mktemp("checkout")
+    for name in filter(None, files):
+        if (ROOT / name).is_file():  # a tracked file deleted in the working tree is not in a clone of it
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, copy / name)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def dists(checkout: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(checkout)], check=True)
     return out
 
 
-def sample_files() -> set[str]:
-    folder = ROOT / "pipelines" / "sample_data"
-    return {p.relative_to(ROOT).as_posix() for p in folder.rglob("*") if p.is_file()}
+def data_files() -> set[str]:
+    """The sample and the taxonomy files, as paths in the repository."""
+    found = {p for p in (ROOT / "pipelines" / "sample_data").rglob("*") if p.is_file()} | set((ROOT / "taxonomy").glob("*.yaml"))
+    assert any(p.suffix == ".jpg" for p in found) and any(p.suffix == ".yaml" for p in found), sorted(found)
+    return {p.relative_to(ROOT).as_posix() for p in found}
 
 
-def test_wheel_and_sdist_carry_the_sample_and_the_taxonomy(dists: Path, tmp_path: Path) -> None:
+def test_wheel_holds_one_top_level_name(dists: Path) -> None:
     wheel = next(dists.glob("unieditkit-*.whl"))
-    names = set(zipfile.ZipFile(wheel).namelist())
-    assert sample_files() <= names, sorted(sample_files() - names)[:5]
-    assert "taxonomy/unieditkit-taxonomy-v1.yaml" in names
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        dist_info = next(n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA"))
+        assert zf.read(f"{dist_info}/top_level.txt").decode().split() == ["unieditkit"]
+    assert {n.split("/")[0] for n in names} == {"unieditkit", dist_info}, sorted({n.split("/")[0] for n in names})
+    for room in ("pipelines", "taxonomy", "training"):
+        assert f"unieditkit/{room}/__init__.py" in names, room
+    missing = {f"unieditkit/{f}" for f in data_files()} - set(names)
+    assert not missing, sorted(missing)[:5]
+
+
+def test_sdist_carries_the_sample_and_the_taxonomy(checkout: Path, tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-c", f"from setuptools import build_meta; build_meta.build_sdist({str(tmp_path)!r})"],
-                   cwd=ROOT, check=True, capture_output=True)
+                   cwd=checkout, check=True, capture_output=True)
     sdist = next(tmp_path.glob("unieditkit-*.tar.gz"))
     with tarfile.open(sdist) as tf:
         inside = {n.split("/", 1)[1] for n in tf.getnames() if "/" in n}
-    assert sample_files() <= inside, sorted(sample_files() - inside)[:5]
-    assert "taxonomy/unieditkit-taxonomy-v1.yaml" in inside
+    assert data_files() <= inside, sorted(data_files() - inside)[:5]
 
 
 def declared_distributions(wheel: Path) -> dict[str, importlib.metadata.Distribution]:
@@ -110,9 +137,12 @@ def test_wheel_installed_in_a_fresh_venv_builds_the_sample(dists: Path, tmp_path
     def run(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([str(env_dir / "bin" / "unieditkit"), *args], cwd=work, env=env, capture_output=True, text=True)
 
-    where = subprocess.run([str(python), "-c", "import pipelines, unieditkit; print(pipelines.__file__, unieditkit.__file__)"],
+    where = subprocess.run([str(python), "-c", "import unieditkit.pipelines as p, unieditkit.taxonomy as t; print(p.__file__, t.__file__)"],
                            cwd=work, env=env, capture_output=True, text=True, check=True).stdout
     assert str(ROOT) not in where and str(site) in where, where
+    for room in ("pipelines", "taxonomy", "training"):
+        bare = subprocess.run([str(python), "-c", f"import {room}"], cwd=work, env=env, capture_output=True, text=True)
+        assert "ModuleNotFoundError" in bare.stderr, f"the installed wheel provides a top-level {room!r}: {bare.stderr[-500:]}"
     taxonomy = run("taxonomy", "--json")
     assert taxonomy.returncode == 0, taxonomy.stderr
     assert len(json.loads(taxonomy.stdout)["domains"]) == 8
