@@ -17,6 +17,7 @@ import sys
 
 from unieditkit.training.config import OVERRIDES, SWITCHES, add_arguments, overrides_from
 from unieditkit.errors import UserError
+from unieditkit.extras import require_extra
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -45,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    require_extra("train", "training")
     if args.memory_plan:
         from unieditkit.training.config import load_config
         from unieditkit.training.backbones.flux.memory import plan_lines
@@ -69,15 +71,16 @@ def run_command(args: argparse.Namespace) -> int:
     if args.gpus_per_worker < 0:
         raise UserError(f"--gpus-per-worker {args.gpus_per_worker}: must be 0 (CPU workers) or more")
     cfg = resolve_config(args.config, overrides_from(args), args.resume)
+    if cfg.model.backbone == "flux-fill":
+        require_extra("flux", "model.backbone flux-fill")
     find_shards(cfg.data.root, cfg.data.split, cfg.data.domains)
     if cfg.train.val_every:
         val_shards(cfg.data.root, cfg.data.domains)
     if cfg.model.backbone == "flux-fill":
         import torch
 
-        from unieditkit.training.backbones.flux.adapter import check_snapshot, quantization_config, require_diffusers
+        from unieditkit.training.backbones.flux.adapter import check_snapshot, quantization_config
 
-        require_diffusers()
         check_snapshot(cfg.model.pretrained)
         if not ray:  # Ray workers may have other devices; each checks its own when it loads the backbone
             quantization_config(cfg.model.backbone_quant, "cuda" if torch.cuda.is_available() else "cpu")

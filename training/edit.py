@@ -43,6 +43,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from unieditkit.training.config import BACKBONE_QUANTS
 from unieditkit.errors import UserError
+from unieditkit.extras import require_extra
 from unieditkit.format import SPLITS
 
 VARIANTS = ("fine", "rough", "box")
@@ -83,6 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    require_extra("train", "editing with a trained checkpoint")
     single = [args.ref, args.image, args.mask]
     if args.data and any(single):
         raise UserError("pass either --data (batch form) or --ref/--image/--mask (single form), not both")

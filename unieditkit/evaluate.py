@@ -43,6 +43,7 @@ from PIL import Image
 
 from unieditkit.baselines import BASELINES
 from unieditkit.errors import MissingModelError, UserError
+from unieditkit.extras import require_extra
 from unieditkit.format import (
     MASK_VARIANTS, SPLITS, TAR_SUFFIX, describe_splits, find_done_shards, local_split_sizes, mask_member,
 )
@@ -526,6 +527,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require_extra("eval", "scoring (CLIP-I, DINO-I, LPIPS, FID)")
     variants = _variants(args.variants)
     if not args.random_weights:
         needed = [(args.no_dino, args.dino_weights, "--dino-weights", "DINO-I needs DINOv2 weights", DINO_HINT),
