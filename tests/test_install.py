@@ -33,8 +33,17 @@ def test_installed_interpreter_imports_this_projects_packages(tmp_path: Path) ->
 
 def test_sam2_keeps_its_training_package_and_train_still_runs(tmp_path: Path) -> None:
     pytest.importorskip("sam2", reason="sam2 comes with the [models] extra")
-    theirs = _run(["-c", "import training, sam2; print(training.__file__)"], tmp_path)
+    code = ("import importlib.metadata as m, training, sam2; print(training.__file__); "
+            "print(*[f.locate() for f in m.files('sam2') if f.as_posix() == 'training/__init__.py'])")
+    theirs = _run(["-c", code], tmp_path)
     assert theirs.returncode == 0, theirs.stderr[-1500:]
-    assert "site-packages" in theirs.stdout and not Path(theirs.stdout.strip()).resolve().is_relative_to(ROOT)
+    imported, *recorded = theirs.stdout.split()
+    assert [Path(imported).resolve()] == [Path(f).resolve() for f in recorded], theirs.stdout  # the file sam2's RECORD lists
     helped = _run(["-m", "unieditkit.cli", "train", "--help"], tmp_path)
     assert helped.returncode == 0 and "--backbone" in helped.stdout, helped.stderr[-1500:]
+
+
+@pytest.mark.parametrize("room", ["pipelines", "taxonomy"])
+def test_installed_interpreter_has_no_bare_room_names(room: str, tmp_path: Path) -> None:
+    bare = _run(["-c", f"import {room}; print({room}.__file__)"], tmp_path)
+    assert "ModuleNotFoundError" in bare.stderr, f"{room!r} is importable at top level: {bare.stdout}{bare.stderr[-500:]}"
