@@ -93,6 +93,13 @@ def test_install_sh_needs_root_only_for_the_browser() -> None:
     assert any("-c constraints.txt" in line for line in lines), "install.sh must install the versions CI tests"
 
 
+def test_install_sh_installs_every_extra() -> None:
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    installed = re.findall(r"-e '\.\[([a-z0-9,]+)\]'", (ROOT / "scripts" / "install.sh").read_text())
+    assert len(installed) == 1 and set(installed[0].split(",")) == set(cfg["options.extras_require"]), installed
+
+
 @pytest.fixture
 def bare_path() -> Iterator[Path]:
     """An empty folder for PATH that ``nobody`` can read: the browser script sees only the tools linked into it."""
