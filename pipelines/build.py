@@ -31,7 +31,7 @@ from unieditkit.storage import Folder
 from unieditkit.uri import file_of, is_url
 
 from .catalog import finalize
-from .config import MODEL_STAGES, BuildConfig
+from .config import BuildConfig
 from .distributor import ShardDistributor
 from .lock import build_lock
 from .plan import ShardPlan, SourceReport, make_plan, pending
@@ -39,6 +39,7 @@ from .probe import Probes, probe_sources
 from .runner import run_stages, start_ray
 from .sources import Source, default_sources, parse_source
 from .sources.files import remote_versions
+from .stages.model_stages import MODEL_STAGES
 
 if TYPE_CHECKING:
     from .models.weights import ModelSpec
@@ -167,20 +168,16 @@ def check_build_config(
 
 
 def resolve_model_stages(config: BuildConfig, shards: list[ShardPlan]) -> ModelSpec | None:
-    """The model stages this build runs: as asked, or ("auto") what the input needs — detection and the rest of
-    the mining stages for unannotated input, only segmentation for box-only annotations, none otherwise (so an
-    annotated build runs offline without any weights)."""
+    """The model stages this build runs: as asked, or ("auto") each stage some unit needs by its declaration's
+    ``auto`` rule (``stages/model_stages.py``) — detection and the rest of the mining stages for unannotated input,
+    only segmentation for box-only annotations, none otherwise (so an annotated build runs offline without any
+    weights)."""
     from .models.weights import ModelSpec
 
     wanted = config.model_stages.stages
     if wanted == "auto":
         units = [u for s in shards for u in s.units]
-        if any(u.needs_detection for u in units):
-            wanted = MODEL_STAGES
-        elif any(not o.segmentation and not o.mask_uri for u in units for o in u.objects):
-            wanted = ("segment",)
-        else:
-            wanted = ()
+        wanted = tuple(name for name, stage in MODEL_STAGES.items() if any(stage.auto(u) for u in units))
     unknown = sorted(set(wanted) - set(MODEL_STAGES))
     if unknown:
         raise UserError(f"--models {','.join(wanted)}: unknown stage(s) {', '.join(unknown)}; choose from {', '.join(MODEL_STAGES)}, 'auto' or 'none'")

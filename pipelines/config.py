@@ -20,6 +20,8 @@ from unieditkit.errors import UserError, did_you_mean
 from unieditkit.format import mats_params_json
 from unieditkit.mats import MatsParams
 
+from .stages.model_stages import MODEL_STAGES, StageResources
+
 if TYPE_CHECKING:
     from .models.weights import ModelSpec
 
@@ -107,24 +109,6 @@ def folder_fingerprint(folder: str | Path) -> str:
     return f"{root} {len(files)} {h.hexdigest()[:16]}"
 
 
-MODEL_STAGES = ("detect", "segment", "caption", "categorize")
-
-
-@dataclass(frozen=True)
-class StageResources:
-    """How one model stage runs on Ray: actors (each loads the model once), batch size and resources.
-
-    ``num_gpus`` may be fractional to pack several actors on one GPU; ``num_cpus`` 0 means "share the CPUs
-    fairly between the model stages" (a model actor that reserves a whole core each would leave nothing for
-    the CPU stages on a small machine).
-    """
-
-    batch_size: int = 8
-    concurrency: int = 1
-    num_gpus: float = 0.0
-    num_cpus: float = 0.0
-
-
 @dataclass(frozen=True)
 class ModelStagesConfig:
     """Which model stages run (``stages``: "auto" = what the sources need) and on what resources; their
@@ -134,7 +118,8 @@ class ModelStagesConfig:
     resources: dict[str, StageResources] = field(default_factory=dict)
 
     def resources_for(self, stage: str) -> StageResources:
-        return self.resources.get(stage, StageResources())
+        """The ``--config`` entry of ``stage``, else its declared defaults (``stages/model_stages.py``)."""
+        return self.resources.get(stage) or MODEL_STAGES[stage].resources
 
 
 @dataclass(frozen=True)

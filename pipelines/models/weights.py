@@ -16,10 +16,12 @@ import socket
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import urlparse
 
 from unieditkit.errors import MissingModelError, UserError
+
+from ..stages.model_stages import MODEL_STAGES, resolve
 
 if TYPE_CHECKING:
     import torch
@@ -86,7 +88,7 @@ class ModelSpec:
     caption_pretrained: str | None = "mscoco_finetuned_laion2b_s13b_b90k"
     clip_model: str = "ViT-B-32"
     clip_pretrained: str | None = "laion2b_s34b_b79k"
-    stages: tuple[str, ...] = ("detect", "segment", "caption", "categorize")
+    stages: tuple[str, ...] = field(default_factory=lambda: tuple(MODEL_STAGES))
     random_init: bool = False
 
     def __post_init__(self) -> None:
@@ -96,9 +98,9 @@ class ModelSpec:
             raise UserError(f"--sam-model {self.sam_model_type}: unknown; choose one of {', '.join(SAM_CHECKPOINTS)}")
         if self.sam2_config not in SAM2_CHECKPOINTS:
             raise UserError(f"--sam2-config {self.sam2_config}: unknown; choose one of {', '.join(SAM2_CHECKPOINTS)}")
-        unknown = sorted(set(self.stages) - {"detect", "segment", "caption", "categorize"})
+        unknown = sorted(set(self.stages) - set(MODEL_STAGES))
         if unknown:
-            raise UserError(f"model stages {unknown}: unknown; use detect, segment, caption, categorize")
+            raise UserError(f"model stages {unknown}: unknown; use {', '.join(MODEL_STAGES)}")
 
     def models_path(self) -> Path | None:
         """The folder searched for checkpoints given without a path."""
@@ -214,6 +216,16 @@ def _where(spec: ModelSpec, url: str) -> str:
     return f"no path given and ${MODELS_DIR_ENV} is not set; download {url} into a folder and set ${MODELS_DIR_ENV} to it"
 
 
+def official_file(spec: ModelSpec, what: str, name: str, url: str, otherwise: str = "") -> Path:
+    """The weights file ``name`` in the models folder, or one line naming it, the ``url`` it comes from, where to
+    put it and (``otherwise``) the flags that do without it: the check and the load of a stage both call this, so
+    what the check passes is what the stage loads."""
+    found = _in_models_dir(spec, name)
+    if found is None:
+        raise MissingModelError(f"{what} {name}: {_where(spec, url)}" + (f", {otherwise}" if otherwise else ""))
+    return found
+
+
 def segmenter_choice(spec: ModelSpec) -> str:
     """``"sam"``, ``"sam2"`` or ``"grabcut"``: with ``segmenter="auto"``, SAM when its checkpoint is configured or
     found in the models folder, else SAM 2 likewise, else the classical GrabCut fallback (announced by
@@ -274,11 +286,8 @@ def sam2_checkpoint(spec: ModelSpec) -> Path:
     if spec.sam2_checkpoint:
         return Path(spec.sam2_checkpoint).expanduser()
     name, url = SAM2_CHECKPOINTS[spec.sam2_config]
-    found = _in_models_dir(spec, name)
-    if found is None:
-        raise MissingModelError(f"SAM 2 {spec.sam2_config} checkpoint {name}: {_where(spec, url)}, "
-                                "or pass --sam2-checkpoint FILE, or use --segmenter grabcut")
-    return found
+    return official_file(spec, f"SAM 2 {spec.sam2_config} checkpoint", name, url,
+                         "or pass --sam2-checkpoint FILE, or use --segmenter grabcut")
 
 
 def sam_checkpoint(spec: ModelSpec) -> Path:
@@ -286,15 +295,8 @@ def sam_checkpoint(spec: ModelSpec) -> Path:
     if spec.sam_checkpoint:
         return Path(spec.sam_checkpoint).expanduser()
     name, url = SAM_CHECKPOINTS[spec.sam_model_type]
-    found = _in_models_dir(spec, name)
-    if found is None:
-        raise MissingModelError(_sam_missing(spec, name, url))
-    return found
-
-
-def _sam_missing(spec: ModelSpec, name: str, url: str) -> str:
-    return (f"SAM {spec.sam_model_type} checkpoint {name}: {_where(spec, url)}, "
-            "or pass --sam-checkpoint FILE, or use --segmenter grabcut")
+    return official_file(spec, f"SAM {spec.sam_model_type} checkpoint", name, url,
+                         "or pass --sam-checkpoint FILE, or use --segmenter grabcut")
 
 
 def dino_config(spec: ModelSpec) -> Path:
@@ -315,11 +317,7 @@ def dino_checkpoint(spec: ModelSpec) -> Path:
         raise MissingModelError(
             f"--dino-config {config_name}: no official checkpoint is known for this config; pass --dino-checkpoint FILE")
     name, url = DINO_CHECKPOINTS[config_name]
-    found = _in_models_dir(spec, name)
-    if found is None:
-        raise MissingModelError(
-            f"GroundingDINO checkpoint {name}: {_where(spec, url)}, or pass --dino-checkpoint FILE")
-    return found
+    return official_file(spec, "GroundingDINO checkpoint", name, url, "or pass --dino-checkpoint FILE")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -425,27 +423,17 @@ def _download_open_clip(cfg: dict[str, Any], model_name: str, tag: str, flag: st
 # everything at once
 
 
+#: one item a model stage loads: raises a one-line ``UserError`` naming it and how to get it when it is missing
+WeightCheck = Callable[[], object]
+
+
 def check_weights(spec: ModelSpec) -> list[str]:
-    """One line per missing weight file of the backends ``spec`` uses, each naming how to get it; empty when a
-    build can start. Loads no model."""
+    """One line per missing weight file of the model stages ``spec`` runs (each stage's declared ``weights``),
+    each naming how to get it; empty when a build can start. Loads no model."""
     if spec.random_init:
         return []
-    checks = []
-    if "segment" in spec.stages and segmenter_choice(spec) == "sam":
-        if spec.sam_model_type == "vit_t":
-            checks.append(lambda: _importable("mobile_sam", "--sam-model vit_t", "mobilesam-mirror==1.0.0"))
-        checks.append(lambda: _require_file(sam_checkpoint(spec), "--sam-checkpoint"))
-    if "segment" in spec.stages and segmenter_choice(spec) == "sam2":
-        checks.append(lambda: _importable("sam2", "--segmenter sam2", "--no-build-isolation sam2==1.1.0 (with SAM2_BUILD_CUDA=0)"))
-        checks.append(lambda: _require_file(sam2_checkpoint(spec), "--sam2-checkpoint"))
-    if "detect" in spec.stages:
-        checks.append(lambda: _require_file(dino_config(spec), "--dino-config"))
-        checks.append(lambda: _require_file(dino_checkpoint(spec), "--dino-checkpoint"))
-        checks.append(lambda: text_encoder_dir(spec.dino_text_encoder))
-    if "caption" in spec.stages:
-        checks.append(lambda: open_clip_weights(spec.caption_model, spec.caption_pretrained, "--caption-pretrained"))
-    if "categorize" in spec.stages:
-        checks.append(lambda: open_clip_weights(spec.clip_model, spec.clip_pretrained, "--clip-pretrained"))
+    checks = [check for stage in MODEL_STAGES.values() if stage.name in spec.stages and stage.weights
+              for check in resolve(stage.weights)(spec)]
     problems = []
     for check in checks:
         try:
@@ -453,6 +441,34 @@ def check_weights(spec: ModelSpec) -> list[str]:
         except UserError as err:
             problems.append(str(err))
     return problems
+
+
+def detect_weights(spec: ModelSpec) -> list[WeightCheck]:
+    """GroundingDINO: its config, its checkpoint and its BERT text encoder."""
+    return [lambda: _require_file(dino_config(spec), "--dino-config"),
+            lambda: _require_file(dino_checkpoint(spec), "--dino-checkpoint"),
+            lambda: text_encoder_dir(spec.dino_text_encoder)]
+
+
+def segment_weights(spec: ModelSpec) -> list[WeightCheck]:
+    """The checkpoint (and package) of the segmenter ``segmenter_choice`` picks; GrabCut needs none."""
+    choice = segmenter_choice(spec)
+    if choice == "sam":
+        mobile = [lambda: _importable("mobile_sam", "--sam-model vit_t", "mobilesam-mirror==1.0.0")]
+        return [*(mobile if spec.sam_model_type == "vit_t" else []),
+                lambda: _require_file(sam_checkpoint(spec), "--sam-checkpoint")]
+    if choice == "sam2":
+        return [lambda: _importable("sam2", "--segmenter sam2", "--no-build-isolation sam2==1.1.0 (with SAM2_BUILD_CUDA=0)"),
+                lambda: _require_file(sam2_checkpoint(spec), "--sam2-checkpoint")]
+    return []
+
+
+def caption_weights(spec: ModelSpec) -> list[WeightCheck]:
+    return [lambda: open_clip_weights(spec.caption_model, spec.caption_pretrained, "--caption-pretrained")]
+
+
+def categorize_weights(spec: ModelSpec) -> list[WeightCheck]:
+    return [lambda: open_clip_weights(spec.clip_model, spec.clip_pretrained, "--clip-pretrained")]
 
 
 def _importable(module: str, flag: str, install: str) -> None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from ..config import StageResources
+    from .model_stages import StageResources
 
 
 @runtime_checkable

@@ -1,16 +1,19 @@
 """The stage registry: which stages a build runs, in which order, built from their names.
 
-``CHAIN`` is the order a row flows through; each name maps to a builder that returns the stage for this build,
-or None when the build does not need it (model stages run only when ``--models`` or the input asks for them).
-Adding a stage is one builder here and its module; the runner never changes. Builders import their stage
-lazily, so a model-free build never imports torch.
+The chain is the order a row flows through (``chain_names``): the model stages that read the input images, the
+CLIP embedding of mined objects, the pair stage, the model stages that read the cut samples, the filter and the
+MATS masks. Model stages are declared in ``model_stages.py`` and built here from their declaration; the other
+stages map their name to a builder that returns the stage for this build, or None when the build does not need
+it. The runner never changes. Builders import their stage lazily, so a model-free build never imports torch.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from operator import attrgetter
+from typing import TYPE_CHECKING, Callable
 
 from .base import Stage
+from .model_stages import MODEL_STAGES, ModelStage, StageResources, resolve
 
 if TYPE_CHECKING:
     from ..config import BuildConfig
@@ -18,8 +21,6 @@ if TYPE_CHECKING:
 
 Builder = Callable[["BuildConfig", "ModelSpec | None"], "Stage | None"]
 
-#: the order a row flows through (model stages only where the build runs them)
-CHAIN = ("detect", "segment", "embed", "pair", "caption", "categorize", "filter", "mats")
 REGISTRY: dict[str, Builder] = {}
 
 
@@ -31,12 +32,43 @@ def register(name: str) -> Callable[[Builder], Builder]:
     return add
 
 
+def chain_names() -> tuple[str, ...]:
+    """The order a row flows through (model stages only where the build runs them)."""
+    images = [s.name for s in MODEL_STAGES.values() if s.reads == "images"]
+    samples = [s.name for s in MODEL_STAGES.values() if s.reads == "samples"]
+    return (*images, "embed", "pair", *samples, "filter", "mats")
+
+
 def build_chain(config: BuildConfig, models: ModelSpec | None) -> list[Stage]:
-    """The stages of this build, in ``CHAIN`` order, consecutive image model stages fused into one actor."""
-    missing = [n for n in CHAIN if n not in REGISTRY]
-    if missing:
-        raise RuntimeError(f"stages without a builder: {missing}")
-    return fuse_image_stages([st for st in (REGISTRY[name](config, models) for name in CHAIN) if st is not None])
+    """The stages of this build, in chain order, consecutive image model stages fused into one actor."""
+    clash = sorted(set(MODEL_STAGES) & set(REGISTRY))
+    if clash:
+        raise RuntimeError(f"model stages named like a built-in stage: {clash}")
+    stages = [model_stage(MODEL_STAGES[name], config, models) if name in MODEL_STAGES else REGISTRY[name](config, models)
+              for name in chain_names()]
+    return fuse_image_stages([st for st in stages if st is not None])
+
+
+def model_stage(declared: ModelStage, config: BuildConfig, models: ModelSpec | None) -> Stage | None:
+    """A declared model stage as this build runs it, or None when ``--models`` leaves it out."""
+    if models is None or declared.name not in models.stages:
+        return None
+    from .images import ImageStage
+
+    cls = resolve(declared.cls)
+    if (declared.reads == "images") != issubclass(cls, ImageStage):
+        raise TypeError(f"model stage {declared.name}: reads {declared.reads}, so {declared.cls} must "
+                        f"{'' if declared.reads == 'images' else 'not '}be an ImageStage (stages/images.py)")
+    res = config.model_stages.resources_for(declared.name)
+    kwargs = _model_kwargs(models, res)
+    if declared.batched:
+        kwargs["batch_size"] = res.batch_size
+    kwargs.update({arg: attrgetter(path)(config) for arg, path in declared.options.items()})
+    return Stage(declared.name, cls, kwargs, res)
+
+
+def _model_kwargs(models: ModelSpec, res: StageResources) -> dict[str, object]:
+    return {"spec": models, "device": "cuda" if res.num_gpus > 0 else "cpu"}
 
 
 def fuse_image_stages(chain: list[Stage]) -> list[Stage]:
@@ -46,7 +78,6 @@ def fuse_image_stages(chain: list[Stage]) -> list[Stage]:
     feeds its model ``batch_size`` images at a time from its own ``stages.yaml`` entry."""
     from dataclasses import fields
 
-    from ..config import StageResources
     from .images import ImageStage, ImageStages
 
     fused: list[Stage] = []
@@ -67,48 +98,14 @@ def fuse_image_stages(chain: list[Stage]) -> list[Stage]:
     return fused
 
 
-def _runs(models: ModelSpec | None, *names: str) -> bool:
-    return models is not None and all(n in models.stages for n in names)
-
-
-def _model_stage(name: str, cls: type, config: BuildConfig, models: ModelSpec | None, resources_of: str = "", **kwargs: Any) -> Stage:
-    res = config.model_stages.resources_for(resources_of or name)
-    return Stage(name, cls, {"spec": models, "device": "cuda" if res.num_gpus > 0 else "cpu", **kwargs}, res)
-
-
-def _batched_model_stage(name: str, cls: type, config: BuildConfig, models: ModelSpec | None, **kwargs: Any) -> Stage:
-    """A model stage that feeds its model ``batch_size`` images per forward pass (its ``stages.yaml`` entry)."""
-    batch_size = config.model_stages.resources_for(name).batch_size
-    return _model_stage(name, cls, config, models, batch_size=batch_size, **kwargs)
-
-
-@register("detect")
-def _detect(config: BuildConfig, models: ModelSpec | None) -> Stage | None:
-    if not _runs(models, "detect"):
-        return None
-    from .detect import DetectStage
-
-    s = config.settings
-    return _batched_model_stage("detect", DetectStage, config, models, domain=config.domain, taxonomy_path=config.taxonomy_path,
-                        max_objects=s.max_objects, box_threshold=s.box_threshold, text_threshold=s.text_threshold)
-
-
-@register("segment")
-def _segment(config: BuildConfig, models: ModelSpec | None) -> Stage | None:
-    if not _runs(models, "segment"):
-        return None
-    from .segment import SegmentStage
-
-    return _batched_model_stage("segment", SegmentStage, config, models)
-
-
 @register("embed")
 def _embed(config: BuildConfig, models: ModelSpec | None) -> Stage | None:
-    if not _runs(models, "detect", "categorize"):  # CLIP is loaded anyway: mined pairs are matched on its features
-        return None
+    if models is None or not {"detect", "categorize"} <= set(models.stages):
+        return None  # CLIP is loaded anyway: mined pairs are matched on its features
     from .embed import EmbedStage
 
-    return _model_stage("embed", EmbedStage, config, models, resources_of="categorize")
+    res = config.model_stages.resources_for("categorize")
+    return Stage("embed", EmbedStage, _model_kwargs(models, res), res)
 
 
 @register("pair")
@@ -121,26 +118,6 @@ def _pair(config: BuildConfig, models: ModelSpec | None) -> Stage:
     if models is not None and tracker_choice(models) == "sam2":
         tracker = TrackerSpec("sam2", models.sam2_config, str(sam2_checkpoint(models)))
     return Stage("pair", PairStage(config.domain, config.settings, config.taxonomy_path, tracker))
-
-
-@register("caption")
-def _caption(config: BuildConfig, models: ModelSpec | None) -> Stage | None:
-    if not _runs(models, "caption"):
-        return None
-    from .caption import CaptionStage
-
-    return _model_stage("caption", CaptionStage, config, models)
-
-
-@register("categorize")
-def _categorize(config: BuildConfig, models: ModelSpec | None) -> Stage | None:
-    if not _runs(models, "categorize"):
-        return None
-    from .categorize import CategorizeStage
-
-    s = config.settings
-    return _model_stage("categorize", CategorizeStage, config, models, domain=config.domain, taxonomy_path=config.taxonomy_path,
-                        top_k=s.top_k, min_score=s.min_category_score)
 
 
 @register("filter")

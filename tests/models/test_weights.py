@@ -35,7 +35,7 @@ def test_check_lists_every_missing_item_with_how_to_get_it(offline):
     models.mkdir()
     problems = check_weights(ModelSpec(models_dir=str(models), segmenter="sam"))
     assert len(problems) == 5
-    sam, dino, bert, coca, clip = problems
+    dino, bert, sam, coca, clip = problems  # in chain order, the order a build would load them
     assert "sam_vit_b_01ec64.pth" in sam and "https://dl.fbaipublicfiles.com/segment_anything/" in sam
     assert "groundingdino_swint_ogc.pth" in dino and "github.com/IDEA-Research/GroundingDINO/releases" in dino
     assert "bert-base-uncased" in bert and "huggingface-cli download" in bert and "--dino-text-encoder" in bert
