@@ -34,6 +34,7 @@ import webdataset as wds
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from unieditkit.format import MASK_VARIANTS, REF_IMAGE, REF_MASK, TARGET_IMAGE, mask_member  # noqa: E402
 from unieditkit.imageio import encode_jpeg, encode_mask  # noqa: E402
 
 
@@ -73,9 +74,9 @@ def raw_floor(coco: Path, out: Path) -> tuple[int, float]:
             ys, xs = np.nonzero(mask)
             crop = cv2.resize(rgb[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1], (384, 384))
             crop_mask = cv2.resize(mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1], (384, 384), interpolation=cv2.INTER_NEAREST)
-            tw.write({"__key__": f"s{im['id']:06d}", "tgt.jpg": encode_jpeg(rgb), "ref.jpg": encode_jpeg(crop),
-                      "ref_mask.png": encode_mask(crop_mask > 0), "mask_fine.png": encode_mask(mask > 0),
-                      "mask_rough.png": encode_mask(mask > 0), "mask_box.png": encode_mask(mask > 0)})
+            masks = {mask_member(v): encode_mask(mask > 0) for v in MASK_VARIANTS}
+            tw.write({"__key__": f"s{im['id']:06d}", TARGET_IMAGE: encode_jpeg(rgb), REF_IMAGE: encode_jpeg(crop),
+                      REF_MASK: encode_mask(crop_mask > 0), **masks})
     return len(data["images"]), time.perf_counter() - t0
 
 

@@ -20,8 +20,9 @@ import yaml
 
 from unieditkit.faults import checkpoint
 from unieditkit.format import (
-    BUILD_CONFIG_FILE, CARD_FILE, DUPLICATES_FILE, FORMAT_VERSION, INDEX_FILE, REJECTED_FILE, SIDECAR_SUFFIX, SPLITS,
-    duplicates_coverage, duplicates_info, hf_features, index_schema, split_glob,
+    BUILD_CONFIG_FILE, CARD_FILE, DUPLICATES_FILE, FORMAT_VERSION, INDEX_FILE, MASK_VARIANTS, META_MEMBER, REF_IMAGE, REF_MASK,
+    REJECTED_FILE, SIDECAR_SUFFIX, SPLITS, TARGET_IMAGE, duplicates_coverage, duplicates_info, hf_features, index_schema,
+    mask_member, split_glob,
 )
 from unieditkit.reader import done_shards
 
@@ -176,8 +177,8 @@ def dataset_card(shards: list[dict[str, Any]], title: str = "unieditkit dataset"
 # {title}
 
 Reference-guided image-editing pairs built with [unieditkit](https://pypi.org/project/unieditkit/) (format
-version {FORMAT_VERSION}). Each sample: `ref.jpg` (reference object on grey), `ref_mask.png`, `tgt.jpg`
-(target scene = ground truth), MATS masks `mask_fine.png` / `mask_rough.png` / `mask_box.png`, and `json`
+version {FORMAT_VERSION}). Each sample: `{REF_IMAGE}` (reference object on grey), `{REF_MASK}`, `{TARGET_IMAGE}`
+(target scene = ground truth), MATS masks {" / ".join(f"`{mask_member(v)}`" for v in MASK_VARIANTS)}, and `{META_MEMBER}`
 metadata (taxonomy subcategory, pair kind, captions, scores, MATS seed). See the toolkit's `docs/FORMAT.md`.
 {notes_text}
 

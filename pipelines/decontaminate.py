@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from unieditkit.errors import UserError
+from unieditkit.format import REF_IMAGE, TAR_SUFFIX, TARGET_IMAGE
 from unieditkit.imageio import ImageReadError, load_rgb
 
 from .config import OutputSettings, image_files
@@ -150,9 +151,9 @@ def run(args: argparse.Namespace) -> int:
     eval_set = EvalSet(settings.against, settings.eval_overlap_hamming)
     found = checked = 0
     for shard in done_shards(out):
-        for sample in iter_samples(out / f"{shard['shard']}.tar"):
+        for sample in iter_samples(out / f"{shard['shard']}{TAR_SUFFIX}"):
             checked += 1
-            hit = eval_set.overlap(np.asarray(sample.rgb("tgt.jpg")), np.asarray(sample.rgb("ref.jpg")))
+            hit = eval_set.overlap(np.asarray(sample.rgb(TARGET_IMAGE)), np.asarray(sample.rgb(REF_IMAGE)))
             if hit is not None:
                 found += 1
                 print(f"{shard['shard']} {sample.key}: {hit}")

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from unieditkit.errors import UserError
-from unieditkit.format import DUPLICATES_FILE, duplicates_coverage, duplicates_metadata
+from unieditkit.format import DUPLICATES_FILE, TAR_SUFFIX, TARGET_IMAGE, duplicates_coverage, duplicates_metadata
 
 from .config import OutputSettings
 from .stages.pair import phash
@@ -141,9 +141,9 @@ def read_items(out_dir: Path, shards: list[dict[str, Any]]) -> list[Item]:
 
     items = []
     for s in shards:
-        for sample in iter_samples(out_dir / f"{s['shard']}.tar"):
+        for sample in iter_samples(out_dir / f"{s['shard']}{TAR_SUFFIX}"):
             x0, y0, x1, y1 = sample.meta["bbox"]
-            tgt = np.asarray(sample.rgb("tgt.jpg"))
+            tgt = np.asarray(sample.rgb(TARGET_IMAGE))
             items.append(Item(sample.key, s["shard"], np.ascontiguousarray(tgt[y0:y1, x0:x1])))
     return sorted(items, key=lambda it: it.key)
 

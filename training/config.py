@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Literal
 import yaml
 
 from unieditkit.errors import UserError, did_you_mean
-from unieditkit.format import MASK_VARIANTS
+from unieditkit.format import BOX, FINE, MASK_VARIANTS, ROUGH
 
 DIT_MOT_PATTERNS = [
     r"blocks\.\d+\.attn\.(q|k|v|o)",
@@ -83,12 +83,17 @@ class DataConfig:
     val_samples: int = 16
 
 
+#: the MATS curriculum's stages, from easy to hard, each named after the mask drawing it moves to and each a field
+#: of ``CurriculumConfig`` holding its mix over ``MASK_VARIANTS``
+CURRICULUM_STAGES = (FINE, ROUGH, BOX)
+
+
 @dataclass
 class CurriculumConfig:
     boundaries: list[float] = field(default_factory=lambda: [0.3, 0.7])
-    fine: dict[str, float] = field(default_factory=lambda: {"fine": 1.0})
-    rough: dict[str, float] = field(default_factory=lambda: {"fine": 0.2, "rough": 0.8})
-    box: dict[str, float] = field(default_factory=lambda: {"fine": 0.1, "rough": 0.2, "box": 0.7})
+    fine: dict[str, float] = field(default_factory=lambda: {FINE: 1.0})
+    rough: dict[str, float] = field(default_factory=lambda: {FINE: 0.2, ROUGH: 0.8})
+    box: dict[str, float] = field(default_factory=lambda: {FINE: 0.1, ROUGH: 0.2, BOX: 0.7})
     rough_source: Literal["stored", "regenerate", "resample"] = "stored"
 
 
@@ -302,11 +307,11 @@ def validate(cfg: Config, where: str = "config") -> None:
         )
     if len(c.boundaries) != 2 or not 0.0 <= c.boundaries[0] <= c.boundaries[1] <= 1.0:
         raise UserError(f"{where}: curriculum.boundaries must be [rough_start, box_start] with 0 <= a <= b <= 1")
-    for stage in MASK_VARIANTS:
+    for stage in CURRICULUM_STAGES:
         mix = getattr(c, stage)
         bad = [k for k in mix if k not in MASK_VARIANTS]
         if bad:
-            raise UserError(f"{where}: curriculum.{stage}.{bad[0]}: unknown mask variant; use fine, rough or box")
+            raise UserError(f"{where}: curriculum.{stage}.{bad[0]}: unknown mask variant; use {', '.join(MASK_VARIANTS)}")
         if any(v < 0 for v in mix.values()) or sum(mix.values()) <= 0:
             raise UserError(f"{where}: curriculum.{stage} probabilities must be >= 0 and not all zero")
     if cfg.data.num_workers < 0:

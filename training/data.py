@@ -41,7 +41,10 @@ from unieditkit.training.model.anchors import Anchors
 from unieditkit.training.model.curriculum import Curriculum
 from unieditkit.training.runtime.seeding import stable_seed
 from unieditkit.errors import UserError
-from unieditkit.format import GREY, MASK_VARIANTS, SIDECAR_SUFFIX, TAR_SUFFIX, describe_splits, local_split_sizes
+from unieditkit.format import (
+    DONE_MARKER_SUFFIX, FINE, GREY, MASK_VARIANTS, META_MEMBER, REF_IMAGE, ROUGH, SIDECAR_SUFFIX, TAR_SUFFIX, TARGET_IMAGE,
+    describe_splits, find_done_shards, local_split_sizes, mask_member,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,18 +53,13 @@ _WARN_FIRST = 5
 
 
 def find_shards(root: str | pathlib.Path, split: str, domains: Iterable[str] = ()) -> list[str]:
-    """The finished ``{domain}-{split}-NNNNNN.tar`` shards in ``root`` (those with their ``_stats.json``)."""
+    """The done ``{domain}-{split}-NNNNNN.tar`` shards in ``root`` (``find_done_shards``), or a one-line error
+    naming the splits the folder has."""
     root = pathlib.Path(root)
     if not root.is_dir():
         raise UserError(f"--data {root}: not a folder; pass the output folder of `unieditkit build`")
     wanted = list(domains)
-    shards = []
-    for tar in sorted(root.glob(f"*-{split}-[0-9][0-9][0-9][0-9][0-9][0-9].tar")):
-        domain = tar.name[: -len(f"-{split}-000000.tar")]
-        if wanted and domain not in wanted:
-            continue
-        if (root / f"{tar.stem}_stats.json").is_file():
-            shards.append(str(tar))
+    shards = [str(root / f"{name}{TAR_SUFFIX}") for name in find_done_shards(root, split, wanted)]
     if not shards:
         which = f" for domains {', '.join(wanted)}" if wanted else ""
         present = local_split_sizes(root, wanted)
@@ -69,7 +67,7 @@ def find_shards(root: str | pathlib.Path, split: str, domains: Iterable[str] = (
             raise UserError(f"--data {root}: no finished {split} shards{which}; it has {describe_splits(present)}: "
                             "pick one of those")
         raise UserError(
-            f"--data {root}: no finished {split} shards{which} ({{domain}}-{split}-NNNNNN.tar with its _stats.json); "
+            f"--data {root}: no finished {split} shards{which} ({{domain}}-{split}-NNNNNN{TAR_SUFFIX} with its {DONE_MARKER_SUFFIX}); "
             "run `unieditkit build` into that folder first"
         )
     return shards
@@ -167,7 +165,7 @@ def _mask_image(sample: dict, variant: str, meta: dict, rough_source: str, draw:
     """The variant's mask; a rough mask may be re-drawn from the fine one (``regenerate``: the stored seed, so
     the same mask; ``resample``: a new seed per draw, so a new rough mask every time the sample comes up), with
     the MATS parameters the build recorded."""
-    if variant == "rough" and rough_source != "stored":
+    if MASK_VARIANTS[variant] == ROUGH and rough_source != "stored":
         from unieditkit.mats import rough_mask
 
         if "__url__" not in sample:
@@ -177,10 +175,10 @@ def _mask_image(sample: dict, variant: str, meta: dict, rough_source: str, draw:
         seed = int(meta["mats"]["seed"])
         if rough_source == "resample":
             seed = stable_seed(seed, draw)
-        fine = np.asarray(Image.open(io.BytesIO(sample["mask_fine.png"])).convert("L")) > 127
+        fine = np.asarray(Image.open(io.BytesIO(sample[mask_member(FINE)])).convert("L")) > 127
         rough, _ = rough_mask(fine, seed=seed, params=params)
         return Image.fromarray(np.where(rough, 255, 0).astype(np.uint8), mode="L")
-    return Image.open(io.BytesIO(sample[f"mask_{variant}.png"])).convert("L")
+    return Image.open(io.BytesIO(sample[mask_member(variant)])).convert("L")
 
 
 def _to_tensor(img: Image.Image) -> torch.Tensor:
@@ -196,11 +194,11 @@ def decode_sample(
     Images are in [-1, 1]; the mask is {0, 1} and marks every output pixel the object touches, so no object
     pixel leaks into the condition image.
     """
-    meta = json.loads(sample["json"])
+    meta = json.loads(sample[META_MEMBER])
     domain = anchors.domain_index(meta["domain"])
     subcategory = int(meta["subcategory_id"])
-    ref = letterbox(_rgb(sample["ref.jpg"], size), size, GREY, Image.BICUBIC)
-    tgt_img = _rgb(sample["tgt.jpg"], size)
+    ref = letterbox(_rgb(sample[REF_IMAGE], size), size, GREY, Image.BICUBIC)
+    tgt_img = _rgb(sample[TARGET_IMAGE], size)
     mask_img = _mask_image(sample, variant, meta, rough_source, draw)
     # geometry from the full-resolution mask: the JPEG may have been decoded at reduced scale
     tgt = letterbox(tgt_img.resize(mask_img.size, Image.BICUBIC) if tgt_img.size != mask_img.size else tgt_img,
@@ -212,7 +210,7 @@ def decode_sample(
         "mask": torch.from_numpy((np.asarray(mask) > 0).astype(np.float32))[None],
         "domain": domain,
         "subcategory": subcategory,
-        "variant": MASK_VARIANTS.index(variant),
+        "variant": list(MASK_VARIANTS).index(variant),
         "key": sample["__key__"],
         "caption": caption(meta),
         "name": display_name(meta),

@@ -38,7 +38,7 @@ from unieditkit.training.model.routing import routing_note
 from unieditkit.training.runtime.runlog import RunLog, preview_grid
 from unieditkit.training.runtime.seeding import stable_seed
 from unieditkit.errors import UserError
-from unieditkit.format import local_split_sizes
+from unieditkit.format import MASK_VARIANTS, local_split_sizes
 
 
 def warmup_steps(cfg: OptimConfig, max_steps: int) -> int:
@@ -277,7 +277,7 @@ def _log(log: RunLog, bar: tqdm, window: dict, step: int, parts, batch: dict, in
     values = {
         "loss": float(means[0]), "flow_loss": float(means[1]), "balance_loss": float(means[2]), "lr": lr,
         "samples_per_s": n * bs * info.world_size / elapsed, "skipped": skipped,
-        "mask_variant_fraction": torch.bincount(batch["variant"].cpu(), minlength=3).div(len(batch["variant"])).tolist(),
+        "mask_variant_fraction": torch.bincount(batch["variant"].cpu(), minlength=len(MASK_VARIANTS)).div(len(batch["variant"])).tolist(),
     }
     if parts.expert_load is not None:
         values["expert_load"] = [round(x, 4) for x in parts.expert_load.tolist()]

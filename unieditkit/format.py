@@ -28,8 +28,15 @@ SPLITS = ("train", "val", "test")
 #: the grey (0-255, all channels) behind a cut-out reference and in letterbox padding
 GREY = 127
 
-#: the MATS mask variants from tight to loose; each is stored as ``mask_{variant}.png``
-MASK_VARIANTS = ("fine", "rough", "box")
+#: how a MATS mask variant is drawn (:mod:`unieditkit.mats`): ``fine`` is the object's segmentation itself and the
+#: one every other is drawn from, ``rough`` its dilated, noise-perturbed, block-quantised outline, ``box`` its filled
+#: bounding box
+FINE, ROUGH, BOX = "fine", "rough", "box"
+
+#: the MATS mask variants from tight to loose, each with how it is drawn; each is stored as ``mask_{variant}.png``.
+#: A new variant is one entry here, drawn like one of the three: the build writes it, ``validate`` checks it as its
+#: drawing requires and training can mix it in (``curriculum.mix``).
+MASK_VARIANTS: dict[str, str] = {FINE: FINE, ROUGH: ROUGH, BOX: BOX}
 
 
 def mask_member(variant: str) -> str:
@@ -37,10 +44,21 @@ def mask_member(variant: str) -> str:
     return f"mask_{variant}.png"
 
 
-MASK_MEMBERS = ("ref_mask.png", *(mask_member(v) for v in MASK_VARIANTS))
-MEMBERS = ("ref.jpg", "ref_mask.png", "tgt.jpg", *(mask_member(v) for v in MASK_VARIANTS))
+def drawn_as(drawing: str) -> list[str]:
+    """The variants drawn as ``drawing`` (``FINE``, ``ROUGH`` or ``BOX``), in ``MASK_VARIANTS`` order."""
+    return [v for v, how in MASK_VARIANTS.items() if how == drawing]
+
+
+#: the members of a sample: the reference object on grey, its mask, the target scene (the ground truth)
+REF_IMAGE, REF_MASK, TARGET_IMAGE = "ref.jpg", "ref_mask.png", "tgt.jpg"
+#: the member holding a sample's metadata (``empty_meta``'s fields)
+META_MEMBER = "json"
+MASK_MEMBERS = (REF_MASK, *(mask_member(v) for v in MASK_VARIANTS))
+MEMBERS = (REF_IMAGE, REF_MASK, TARGET_IMAGE, *(mask_member(v) for v in MASK_VARIANTS))
+#: the image each mask member lies on (same size)
+MASKED_IMAGE = {REF_MASK: REF_IMAGE, **{mask_member(v): TARGET_IMAGE for v in MASK_VARIANTS}}
 #: every file a sample has in a tar, by member suffix
-SAMPLE_FILES = (*MEMBERS, "json")
+SAMPLE_FILES = (*MEMBERS, META_MEMBER)
 
 
 def column(member: str) -> str:

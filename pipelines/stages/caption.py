@@ -7,6 +7,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from unieditkit.format import REF_IMAGE, TARGET_IMAGE, column
 from unieditkit.imageio import decode_rgb
 
 from ..models.factory import build_captioner
@@ -21,7 +22,7 @@ class CaptionStage:
         rows = batch.to_pylist()
         ok = [r for r in rows if r["status"] == "ok"]
         if ok:
-            images = [decode_rgb(r["ref_jpg"]) for r in ok] + [decode_rgb(r["tgt_jpg"]) for r in ok]
+            images = [decode_rgb(r[column(REF_IMAGE)]) for r in ok] + [decode_rgb(r[column(TARGET_IMAGE)]) for r in ok]
             captions = self.captioner.caption(images)
             for r, ref_cap, tgt_cap in zip(ok, captions[: len(ok)], captions[len(ok) :]):
                 meta = json.loads(r["meta"])

@@ -21,6 +21,7 @@ from typing import Any
 import pyarrow as pa
 
 from unieditkit.taxonomy import load_taxonomy
+from unieditkit.format import REF_IMAGE, column
 from unieditkit.imageio import decode_rgb
 
 from ..models.factory import build_categorizer
@@ -41,7 +42,7 @@ class CategorizeStage:
         rows = batch.to_pylist()
         ok = [r for r in rows if r["status"] == "ok"]
         if ok:
-            results = self.categorizer.categorize([decode_rgb(r["ref_jpg"]) for r in ok], self.subcategories, self.top_k)
+            results = self.categorizer.categorize([decode_rgb(r[column(REF_IMAGE)]) for r in ok], self.subcategories, self.top_k)
             for r, labels in zip(ok, results):
                 apply_labels(r, labels, self.taxonomy, self.min_score)
         return pa.Table.from_pylist(rows, schema=batch.schema)

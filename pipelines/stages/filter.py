@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import pyarrow as pa
 
-from unieditkit.format import mask_column
+from unieditkit.format import FINE, REF_IMAGE, TARGET_IMAGE, column, mask_column
 from unieditkit.imageio import decode_mask, decode_rgb
 
 from ..config import OutputSettings
@@ -53,7 +53,7 @@ class FilterStage:
         meta = json.loads(row["meta"])
         s = self.s
         if self.eval_set is not None:
-            hit = self.eval_set.overlap(decode_rgb(row["tgt_jpg"], "tgt.jpg"), decode_rgb(row["ref_jpg"], "ref.jpg"))
+            hit = self.eval_set.overlap(decode_rgb(row[column(TARGET_IMAGE)], TARGET_IMAGE), decode_rgb(row[column(REF_IMAGE)], REF_IMAGE))
             if hit is not None:
                 return "eval_overlap", str(hit)
         det = meta["scores"]["detector"]
@@ -66,7 +66,7 @@ class FilterStage:
         aspect = max((x1 - x0) / (y1 - y0), (y1 - y0) / (x1 - x0))
         if aspect > s.max_aspect:
             return "extreme_aspect", f"box aspect {aspect:.1f} > {s.max_aspect}"
-        fine = decode_mask(row[mask_column("fine")])
+        fine = decode_mask(row[mask_column(FINE)])
         main = largest_component_fraction(fine)
         if main < s.min_main_component:
             return "fragmented_mask", f"largest mask component is {main:.2f} of the mask < {s.min_main_component}"

@@ -1,4 +1,4 @@
-"""MATS stage: add the rough and box mask variants to every accepted sample.
+"""MATS stage: add the mask variants drawn from the fine mask (``MASK_VARIANTS``: rough, box) to every accepted sample.
 
 The rough mask is drawn from a per-sample seed (derived from the key and ``--seed``) that is stored in the
 sample's JSON, so training can regenerate new rough masks or reproduce this one exactly.
@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 
 from unieditkit.imageio import decode_mask, encode_mask
-from unieditkit.format import mask_column, row_schema
+from unieditkit.format import BOX, FINE, MASK_VARIANTS, ROUGH, mask_column, row_schema
 from unieditkit.mats import MatsParams, mask_variants, sample_seed
 
 
@@ -30,7 +30,7 @@ class MatsStage:
         return pa.Table.from_pylist(rows, schema=row_schema())
 
     def add_variants(self, row: dict[str, Any]) -> None:
-        fine = decode_mask(row[mask_column("fine")])
+        fine = decode_mask(row[mask_column(FINE)])
         v = mask_variants(fine, sample_seed(row["key"], self.seed), self.params)
         meta = json.loads(row["meta"])
         meta["mats"] = {
@@ -43,4 +43,6 @@ class MatsStage:
             "rough_area": round(float(v.rough.mean()), 6),
             "box_area": round(float(v.box.mean()), 6),
         }
-        row.update({"meta": json.dumps(meta, sort_keys=True), mask_column("rough"): encode_mask(v.rough), mask_column("box"): encode_mask(v.box)})
+        drawn = {FINE: fine, ROUGH: v.rough, BOX: v.box}
+        row["meta"] = json.dumps(meta, sort_keys=True)
+        row.update({mask_column(variant): encode_mask(drawn[how]) for variant, how in MASK_VARIANTS.items() if variant != FINE})

@@ -27,7 +27,9 @@ import pyarrow as pa
 from unieditkit.taxonomy import Taxonomy, load_taxonomy
 from unieditkit import rle
 from unieditkit.faults import maybe_crash
-from unieditkit.format import BYTES_COLUMNS, GREY, ROW_COLUMNS, empty_meta, mask_column, row_schema
+from unieditkit.format import (
+    BYTES_COLUMNS, FINE, GREY, REF_IMAGE, REF_MASK, ROW_COLUMNS, TARGET_IMAGE, column, empty_meta, mask_column, row_schema,
+)
 from unieditkit.imageio import ImageReadError, encode_jpeg, encode_mask, load_mask_uri
 from unieditkit.media import load_uri
 from unieditkit.mats import bbox, sample_seed
@@ -359,9 +361,9 @@ class PairStage:
             "key": key,
             "status": "ok",
             "meta": json.dumps(meta, sort_keys=True),
-            "ref_jpg": encode_jpeg(ref),
-            "ref_mask_png": encode_mask(ref_mask),
-            "tgt_jpg": target.jpeg,
+            column(REF_IMAGE): encode_jpeg(ref),
+            column(REF_MASK): encode_mask(ref_mask),
+            column(TARGET_IMAGE): target.jpeg,
             "phash": f"{phash(target.grey[box[1] : box[3], box[0] : box[2]]):016x}",
-            mask_column("fine"): encode_mask(fine),
+            mask_column(FINE): encode_mask(fine),
         }

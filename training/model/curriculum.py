@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import random
 
-from unieditkit.training.config import MASK_VARIANTS, CurriculumConfig
+from unieditkit.format import MASK_VARIANTS
+from unieditkit.training.config import CURRICULUM_STAGES, CurriculumConfig
 
 
 class Curriculum:
@@ -17,7 +18,7 @@ class Curriculum:
         self.max_steps = max_steps
         self.rough_start, self.box_start = cfg.boundaries
         self.mixes: dict[str, tuple[list[str], list[float]]] = {}
-        for stage in MASK_VARIANTS:
+        for stage in CURRICULUM_STAGES:
             mix = getattr(cfg, stage)
             names = [v for v in MASK_VARIANTS if mix.get(v, 0.0) > 0]
             total = sum(mix[v] for v in names)
@@ -26,11 +27,12 @@ class Curriculum:
     def stage(self, step: int) -> str:
         """The stage at ``step`` (0-based); boundaries are fractions of ``max_steps``."""
         frac = step / self.max_steps
+        fine, rough, box = CURRICULUM_STAGES
         if frac >= self.box_start:
-            return "box"
+            return box
         if frac >= self.rough_start:
-            return "rough"
-        return "fine"
+            return rough
+        return fine
 
     def variant(self, step: int, rng: random.Random) -> str:
         """Draw one sample's mask variant for ``step``; one ``rng.random()`` call per sample, always."""

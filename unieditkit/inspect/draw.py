@@ -12,12 +12,19 @@ import functools
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
 
+from unieditkit.format import BOX, FINE, MASK_VARIANTS, ROUGH
+
 BACKGROUND = (24, 24, 28)
 PANEL = (40, 40, 46)
 TEXT = (235, 235, 235)
 MUTED = (150, 150, 160)
-#: mask colours: fine green, rough orange, box blue (the same in the sheet, the gallery and the stats plot)
-MASK_COLOURS = {"fine": (40, 200, 90), "rough": (255, 150, 30), "box": (60, 140, 255)}
+#: mask colours by drawing: fine green, rough orange, box blue (the same in the sheet, the gallery and the stats plot)
+MASK_COLOURS = {FINE: (40, 200, 90), ROUGH: (255, 150, 30), BOX: (60, 140, 255)}
+
+
+def mask_colour(variant: str) -> tuple[int, int, int]:
+    """A mask variant's colour: that of how it is drawn."""
+    return MASK_COLOURS[MASK_VARIANTS[variant]]
 
 
 @functools.lru_cache(maxsize=8)

@@ -21,7 +21,7 @@ from typing import Any
 from PIL import Image
 
 from unieditkit.errors import UserError
-from unieditkit.format import MASK_MEMBERS, MASK_VARIANTS, MEMBERS, mask_member
+from unieditkit.format import FINE, MASK_MEMBERS, MASK_VARIANTS, MEMBERS, REF_IMAGE, TARGET_IMAGE, mask_member
 from unieditkit.reader import Sample, index_rows, load_samples
 
 from . import draw
@@ -29,6 +29,8 @@ from . import draw
 THUMB_H = 120
 FILTERS = ("domain", "subcategory", "pair_kind", "split")
 OVERLAYS = MASK_VARIANTS
+#: the pictures of a sample's detail view: two members as stored, then each variant's overlay (``write_sample_files``)
+FIGURES = [[REF_IMAGE, "reference"], [TARGET_IMAGE, "target"], *([f"{v}.jpg", f"{v} mask"] for v in OVERLAYS)]
 
 
 def pick_rows(out_dir: Path, per_subcategory: int) -> list[dict[str, Any]]:
@@ -49,9 +51,9 @@ def pick_rows(out_dir: Path, per_subcategory: int) -> list[dict[str, Any]]:
 
 def thumbnail(sample: Sample) -> Image.Image:
     """Reference and target side by side, the fine mask outlined on the target."""
-    tgt = sample.rgb("tgt.jpg")
-    tgt = draw.overlay(draw.fit(tgt, 10_000, THUMB_H), sample.mask(mask_member("fine")), draw.MASK_COLOURS["fine"], tint=0.0)
-    ref = draw.fit(sample.rgb("ref.jpg"), 10_000, THUMB_H)
+    tgt = sample.rgb(TARGET_IMAGE)
+    tgt = draw.overlay(draw.fit(tgt, 10_000, THUMB_H), sample.mask(mask_member(FINE)), draw.mask_colour(FINE), tint=0.0)
+    ref = draw.fit(sample.rgb(REF_IMAGE), 10_000, THUMB_H)
     out = Image.new("RGB", (ref.width + 4 + tgt.width, THUMB_H), draw.BACKGROUND)
     out.paste(ref, (0, 0))
     out.paste(tgt, (ref.width + 4, 0))
@@ -63,12 +65,12 @@ def write_sample_files(sample: Sample, gallery: Path) -> None:
     full.mkdir(parents=True, exist_ok=True)
     for member in MEMBERS:
         (full / member).write_bytes(sample.files[member])
-    tgt = sample.rgb("tgt.jpg")
-    fine = sample.mask(mask_member("fine"))
+    tgt = sample.rgb(TARGET_IMAGE)
+    fine = sample.mask(mask_member(FINE))
     for variant in OVERLAYS:
         mask = sample.mask(mask_member(variant))
-        extra = () if variant == "fine" else ((fine, draw.MASK_COLOURS["fine"]),)
-        draw.overlay(tgt, mask, draw.MASK_COLOURS[variant], extra).save(full / f"{variant}.jpg", quality=88)
+        extra = () if variant == FINE else ((fine, draw.mask_colour(FINE)),)
+        draw.overlay(tgt, mask, draw.mask_colour(variant), extra).save(full / f"{variant}.jpg", quality=88)
     thumbnail(sample).save(gallery / "thumbs" / f"{sample.key}.jpg", quality=85)
 
 
@@ -80,7 +82,7 @@ def card_data(sample: Sample) -> dict[str, Any]:
 def page(cards: list[dict[str, Any]], title: str) -> str:
     # "<" escaped inside the inline JSON, so no string in the data can close the <script> element
     data = json.dumps(cards, ensure_ascii=False, sort_keys=True).replace("<", "\\u003c")
-    return _TEMPLATE.replace("__TITLE__", _html_escape(title)).replace("__RAW__", json.dumps(list(MASK_MEMBERS))).replace("__DATA__", data)
+    return _TEMPLATE.replace("__TITLE__", _html_escape(title)).replace("__RAW__", json.dumps(list(MASK_MEMBERS))).replace("__FIGURES__", json.dumps(FIGURES)).replace("__DATA__", data)
 
 
 def _html_escape(s: str) -> str:
@@ -149,7 +151,7 @@ button { background: #3c3c44; color: #eee; border: 1px solid #666; padding: 3px 
 "use strict";
 const SAMPLES = JSON.parse(document.getElementById("data").textContent);
 const FIELDS = ["domain", "subcategory", "pair_kind", "split"];
-const FIGURES = [["ref.jpg", "reference"], ["tgt.jpg", "target"], ["fine.jpg", "fine mask"], ["rough.jpg", "rough mask"], ["box.jpg", "box mask"]];
+const FIGURES = __FIGURES__;
 const RAW = __RAW__;
 const params = new URLSearchParams(location.search);
 const cards = document.getElementById("cards");

@@ -13,12 +13,12 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from unieditkit.errors import UserError
-from unieditkit.format import MASK_VARIANTS, mask_member
+from unieditkit.format import FINE, MASK_VARIANTS, REF_IMAGE, TARGET_IMAGE, mask_member
 from unieditkit.reader import Sample, index_rows, load_samples
 
 from . import draw
 
-COLUMNS = ("reference", "target", "fine", "rough", "box")
+COLUMNS = ("reference", "target", *MASK_VARIANTS)
 CELL_W, CELL_H = 192, 144
 GAP = 6
 HEADER_H = 26
@@ -55,17 +55,11 @@ def row_lines(sample: Sample) -> list[str]:
 
 
 def panels(sample: Sample) -> list[Image.Image]:
-    """The five images of a row, each fitted into one cell."""
-    tgt = draw.fit(sample.rgb("tgt.jpg"), CELL_W, CELL_H)
-    fine, rough, box = (sample.mask(mask_member(v)) for v in MASK_VARIANTS)
-    green = draw.MASK_COLOURS["fine"]
-    return [
-        draw.fit(sample.rgb("ref.jpg"), CELL_W, CELL_H),
-        tgt,
-        draw.overlay(tgt, fine, green),
-        draw.overlay(tgt, rough, draw.MASK_COLOURS["rough"], ((fine, green),)),
-        draw.overlay(tgt, box, draw.MASK_COLOURS["box"], ((fine, green),)),
-    ]
+    """The images of a row (``COLUMNS``), each fitted into one cell; the fine mask outlined on every other variant."""
+    tgt = draw.fit(sample.rgb(TARGET_IMAGE), CELL_W, CELL_H)
+    fine = ((sample.mask(mask_member(FINE)), draw.mask_colour(FINE)),)
+    masks = [draw.overlay(tgt, sample.mask(mask_member(v)), draw.mask_colour(v), () if v == FINE else fine) for v in MASK_VARIANTS]
+    return [draw.fit(sample.rgb(REF_IMAGE), CELL_W, CELL_H), tgt, *masks]
 
 
 def render_sheet(samples: list[Sample]) -> Image.Image:
@@ -73,7 +67,7 @@ def render_sheet(samples: list[Sample]) -> Image.Image:
     d = ImageDraw.Draw(sheet)
     for c, title in enumerate(COLUMNS):
         x = GAP + c * (CELL_W + GAP)
-        draw.text(d, (x + 4, 6), title, TEXT_SIZE + 1, draw.MASK_COLOURS.get(title, draw.TEXT))
+        draw.text(d, (x + 4, 6), title, TEXT_SIZE + 1, draw.mask_colour(title) if title in MASK_VARIANTS else draw.TEXT)
     for r, sample in enumerate(samples):
         y = HEADER_H + r * ROW_H
         for c, img in enumerate(panels(sample)):

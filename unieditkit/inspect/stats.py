@@ -17,13 +17,14 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from unieditkit.format import INDEX_FILE, MASK_VARIANTS, REJECTED_FILE, SPLITS
+from unieditkit.format import INDEX_COLUMNS, INDEX_FILE, MASK_VARIANTS, REJECTED_FILE, SPLITS
 from unieditkit.reader import check_out_dir, done_shards, read_table
 
 from . import draw
 
 BINS = 20
-AREAS = MASK_VARIANTS
+#: the variants whose covered fraction the index records
+AREAS = tuple(v for v in MASK_VARIANTS if f"{v}_area" in INDEX_COLUMNS)
 
 
 def histogram(values: list[float], bins: int = BINS) -> list[int]:
@@ -193,7 +194,7 @@ def render_plot(st: dict[str, Any]) -> Image.Image:
     bars(d, box(1), "samples per pair kind", list(st["pair_kind"].items()))
     bars(d, box(2), "samples per subcategory", list(st["subcategory"].items()))
     bars(d, box(3), "rejections by reason (_stats.json)", [(k, v["_stats.json"]) for k, v in st["reasons"].items()])
-    hist(d, box(4), "mask area", {a: (st["area_hist"][a], draw.MASK_COLOURS[a]) for a in AREAS}, "fraction of the target image")
+    hist(d, box(4), "mask area", {a: (st["area_hist"][a], draw.mask_colour(a)) for a in AREAS}, "fraction of the target image")
     hist(d, box(5), "IoU(rough, fine) = fine area / rough area", {"IoU": (st["iou_hist"], BAR)}, "IoU")
     return img
 

@@ -35,9 +35,10 @@ import pyarrow.parquet as pq
 
 from unieditkit.errors import TaxonomyError, UserError
 from unieditkit.format import (
-    BUILD_CONFIG_FILE, CARD_FILE, DUPLICATES_FILE, FORMAT_VERSION, INDEX_COLUMNS, INDEX_FILE, MASK_MEMBERS, MASK_VARIANTS, MEMBERS, PROBES_FILE,
-    REJECTED_FILE, SAMPLE_FILES, SHARD_RE, SHARD_SUFFIXES, SPLITS, duplicates_coverage, duplicates_info, empty_meta, index_record,
-    marker_name, mask_member,
+    BOX, BUILD_CONFIG_FILE, CARD_FILE, DONE_MARKER_SUFFIX, DUPLICATES_FILE, FINE, FORMAT_VERSION, INDEX_COLUMNS, INDEX_FILE,
+    MASK_MEMBERS, MASK_VARIANTS, MASKED_IMAGE, MEMBERS, META_MEMBER, PROBES_FILE, REF_IMAGE, REJECTED_FILE, ROUGH, SAMPLE_FILES,
+    SHARD_RE, SHARD_SUFFIXES, SPLITS, TARGET_IMAGE, duplicates_coverage, duplicates_info, empty_meta, index_record, marker_name,
+    mask_member,
 )
 from unieditkit.integrity import mismatch
 from unieditkit.reader import KEY_RE, Sample, done_shards, open_image, tar_entries
@@ -166,7 +167,7 @@ def check_pixels(sample: Sample, meta: dict[str, Any] | None) -> list[str]:
             images[member] = open_image(sample.files[member], member)
         except ValueError as exc:
             problems.append(str(exc))
-    for member in ("ref.jpg", "tgt.jpg"):
+    for member in (REF_IMAGE, TARGET_IMAGE):
         if member in images and (images[member].format, images[member].mode) != ("JPEG", "RGB"):
             problems.append(f"{member} is {images[member].format} {images[member].mode}, expected an RGB JPEG")
     masks: dict[str, np.ndarray] = {}
@@ -174,7 +175,7 @@ def check_pixels(sample: Sample, meta: dict[str, Any] | None) -> list[str]:
         img = images.get(member)
         if img is None:
             continue
-        owner = images.get("ref.jpg" if member == "ref_mask.png" else "tgt.jpg")
+        owner = images.get(MASKED_IMAGE[member])
         if img.format != "PNG" or img.mode != "L":
             problems.append(f"{member} is {img.format} {img.mode}, expected an 8-bit L PNG")
             continue
@@ -182,31 +183,39 @@ def check_pixels(sample: Sample, meta: dict[str, Any] | None) -> list[str]:
         if (grey := int(np.count_nonzero((arr != 0) & (arr != 255)))):
             problems.append(f"{member} has values other than 0 and 255 ({grey} pixels)")
         if owner is not None and img.size != owner.size:
-            problems.append(f"{member} is {img.width}x{img.height}, {'ref' if member == 'ref_mask.png' else 'tgt'}.jpg is {owner.width}x{owner.height}")
+            problems.append(f"{member} is {img.width}x{img.height}, {MASKED_IMAGE[member]} is {owner.width}x{owner.height}")
             continue
         masks[member] = arr > 127
     if meta is not None:
-        for member, f in (("tgt.jpg", "tgt_size"), ("ref.jpg", "ref_size")):
+        for member, f in ((TARGET_IMAGE, "tgt_size"), (REF_IMAGE, "ref_size")):
             if member in images and list(images[member].size) != meta[f]:
                 problems.append(f"json {f} is {meta[f]}, {member} is {list(images[member].size)}")
-    fine, rough, box = (masks.get(mask_member(v)) for v in MASK_VARIANTS)
+    fine_member = mask_member(FINE)
+    fine = masks.get(fine_member)
     if fine is None:
         return problems
     if not fine.any():
-        return problems + ["mask_fine.png is empty"]
+        return problems + [f"{fine_member} is empty"]
     bbox = bbox_of(fine)
-    if rough is not None and (outside := int(np.count_nonzero(fine & ~rough))):
-        problems.append(f"mask_rough.png does not cover mask_fine.png ({outside} fine pixels outside rough)")
-    if box is not None:
-        expected = np.zeros_like(fine)
-        expected[bbox[1] : bbox[3], bbox[0] : bbox[2]] = True
-        if (differ := int(np.count_nonzero(box != expected))):
-            problems.append(f"mask_box.png is not the filled bounding box {bbox} of mask_fine.png ({differ} pixels differ)")
+    for variant, how in MASK_VARIANTS.items():
+        member, mask = mask_member(variant), masks.get(mask_member(variant))
+        if mask is None or variant == FINE:
+            continue
+        if how == FINE and (differ := int(np.count_nonzero(mask != fine))):
+            problems.append(f"{member} is not {fine_member} ({differ} pixels differ)")
+        if how == ROUGH and (outside := int(np.count_nonzero(fine & ~mask))):
+            problems.append(f"{member} does not cover {fine_member} ({outside} fine pixels outside {variant})")
+        if how == BOX:
+            expected = np.zeros_like(fine)
+            expected[bbox[1] : bbox[3], bbox[0] : bbox[2]] = True
+            if (differ := int(np.count_nonzero(mask != expected))):
+                problems.append(f"{member} is not the filled bounding box {bbox} of {fine_member} ({differ} pixels differ)")
     if meta is not None:
         if meta["bbox"] != bbox:
-            problems.append(f"json bbox is {meta['bbox']}, the bounding box of mask_fine.png is {bbox}")
+            problems.append(f"json bbox is {meta['bbox']}, the bounding box of {fine_member} is {bbox}")
         areas = {"scores.fine_area": (meta["scores"]["fine_area"], fine)}
-        areas.update({"mats.rough_area": (meta["mats"]["rough_area"], rough), "mats.box_area": (meta["mats"]["box_area"], box)})
+        areas.update({"mats.rough_area": (meta["mats"]["rough_area"], masks.get(mask_member(ROUGH))),
+                      "mats.box_area": (meta["mats"]["box_area"], masks.get(mask_member(BOX)))})
         for name, (value, mask) in areas.items():
             if mask is not None and abs(value - float(mask.mean())) > AREA_TOLERANCE:
                 problems.append(f"json {name} is {value}, the mask covers {float(mask.mean()):.6f}")
@@ -250,9 +259,9 @@ def check_shard(out_dir: Path, name: str, taxonomy: Any | None = None) -> ShardR
         res.problems.append(Problem(name, key, message))
 
     tar, sidecar, stats_path = (out_dir / f"{name}{s}" for s in SHARD_SUFFIXES)
-    for path, what in ((tar, "tar"), (sidecar, "sidecar"), (stats_path, "_stats.json")):
+    for path, what in ((tar, "tar"), (sidecar, "sidecar"), (stats_path, DONE_MARKER_SUFFIX)):
         if not path.is_file():
-            hint = "the shard is not done; re-run the build to finish it" if what == "_stats.json" else "delete the shard's files and re-run the build"
+            hint = "the shard is not done; re-run the build to finish it" if path is stats_path else "delete the shard's files and re-run the build"
             problem(NO_KEY, f"no {path.name} ({what}); {hint}")
     metas: dict[str, dict[str, Any] | None] = {}
     if tar.is_file():
@@ -309,7 +318,7 @@ def _check_tar(tar: Path, name: str, taxonomy: Any | None, problem: Any) -> dict
         missing = [m for m in SAMPLE_FILES if m not in sample.files]
         for m in missing:
             problem(key, f"missing {m}")
-        meta = _check_json(sample, name, taxonomy, problem) if "json" in sample.files else None
+        meta = _check_json(sample, name, taxonomy, problem) if META_MEMBER in sample.files else None
         metas[key] = meta
         if not any(m in missing for m in MEMBERS):
             for msg in check_pixels(sample, meta):
@@ -320,7 +329,7 @@ def _check_tar(tar: Path, name: str, taxonomy: Any | None, problem: Any) -> dict
 
 def _check_json(sample: Sample, name: str, taxonomy: Any | None, problem: Any) -> dict[str, Any] | None:
     try:
-        meta = json.loads(sample.files["json"])
+        meta = json.loads(sample.files[META_MEMBER])
     except (ValueError, UnicodeDecodeError) as exc:
         problem(sample.key, f"json does not parse ({exc})")
         return None
@@ -399,7 +408,7 @@ def shard_names(out_dir: Path) -> tuple[list[str], list[Problem]]:
         if SHARD_RE.match(stem):
             names.add(stem)
         else:
-            problems.append(Problem(p.name, NO_KEY, "not a shard file name (DOMAIN-SPLIT-NNNNNN.tar / .parquet / _stats.json)"))
+            problems.append(Problem(p.name, NO_KEY, f"not a shard file name (DOMAIN-SPLIT-NNNNNN{' / '.join(SHARD_SUFFIXES)})"))
     return sorted(names), problems
 
 
