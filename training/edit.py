@@ -44,9 +44,7 @@ from PIL.PngImagePlugin import PngInfo
 from unieditkit.training.config import BACKBONE_QUANTS
 from unieditkit.errors import UserError
 from unieditkit.extras import require_extra
-from unieditkit.format import SPLITS
-
-VARIANTS = ("fine", "rough", "box")
+from unieditkit.format import MASK_VARIANTS, SPLITS, TAR_SUFFIX, TARGET_IMAGE, marker_name, mask_member
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -70,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", choices=SPLITS,
                    help="batch form: the split to edit (`unieditkit build` prints the splits it wrote)")
     p.add_argument("--domain", default="", help="batch form: only this domain")
-    p.add_argument("--variants", default="fine,rough,box", help="mask variants to edit with (batch form)")
+    p.add_argument("--variants", default=",".join(MASK_VARIANTS), help="mask variants to edit with (batch form)")
     p.add_argument("--batch-size", type=int, default=4, help="batch form: samples edited together")
     p.add_argument("--steps", type=int, default=28, help="sampling steps")
     p.add_argument("--seed", type=int, default=0, help="noise seed (the batch form mixes in each sample's key and "
@@ -93,9 +91,9 @@ def run_command(args: argparse.Namespace) -> int:
     if args.steps < 1 or args.batch_size < 1:
         raise UserError("--steps and --batch-size must be at least 1")
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    bad = [v for v in variants if v not in VARIANTS]
+    bad = [v for v in variants if v not in MASK_VARIANTS]
     if bad or not variants:
-        raise UserError(f"--variants {args.variants}: use a comma list of fine, rough, box")
+        raise UserError(f"--variants {args.variants}: use a comma list of {', '.join(MASK_VARIANTS)}")
     if args.data:
         _samples(pathlib.Path(args.data), args.split, args.domain)  # a split the folder lacks: said before loading
     run = load_run(pathlib.Path(args.checkpoint), args.step, args.device, args.pretrained, args.backbone_quant)
@@ -299,7 +297,7 @@ def _samples(data: pathlib.Path, split: str, domain: str) -> tuple[list[str], in
     tars = find_shards(data, split, [domain] if domain else [])
     total = 0
     for tar in tars:
-        stats = pathlib.Path(tar[: -len(".tar")] + "_stats.json")
+        stats = pathlib.Path(marker_name(tar[: -len(TAR_SUFFIX)]))
         total += int(json.loads(stats.read_text(encoding="utf-8")).get("samples", 0))
     return tars, total
 
@@ -327,8 +325,8 @@ def edit_split(run: LoadedRun, data: pathlib.Path, split: str, domain: str, vari
             seeds = [sample_seed(seed, p[0]["__key__"], p[2]) for p in pending]
             preds = _generate(run, items, seeds, steps)
             for (sample, _, variant), pred in zip(pending, preds):
-                target = Image.open(io.BytesIO(sample["tgt.jpg"])).convert("RGB")
-                mask = Image.open(io.BytesIO(sample[f"mask_{variant}.png"])).convert("L")
+                target = Image.open(io.BytesIO(sample[TARGET_IMAGE])).convert("RGB")
+                mask = Image.open(io.BytesIO(sample[mask_member(variant)])).convert("L")
                 if target.size != mask.size:
                     target = target.resize(mask.size, Image.BICUBIC)
                 compose(pred, target, mask).save(out / f"{sample['__key__']}.{variant}.png")

@@ -45,7 +45,8 @@ from unieditkit.baselines import BASELINES
 from unieditkit.errors import MissingModelError, UserError
 from unieditkit.extras import require_extra
 from unieditkit.format import (
-    MASK_VARIANTS, SPLITS, TAR_SUFFIX, describe_splits, find_done_shards, local_split_sizes, mask_member,
+    MASK_VARIANTS, META_MEMBER, REF_IMAGE, REF_MASK, SPLITS, TAR_SUFFIX, TARGET_IMAGE, describe_splits, find_done_shards,
+    local_split_sizes, mask_member,
 )
 from unieditkit.metrics import masked_psnr, masked_ssim
 
@@ -105,9 +106,9 @@ def held_out(data: Path, split: str, domain: str) -> Iterator[HeldOut]:
 
     samples = wds.WebDataset([str(t) for t in _tars(data, split, domain)], shardshuffle=False, empty_check=False)
     for s in sorted(samples, key=lambda s: s["__key__"]):
-        meta = json.loads(s["json"])
-        yield HeldOut(s["__key__"], meta["domain"], meta["subcategory"], decode_rgb(s["ref.jpg"], min_side=1),
-                      decode_mask(s["ref_mask.png"]), decode_rgb(s["tgt.jpg"], min_side=1),
+        meta = json.loads(s[META_MEMBER])
+        yield HeldOut(s["__key__"], meta["domain"], meta["subcategory"], decode_rgb(s[REF_IMAGE], min_side=1),
+                      decode_mask(s[REF_MASK]), decode_rgb(s[TARGET_IMAGE], min_side=1),
                       {v: decode_mask(s[mask_member(v)]) for v in MASK_VARIANTS}, tuple(meta["bbox"]))
 
 
@@ -365,7 +366,7 @@ def frechet_distance(real: np.ndarray, fake: np.ndarray) -> float | None:
 
 
 def evaluate(pred: Path, data: Path, split: str, domain: str, embedders: dict, lpips: LpipsScorer | None = None,
-             inception: InceptionFeatures | None = None, variants: tuple[str, ...] = MASK_VARIANTS) -> dict:
+             inception: InceptionFeatures | None = None, variants: tuple[str, ...] = tuple(MASK_VARIANTS)) -> dict:
     """Scores of the predictions and the baselines, per row (all samples, each domain, each subcategory) x mask
     variant x editor; ``embedders`` maps a reference metric's name (CLIP-I, DINO-I) to its embedder."""
     expected, missing = missing_predictions(pred, data, split, domain, variants)
@@ -503,7 +504,7 @@ def _variants(text: str) -> tuple[str, ...]:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="score an editor's outputs (CLIP-I, DINO-I, PSNR, SSIM, LPIPS, FID) beside two baselines, per mask variant",
                        description=__doc__.split("\n\n")[0], epilog="\n\n".join(__doc__.split("\n\n")[1:]))
-    p.add_argument("--pred", required=True, help="folder of predictions KEY.VARIANT.png (VARIANT: fine, rough, box)")
+    p.add_argument("--pred", required=True, help=f"folder of predictions KEY.VARIANT.png (VARIANT: {', '.join(MASK_VARIANTS)})")
     p.add_argument("--data", required=True, help="dataset folder written by `unieditkit build`")
     p.add_argument("--split", default="test", choices=SPLITS, help="the held-out split the predictions were made "
                    "for (`unieditkit build` prints the splits it wrote)")
