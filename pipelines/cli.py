@@ -1,4 +1,8 @@
-"""``unieditkit build``: the dataset build command."""
+"""``unieditkit build``: the dataset build command.
+
+The build itself (Ray, the stages, the catalog) is imported when the command runs, not when it registers: every
+``unieditkit`` command, ``--help`` included, registers this one.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,6 @@ from typing import TYPE_CHECKING
 
 from unieditkit.errors import UserError
 
-from .build import build, dry_run
-from .sources.config import load_sources_yaml
 from .config import BuildConfig, ConfigFile, ModelStagesConfig, OutputSettings, load_config_file
 
 if TYPE_CHECKING:
@@ -126,6 +128,9 @@ def output_settings(args: argparse.Namespace, file: ConfigFile) -> OutputSetting
 
 
 def run(args: argparse.Namespace) -> int:
+    from .build import build, dry_run
+    from .sources.config import load_sources_yaml
+
     if args.batch_size < 1:
         raise UserError(f"--batch-size {args.batch_size}: must be at least 1")
     file = load_config_file(args.config) if args.config else ConfigFile()

@@ -90,38 +90,48 @@ def _is_type_checking(node: ast.stmt) -> bool:
     return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
 
 
+DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+
+
 class Reach:
-    """What running a name of a module can import: the module's top level (without ``if TYPE_CHECKING``), the
-    name's own body, and the bodies of the module's other top-level functions and classes that body names, each
-    followed through ``unieditkit`` modules by the same rule. Per name rather than per module, so ``eval`` taking
-    ``load_state_dict`` from the models' weight module is not charged with GroundingDINO, which another function
-    of that module imports."""
+    """What running a command can import. A module is taken whole (its top level without ``if TYPE_CHECKING``, and
+    every function and class) when it is the command's or imported as ``import m`` / ``from pkg import m``; for
+    ``from m import name``, only ``m``'s top level, ``name``'s own body and the bodies of ``m``'s other top-level
+    functions and classes that body names, each followed through ``unieditkit`` modules by the same rule. Per name
+    rather than per module, so ``eval`` taking ``load_state_dict`` from the models' weight module is not charged with
+    GroundingDINO, which another function of that module imports."""
+
+    #: ``visit``'s ``name`` for a module's top level alone (what importing it runs)
+    TOP = ""
 
     def __init__(self) -> None:
         self.done: set[tuple[str, str | None]] = set()
         self.third_party: dict[str, str] = {}  # top-level import name -> a module that imports it
 
     def visit(self, module: str, name: str | None = None) -> None:
+        """``name`` None: the whole module; ``TOP``: its top level; else that top-level function or class."""
         path = _source(module)
         if path is None or (module, name) in self.done:
             return
         self.done.add((module, name))
         parts = module.split(".")
         for i in range(1, len(parts)):
-            self.visit(".".join(parts[:i]))
-        if name is not None:
-            self.visit(module)
+            self.visit(".".join(parts[:i]), self.TOP)
         tree = ast.parse(path.read_text())
-        defs = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+        defs = {n.name: n for n in tree.body if isinstance(n, DEFS)}
         package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        if name != self.TOP:
+            self.visit(module, self.TOP)
         if name is None:
+            for used in defs:
+                self.visit(module, used)
+        elif name == self.TOP:
             for node in tree.body:
-                if node.__class__.__name__ not in ("FunctionDef", "AsyncFunctionDef", "ClassDef") and not _is_type_checking(node):
+                if not isinstance(node, DEFS) and not _is_type_checking(node):
                     self._imports(node, package, module)
-            return
-        if name in defs:
+        elif name in defs:
             self._imports(defs[name], package, module)
-            for used in {n.id for n in ast.walk(defs[name]) if isinstance(n, ast.Name)} & defs.keys() - {name}:
+            for used in {n.id for n in ast.walk(defs[name]) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)} & defs.keys() - {name}:
                 self.visit(module, used)
 
     def _imports(self, node: ast.AST, package: str, where: str) -> None:
