@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from unieditkit.errors import UserError
-from unieditkit.format import INDEX_FILE, SAMPLE_FILES, TAR_SUFFIX, marker_name
+from unieditkit.format import DONE_MARKER_SUFFIX, INDEX_FILE, SAMPLE_FILES, TAR_SUFFIX, marker_name
 from unieditkit.imageio import MAX_PIXELS
 from unieditkit.storage import Folder, as_folder
 
@@ -108,7 +108,7 @@ def tar_entries(path: Path) -> Iterator[TarEntry]:
     try:
         tf = tarfile.open(path, "r:")
     except (tarfile.TarError, OSError) as exc:
-        raise UserError(f"{path}: not a readable tar ({exc}); delete it and its _stats.json and re-run the build") from None
+        raise UserError(f"{path}: not a readable tar ({exc}); delete it and its {DONE_MARKER_SUFFIX} and re-run the build") from None
     with tf:
         try:
             for info in tf:
@@ -124,7 +124,7 @@ def tar_entries(path: Path) -> Iterator[TarEntry]:
                     fh = tf.extractfile(info)
                     yield TarEntry(info.name, key, member, fh.read() if fh else None)
         except (tarfile.TarError, OSError, EOFError) as exc:
-            raise UserError(f"{path}: damaged tar ({type(exc).__name__}: {exc}); delete it and its _stats.json and re-run the build") from None
+            raise UserError(f"{path}: damaged tar ({type(exc).__name__}: {exc}); delete it and its {DONE_MARKER_SUFFIX} and re-run the build") from None
 
 
 def iter_samples(path: Path, keys: set[str] | None = None) -> Iterator[Sample]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from unieditkit.format import INDEX_COLUMNS, INDEX_FILE, MASK_VARIANTS, REJECTED_FILE, SPLITS
+from unieditkit.format import DONE_MARKER_SUFFIX, INDEX_COLUMNS, INDEX_FILE, MASK_VARIANTS, REJECTED_FILE, SPLITS
 from unieditkit.reader import check_out_dir, done_shards, read_table
 
 from . import draw
@@ -65,7 +65,7 @@ def compute(out_dir: Path) -> dict[str, Any]:
         "split": dict(sorted(Counter(r["split"] for r in rows).items())),
         "pair_kind": dict(sorted(Counter(r["pair_kind"] for r in rows).items())),
         "subcategory": dict(sorted(Counter(f"{r['domain']}/{r['subcategory']}" for r in rows).items())),
-        "reasons": {k: {"rejected.parquet": from_parquet[k], "_stats.json": from_stats[k]} for k in sorted(from_parquet | from_stats)},
+        "reasons": {k: {REJECTED_FILE: from_parquet[k], DONE_MARKER_SUFFIX: from_stats[k]} for k in sorted(from_parquet | from_stats)},
         "area_hist": {a: histogram(v) for a, v in areas.items()},
         "area": {a: _summary(v) for a, v in areas.items()},
         "iou_hist": histogram(iou),
@@ -94,8 +94,8 @@ def format_tables(st: dict[str, Any]) -> str:
                [[d, *c.values(), sum(c.values())] for d, c in ds.items()]),
         _table("samples per pair kind", ["pair kind", "samples"], [[k, n] for k, n in st["pair_kind"].items()]),
         _table("samples per subcategory", ["domain/subcategory", "samples"], [[k, n] for k, n in st["subcategory"].items()]),
-        _table("rejections by reason", ["reason", "rejected.parquet", "_stats.json"],
-               [[k, v["rejected.parquet"], v["_stats.json"]] for k, v in st["reasons"].items()]),
+        _table("rejections by reason", ["reason", REJECTED_FILE, DONE_MARKER_SUFFIX],
+               [[k, v[REJECTED_FILE], v[DONE_MARKER_SUFFIX]] for k, v in st["reasons"].items()]),
         _table("mask area (fraction of the target) and rough-vs-fine IoU", ["", "n", "mean", "median", "min", "max"],
                [_dist(f"{a} area", st["area"][a]) for a in AREAS] + [_dist("IoU(rough, fine)", st["iou"])]),
     ]
@@ -193,7 +193,7 @@ def render_plot(st: dict[str, Any]) -> Image.Image:
     bars(d, box(0), "samples per domain and split", splits)
     bars(d, box(1), "samples per pair kind", list(st["pair_kind"].items()))
     bars(d, box(2), "samples per subcategory", list(st["subcategory"].items()))
-    bars(d, box(3), "rejections by reason (_stats.json)", [(k, v["_stats.json"]) for k, v in st["reasons"].items()])
+    bars(d, box(3), f"rejections by reason ({DONE_MARKER_SUFFIX})", [(k, v[DONE_MARKER_SUFFIX]) for k, v in st["reasons"].items()])
     hist(d, box(4), "mask area", {a: (st["area_hist"][a], draw.mask_colour(a)) for a in AREAS}, "fraction of the target image")
     hist(d, box(5), "IoU(rough, fine) = fine area / rough area", {"IoU": (st["iou_hist"], BAR)}, "IoU")
     return img
