@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from unieditkit.errors import UserError
 
 from .config import BuildConfig, ConfigFile, ModelStagesConfig, OutputSettings, load_config_file
+from .stages.model_stages import MODEL_STAGES
 
 if TYPE_CHECKING:
     from .models.weights import ModelSpec
@@ -56,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", default="", metavar="FILE.yaml", help="YAML with per-stage resources (stages.NAME: batch_size, concurrency, num_gpus, num_cpus) and every threshold and limit (settings:, see README 'Build settings'); flags given on the command line win")
 
     m = p.add_argument_group("model stages (mining unannotated input)")
-    m.add_argument("--models", default="auto", help="model stages to run: auto (what the input needs), none, or a list of detect,segment,caption,categorize")
+    m.add_argument("--models", default="auto", help=f"model stages to run: auto (what the input needs), none, or a list of {','.join(MODEL_STAGES)}")
     m.add_argument("--models-dir", default=None, help="folder with checkpoints under their official names (default: $UNIEDITKIT_MODELS)")
     m.add_argument("--segmenter", default="auto", choices=("auto", "sam", "sam2", "grabcut"), help="auto: SAM when its checkpoint is found, else SAM 2 likewise, else GrabCut (announced)")
     m.add_argument("--sam-model", default="vit_b", help="SAM model type: vit_b, vit_l, vit_h, or vit_t (MobileSAM, checkpoint mobile_sam.pt)")
