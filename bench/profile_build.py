@@ -179,7 +179,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, nargs=2, default=(640, 480))
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    os.environ.setdefault("OPENCV_FOR_THREADS_NUM", "1")  # as the Ray workers run (runner.start_ray)
+    os.environ.setdefault("OPENCV_FOR_THREADS_NUM", "1")  # as the Ray workers run (cluster.start_ray)
     import cv2
 
     cv2.setNumThreads(1)

@@ -36,7 +36,8 @@ from .distributor import ShardDistributor
 from .lock import build_lock
 from .plan import ShardPlan, SourceReport, make_plan, pending
 from .probe import Probes, probe_sources
-from .runner import run_stages, start_ray
+from .cluster import start_ray
+from .runner import run_stages
 from .sources import Source, default_sources, parse_source
 from .sources.files import remote_versions
 from .stages.model_stages import MODEL_STAGES

@@ -130,7 +130,7 @@ def output_settings(args: argparse.Namespace, file: ConfigFile) -> OutputSetting
 
 def run(args: argparse.Namespace) -> int:
     from .build import build, dry_run
-    from .sources.config import load_sources_yaml
+    from .sources import load_sources_yaml
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size {args.batch_size}: must be at least 1")

@@ -130,7 +130,7 @@ def pending(shards: list[ShardPlan], out: Folder, config: BuildConfig) -> tuple[
     if unsure:
         import ray
 
-        from .runner import start_ray
+        from .cluster import start_ray
 
         start_ray(config)
         task = ray.remote(mismatch).options(max_retries=TASK_RETRIES)

@@ -28,7 +28,7 @@ from unieditkit.format import PROBES_FILE
 from unieditkit.storage import Folder
 
 from .config import TASK_RETRIES, BuildConfig
-from .runner import start_ray
+from .cluster import start_ray
 from .sources import Source
 from .sources.base import ProbedSource, ProbeRequest
 

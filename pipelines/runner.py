@@ -13,14 +13,11 @@ and a unit that fails even alone is quarantined: recorded as rejected with the e
 
 from __future__ import annotations
 
-import logging
 import warnings
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from unieditkit.faults import share_with_workers
-from unieditkit.raycluster import package_for_workers
 from unieditkit.format import row_schema
 
 from .config import TASK_RETRIES, BuildConfig
@@ -28,6 +25,7 @@ from .plan import ShardPlan
 from .stages.base import Stage
 from .stages.pair import complete_row, rejected, unit_key
 from .stages.registry import build_chain
+from .cluster import start_ray
 from .distributor import ShardDistributor, tag_units, tagged_units
 
 if TYPE_CHECKING:
@@ -57,30 +55,6 @@ def unit_rows(shards: list[ShardPlan]) -> list[dict[str, Any]]:
         for s in shards
         for u in s.units
     ]
-
-
-def start_ray(config: BuildConfig) -> None:
-    import ray
-
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
-    ctx.print_on_execution_start = False
-    ctx.max_errored_blocks = -1
-    logging.getLogger("ray.data").setLevel(logging.ERROR)
-    if ray.is_initialized():
-        return
-    share_with_workers()
-    # One OpenCV thread per worker, as Ray gives each task one OMP thread per CPU: OpenCV's own pool would
-    # otherwise start a thread per core in every worker, and N workers on N cores contend for them.
-    runtime_env: dict[str, Any] = {"env_vars": {"OPENCV_FOR_THREADS_NUM": "1"}}
-    kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
-                                  runtime_env=runtime_env)
-    if config.ray_address:
-        runtime_env["py_modules"] = [package_for_workers()]
-        kwargs["address"] = config.ray_address
-    elif config.num_workers:
-        kwargs["num_cpus"] = config.num_workers
-    ray.init(**kwargs)
 
 
 def _dataset(rows: list[dict[str, Any]], chain: list[Stage], batch_size: int) -> Any:

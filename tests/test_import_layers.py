@@ -21,15 +21,6 @@ ROOTS = ("unieditkit", "unieditkit.pipelines", "unieditkit.taxonomy", "unieditki
 
 #: circles that live in files outside issue 20's item 8, each to be broken by its owner; the test fails when one
 #: is broken (remove it here) as well as when a new one appears
-KNOWN_CYCLES = {
-    # sources/config.py's load_sources_yaml imports SOURCE_KINDS from the package that imports it
-    frozenset({"unieditkit.pipelines.sources", "unieditkit.pipelines.sources.config", "unieditkit.pipelines.sources.hf",
-               "unieditkit.pipelines.sources.images", "unieditkit.pipelines.sources.multiview",
-               "unieditkit.pipelines.sources.tryon", "unieditkit.pipelines.sources.video"}),
-    # plan.py's pending() imports runner.start_ray, and the runner imports the plan
-    frozenset({"unieditkit.pipelines.distributor", "unieditkit.pipelines.plan", "unieditkit.pipelines.runner",
-               "unieditkit.pipelines.writer"}),
-}
 
 
 def project_modules() -> dict[str, tuple[Path, bool]]:
@@ -147,8 +138,7 @@ def test_the_core_imports_nothing_of_taxonomy_pipelines_or_training(graph: dict[
 
 def test_no_import_cycles(graph: dict[str, set[str]]) -> None:
     found = set(cycles(graph))
-    assert found - KNOWN_CYCLES == set(), f"new import cycles: {[sorted(c) for c in found - KNOWN_CYCLES]}"
-    assert KNOWN_CYCLES - found == set(), f"broken, remove from KNOWN_CYCLES: {[sorted(c) for c in KNOWN_CYCLES - found]}"
+    assert not found, f"import cycles: {[sorted(c) for c in found]}"
 
 
 def test_cycle_finder_and_floors_catch_what_they_should() -> None:

@@ -10,7 +10,8 @@ from sourcedata import write_image, write_video
 from unieditkit.pipelines.plan import make_plan
 from unieditkit.pipelines.config import OutputSettings
 from unieditkit.pipelines.sources import parse_source
-from unieditkit.pipelines.sources.config import format_spec, load_sources_yaml, split_spec
+from unieditkit.pipelines.sources import load_sources_yaml
+from unieditkit.pipelines.sources.config import format_spec, split_spec
 from unieditkit.taxonomy import load_taxonomy
 from unieditkit.errors import UserError
 
