@@ -214,8 +214,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from unieditkit.extras import require_extra
     from unieditkit.reader import check_out_dir
 
+    if args.clip_model:
+        require_extra("models", "dedupe --clip-model")
     out = check_out_dir(Path(args.out_dir))
     if args.clip_model and not (args.clip_pretrained or args.random_weights):
         raise UserError(f"--clip-model {args.clip_model}: pass its weights with --clip-pretrained TAG|FILE")

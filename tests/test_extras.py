@@ -30,7 +30,7 @@ UNIEDITKIT = [str(Path(sys.executable).with_name("unieditkit"))]  # the console 
 ROOMS = {"unieditkit.pipelines": "pipelines", "unieditkit.taxonomy": "taxonomy", "unieditkit.training": "training"}
 #: command -> the module that registers it and runs it
 COMMANDS = {"build": "unieditkit.pipelines.cli", "train": "unieditkit.training.cli", "edit": "unieditkit.training.edit",
-            "eval": "unieditkit.evaluate", "taxonomy": "unieditkit.taxonomy.cli", "inspect": "unieditkit.inspect.cli"}
+            "eval": "unieditkit.evaluate", "dedupe": "unieditkit.pipelines.dedupe", "taxonomy": "unieditkit.taxonomy.cli", "inspect": "unieditkit.inspect.cli"}
 
 
 def run_without(modules: tuple[str, ...], args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -47,6 +47,7 @@ def run_without(modules: tuple[str, ...], args: list[str], cwd: Path) -> subproc
     ("eval", ["eval", "--pred", "made", "--data", "data", "--random-weights"]),
     ("models", ["build", "--domain", "garments", "--source", f"images:{REPO / 'pipelines/sample_data/images'}",
                 "--out", "made", "--workers", "1"]),
+    ("models", ["dedupe", "made", "--clip-model", "ViT-B-32", "--random-weights"]),
 ])
 def test_a_command_without_its_extra_says_so_in_one_line_and_creates_nothing(tmp_path: Path, extra: str, args: list[str]) -> None:
     proc = run_without(EXTRAS[extra], args, tmp_path)

@@ -28,12 +28,13 @@ EXTRAS: dict[str, tuple[str, ...]] = {
 }
 
 #: command -> the extras it may draw on: the first whenever it runs a model, the others for a feature
-#: (``train``/``edit`` with ``model.backbone: flux-fill`` need ``flux``); commands not listed need none
+#: (``train``/``edit`` with ``model.backbone: flux-fill`` need ``flux``, ``dedupe --clip-model`` needs ``models``); commands not listed need none
 COMMAND_EXTRAS: dict[str, tuple[str, ...]] = {
     "build": ("models",),
     "train": ("train", "flux"),
     "edit": ("train", "flux"),
     "eval": ("eval",),
+    "dedupe": ("models",),
 }
 
 
