@@ -5,7 +5,7 @@ shadowed by it. Everything else (metadata, dependencies, extras) is in ``setup.c
 
 from setuptools import find_packages, setup
 
-ROOMS = ("pipelines", "taxonomy", "training")
+from unieditkit import ROOMS
 
 setup(
     package_dir={f"unieditkit.{room}": room for room in ROOMS},

@@ -21,7 +21,8 @@ import pyarrow.parquet as pq
 
 from unieditkit.faults import checkpoint
 from unieditkit.format import (
-    FORMAT_VERSION, MEMBERS, SIDECAR_SUFFIX, TAR_SUFFIX, column, index_record, index_schema, marker_name, rejected_record,
+    FORMAT_VERSION, MEMBERS, META_MEMBER, SIDECAR_SUFFIX, TAR_SUFFIX, column, index_record, index_schema, marker_name,
+    rejected_record,
 )
 from unieditkit.integrity import RecordingWriter
 from unieditkit.storage import Folder, as_folder
@@ -89,7 +90,7 @@ def write_shard(out: Folder | Path, shard: ShardPlan, rows: list[dict[str, Any]]
         tar = RecordingWriter(fh)  # a tar stream: only write() is called
         with tarfile.open(fileobj=tar, mode="w|") as stream:
             for r in ok:
-                write_sample(stream, r["key"], {"json": r["meta"].encode("utf-8"), **{m: bytes(r[column(m)]) for m in MEMBERS}})
+                write_sample(stream, r["key"], {META_MEMBER: r["meta"].encode("utf-8"), **{m: bytes(r[column(m)]) for m in MEMBERS}})
     checkpoint("tar-written")
 
     metas = [json.loads(r["meta"]) for r in ok]

@@ -22,12 +22,13 @@ from pathlib import Path
 
 import pytest
 
+import unieditkit
 from unieditkit.extras import COMMAND_EXTRAS, EXTRAS
 
 REPO = Path(__file__).resolve().parents[1]
 UNIEDITKIT = [str(Path(sys.executable).with_name("unieditkit"))]  # the console script a user runs
 #: installed package -> repository folder (setup.py's package_dir)
-ROOMS = {"unieditkit.pipelines": "pipelines", "unieditkit.taxonomy": "taxonomy", "unieditkit.training": "training"}
+ROOMS = {f"unieditkit.{room}": room for room in unieditkit.ROOMS}
 #: command -> the module that registers it and runs it
 COMMANDS = {"build": "unieditkit.pipelines.cli", "train": "unieditkit.training.cli", "edit": "unieditkit.training.edit",
             "eval": "unieditkit.evaluate", "dedupe": "unieditkit.pipelines.dedupe", "taxonomy": "unieditkit.taxonomy.cli", "inspect": "unieditkit.inspect.cli"}

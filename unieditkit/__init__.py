@@ -17,6 +17,9 @@ test_import_layers.py`` reads ``FLOORS`` and parses every import, function-level
 
 __version__ = "0.1.0"
 
+#: the repository's top-level folders installed as ``unieditkit.<name>`` (``setup.py`` maps them)
+ROOMS = ("pipelines", "taxonomy", "training")
+
 #: lowest first; a module belongs to the floor of the longest prefix that names it
 FLOORS = (
     ("core", ("unieditkit",)),

@@ -136,14 +136,13 @@ def package_for_workers() -> str:
     import unieditkit
 
     here = Path(unieditkit.__file__).resolve().parent
-    rooms = ("pipelines", "taxonomy", "training")
-    if all((here / room / "__init__.py").is_file() for room in rooms):
+    if all((here / room / "__init__.py").is_file() for room in unieditkit.ROOMS):
         return str(here)
     staged = Path(tempfile.mkdtemp(prefix="unieditkit-workers-")) / "unieditkit"
     atexit.register(shutil.rmtree, staged.parent, True)
     skip = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(here, staged, ignore=skip)
-    for room in rooms:
+    for room in unieditkit.ROOMS:
         module = __import__(f"unieditkit.{room}", fromlist=["_"])
         shutil.copytree(Path(module.__file__).resolve().parent, staged / room, ignore=skip)
     return str(staged)

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from unieditkit.errors import UserError
-from unieditkit.format import DONE_MARKER_SUFFIX, INDEX_FILE, SAMPLE_FILES, TAR_SUFFIX, marker_name
+from unieditkit.format import DONE_MARKER_SUFFIX, INDEX_FILE, META_MEMBER, SAMPLE_FILES, TAR_SUFFIX, marker_name
 from unieditkit.imageio import MAX_PIXELS
 from unieditkit.storage import Folder, as_folder
 
@@ -58,7 +58,7 @@ class Sample:
 
     @cached_property
     def meta(self) -> dict[str, Any]:
-        return json.loads(self.files["json"])
+        return json.loads(self.files[META_MEMBER])
 
     def image(self, member: str) -> Image.Image:
         """The member decoded by Pillow (mode as stored), refusing decompression bombs."""
