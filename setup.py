@@ -5,7 +5,8 @@ shadowed by it. Everything else (metadata, dependencies, extras) is in ``setup.c
 
 from setuptools import find_packages, setup
 
-from unieditkit import ROOMS
+#: ``unieditkit.ROOMS`` at run time; pip runs this file in an isolated build where ``unieditkit`` cannot be imported
+ROOMS = ("pipelines", "taxonomy", "training")
 
 setup(
     package_dir={f"unieditkit.{room}": room for room in ROOMS},
