@@ -226,13 +226,13 @@ def row_name(name: str, active_rank: int) -> str:
     return name.format(rank=active_rank)
 
 
-def train(name: str, settings: Settings, data: Path, run_dir: Path) -> dict:
-    """Train one variant into ``run_dir``; returns its time, its steps and its loss over the last logged window
-    (the last twentieth of the run)."""
+def train(name: str, settings: Settings, data: Path, run_dir: Path, extra: dict[str, Any] | None = None) -> dict:
+    """Train one variant (``extra``: its overrides, by default ``VARIANTS[name]``'s) into ``run_dir``; returns its
+    time, its steps and its loss over the last logged window (the last twentieth of the run)."""
     from unieditkit.training.config import load_config
     from unieditkit.training.train import run
 
-    cfg = load_config(None, settings.overrides(data, run_dir) | variant_overrides(name, settings))
+    cfg = load_config(None, settings.overrides(data, run_dir) | (variant_overrides(name, settings) if extra is None else extra))
     t0 = time.perf_counter()
     run(cfg, overwrite=True)
     seconds = time.perf_counter() - t0

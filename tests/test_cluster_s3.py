@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from buildproc import build_cmd, folder_files, shard_files
+from unieditkit.faults import COUNTERS_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "pipelines" / "sample_data"
@@ -306,11 +307,13 @@ def test_losing_the_second_node_mid_build_finishes_on_the_head_and_equals_an_uni
 
 
 @pytest.mark.slow
-def test_sigkill_of_the_driver_on_s3_then_rerun_equals_an_uninterrupted_build(s3: dict[str, str], coco_source: Path, coco_reference: Path) -> None:
+def test_sigkill_of_the_driver_on_s3_then_rerun_equals_an_uninterrupted_build(s3: dict[str, str], coco_source: Path, coco_reference: Path,
+                                                                              tmp_path: Path) -> None:
     expected = shard_files(folder_files(coco_reference))
     markers = sum(n.endswith("_stats.json") for n in expected)
     out = f"s3://{BUCKET}/killed"
-    killed = subprocess.run(build_cmd(coco_source, out), env={**s3, "UNIEDITKIT_KILL_AT": "marker-written:2"},
+    killed = subprocess.run(build_cmd(coco_source, out), env={**s3, "UNIEDITKIT_KILL_AT": "marker-written:2",
+                                                                COUNTERS_ENV: str(tmp_path / "kill-counts")},
                             capture_output=True, timeout=600, start_new_session=True)
     assert killed.returncode == -9, f"the build was not killed (exit {killed.returncode}): {killed.stderr[-2000:]!r}"
     partial = _remote_files(s3, "killed")

@@ -8,7 +8,9 @@ the worker, so they must be in the environment the Ray workers inherit. Unset, t
 ``checkpoint(POINT)`` marks a named point of the build (``planned``, ``tar-written``, ``sidecar-written``,
 ``marker-written``, ``index-written``). ``UNIEDITKIT_KILL_AT=POINT[:N]`` kills the build's whole process group
 (driver and Ray) with SIGKILL the N-th time any process of the group reaches POINT (shards are written by several
-Ray workers, so the count lives in a file named after the process group), so a test lands a kill exactly there.
+Ray workers, so the count lives in a file named after the process group, in the folder ``COUNTERS_ENV`` names:
+a killed build cannot remove a folder of its own, so a test gives one under its tmp path), so a test lands a kill
+exactly there.
 Ray workers run in process groups of their own: ``share_with_workers()``, called by the driver before Ray starts,
 passes the driver's group down, and a worker that reaches the point kills that group and then its own;
 ``UNIEDITKIT_HOLD_AT=POINT:FILE`` creates ``FILE.reached`` and waits (up to 10 minutes) until FILE exists, so a
@@ -24,7 +26,7 @@ import time
 from pathlib import Path
 
 _BUILD_GROUP = "UNIEDITKIT_BUILD_PGID"
-_COUNTERS = "UNIEDITKIT_CHECKPOINT_COUNTERS"
+COUNTERS_ENV = "UNIEDITKIT_CHECKPOINT_COUNTERS"
 
 
 def maybe_crash(unit_id: str) -> None:
@@ -79,7 +81,7 @@ def _times_reached(group: int, point: str) -> int:
 
 
 def _counter_dir() -> str:
-    folder = os.environ.get(_COUNTERS)
+    folder = os.environ.get(COUNTERS_ENV)
     if not folder:
-        folder = os.environ[_COUNTERS] = tempfile.mkdtemp(prefix="unieditkit-checkpoints-")
+        folder = os.environ[COUNTERS_ENV] = tempfile.mkdtemp(prefix="unieditkit-checkpoints-")
     return folder
