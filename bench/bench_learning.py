@@ -32,7 +32,8 @@
    the same for every editor) and read back as ``unieditkit eval`` reads them (``held_out``, ``composite``);
    masked MSE, PSNR and SSIM over the generated pixels (``unieditkit.metrics``). Beside them: the same
    architecture untrained (step 0: the seeded initial weights every variant starts from) and the two baselines
-   of ``unieditkit.baselines``, on the same samples and masks.
+   of ``unieditkit.baselines``, on the same samples and masks, and the ceiling: the ground truth through the
+   editor's own 16-px frame and back, what a perfect editor of this size would score.
 
 The table (rows: editors; columns: metric x mask variant) is printed and written to ``--out`` as ``learning.md``
 and ``learning.json``, with issue 18's targets: the trained editor's masked MSE at most 0.5x the untrained
@@ -82,6 +83,7 @@ METRICS = {"MSE": masked_mse, "PSNR": masked_psnr, "SSIM": masked_ssim}
 #: metric -> whether higher is better
 HIGHER_IS_BETTER = {"MSE": False, "PSNR": True, "SSIM": True}
 TRAINED = "MoT + MATS"
+CEILING = "ground truth at the editor's size"
 UNTRAINED = "untrained (step 0)"
 #: the trained variants: row name -> config overrides on top of the common ones
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -266,9 +268,21 @@ def predict(run_dir: Path | None, settings: Settings, data: Path, pred: Path, sa
 Table = dict[str, dict[str, dict[str, float]]]
 
 
-def score(data: Path, predictions: dict[str, Path]) -> tuple[Table, dict[str, int]]:
-    """``{row: {variant: {metric: mean over test samples}}}`` for every editor with predictions and both
-    baselines, on the same samples and masks, and the test samples per domain."""
+def round_trip(target: np.ndarray, mask: np.ndarray, size: int) -> np.ndarray:
+    """The ground truth through the editor's own frame: letterboxed to ``size`` as training sees it, mapped back
+    and composited as ``unieditkit edit`` does. A perfect editor of this size scores this, so it is the ceiling
+    that the editor's resolution alone allows."""
+    from unieditkit.training.data import GREY, letterbox
+    from unieditkit.training.edit import compose
+
+    small = np.asarray(letterbox(Image.fromarray(target), size, GREY, Image.BICUBIC))
+    return np.asarray(compose(small, Image.fromarray(target), Image.fromarray(mask.astype(np.uint8) * 255)))
+
+
+def score(data: Path, predictions: dict[str, Path], image_size: int) -> tuple[Table, dict[str, int]]:
+    """``{row: {variant: {metric: mean over test samples}}}`` for every editor with predictions, both baselines
+    and the ceiling (:func:`round_trip` at ``image_size``), on the same samples and masks, and the test samples
+    per domain."""
     from unieditkit.evaluate import composite, find_prediction, held_out
 
     per: dict[str, dict[str, dict[str, list[float]]]] = {}
@@ -280,6 +294,7 @@ def score(data: Path, predictions: dict[str, Path]) -> tuple[Table, dict[str, in
             edits = {name: composite(find_prediction(pred, sample.key, variant), sample, mask)
                      for name, pred in predictions.items()}
             edits |= {name: fill(sample.target, mask, sample.ref, sample.ref_mask) for name, fill in BASELINES.items()}
+            edits[CEILING] = round_trip(sample.target, mask, image_size)
             for name, edit in edits.items():
                 cell = per.setdefault(name, {}).setdefault(variant, {m: [] for m in METRICS})
                 for metric, fn in METRICS.items():
@@ -383,8 +398,8 @@ def main(argv: list[str] | None = None) -> int:
             runs[row] = info | {"edit_seconds": time.perf_counter() - t}
             print(f"{row}: trained {info['steps']} steps in {info['seconds']:.0f} s, last loss {info['last_loss']:.4f}",
                   flush=True)
-        table, test_samples = score(data, predictions)
-    table = {name: table[name] for name in [*predictions, *BASELINES]}
+        table, test_samples = score(data, predictions, args.image_size)
+    table = {name: table[name] for name in [*predictions, *BASELINES, CEILING]}
     total = time.perf_counter() - t0
     ratios = mse_ratios(table)
     machine = (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "

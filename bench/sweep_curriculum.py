@@ -35,6 +35,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "bench reports seed 0; keep this one different)")
     p.add_argument("--steps", type=int, default=1200)
     p.add_argument("--work", type=Path, help="keep the photos, build, runs and predictions here")
+    p.add_argument("--quick", action="store_true", help="bench_learning.py's --quick budget: plumbing, not quality")
     args = p.parse_args(argv)
     try:
         args.schedules = [[float(x) for x in b.split(",")] for b in args.boundaries]
@@ -47,7 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    learning = bench.parse_args(["--out", str(args.out), "--seed", str(args.seed), "--steps", str(args.steps)])
+    learning = bench.parse_args(["--out", str(args.out), "--seed", str(args.seed), "--steps", str(args.steps),
+                                 *(["--quick"] if args.quick else [])])
     settings = bench.settings_of(learning)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="sweep_curriculum_") as tmp:
@@ -65,12 +67,12 @@ def main(argv: list[str] | None = None) -> int:
             predictions[row] = work / "pred" / run_dir.name
             bench.predict(run_dir, settings, data, predictions[row], learning.sample_steps)
             print(f"{row}: trained in {seconds[row]:.0f} s", flush=True)
-        table, test_samples = bench.score(data, predictions)
-    table = {name: table[name] for name in [*predictions, *bench.BASELINES]}
+        table, test_samples = bench.score(data, predictions, learning.image_size)
+    table = {name: table[name] for name in [*predictions, *bench.BASELINES, bench.CEILING]}
     mean_mse = {name: float(np.mean([cells[v]["MSE"] for v in cells])) for name, cells in table.items()}
     best = min(predictions, key=lambda name: mean_mse[name])
     text = "\n".join([
-        f"seed {args.seed}, {sum(test_samples.values())} test samples, {args.steps} steps per schedule, "
+        f"seed {args.seed}, {sum(test_samples.values())} test samples, {learning.steps} steps per schedule, "
         f"total {time.perf_counter() - t0:.0f} s",
         "", bench.markdown(table), "",
         "mean masked MSE over fine, rough and box: " + ", ".join(f"{n} {mean_mse[n]:.4f}" for n in predictions),
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "sweep.md").write_text(text + "\n")
-    (args.out / "sweep.json").write_text(json.dumps({"seed": args.seed, "steps": args.steps, "table": table,
+    (args.out / "sweep.json").write_text(json.dumps({"seed": args.seed, "steps": learning.steps, "table": table,
                                                      "train_seconds": seconds, "mean_mse": mean_mse,
                                                      "lowest": best}, indent=2))
     return 0

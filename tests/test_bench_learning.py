@@ -12,6 +12,8 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
+
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
 
@@ -29,7 +31,7 @@ def test_learning_bench_writes_every_row_and_column(tmp_path, monkeypatch):
     result = json.loads((out / "learning.json").read_text())
     active_rank = result["args"]["rank"] * bench_learning.TOP_K
     trained = [bench_learning.row_name(name, active_rank) for name in bench_learning.VARIANTS]
-    rows = [bench_learning.UNTRAINED, *trained, *BASELINES]
+    rows = [bench_learning.UNTRAINED, *trained, *BASELINES, bench_learning.CEILING]
     assert list(result["table"]) == rows
     assert len(set(rows)) == len(rows)
     for row in rows:
@@ -50,3 +52,15 @@ def test_learning_bench_writes_every_row_and_column(tmp_path, monkeypatch):
         assert f"| {row} |" in table
     header = next(line for line in table.splitlines() if line.startswith("| editor |"))
     assert header.count("|") == 2 + len(bench_learning.METRICS) * len(MASK_VARIANTS)
+
+
+def test_the_ceiling_is_the_ground_truth_changed_only_inside_the_mask_and_only_by_the_editors_size():
+    rng = np.random.default_rng(0)
+    target = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    mask = np.zeros((48, 64), bool)
+    mask[10:30, 20:50] = True
+    small = bench_learning.round_trip(target, mask, 16)
+    assert (small[~mask] == target[~mask]).all()
+    assert np.abs(small[mask].astype(int) - target[mask]).mean() > 10  # noise does not survive 16 px
+    same = bench_learning.round_trip(target, mask, 64)  # the editor's frame at the photo's own size
+    assert np.abs(same.astype(int) - target).max() <= 1

@@ -41,7 +41,7 @@ def reference(coco_reference: Path) -> dict[str, bytes]:
 def test_sigkill_at_each_point_then_rerun_equals_uninterrupted_build(coco_source: Path, reference: dict[str, bytes], tmp_path: Path) -> None:
     out = tmp_path / "out"
     for point in KILL_POINTS:
-        env = {**os.environ, "UNIEDITKIT_KILL_AT": point, COUNTERS_ENV: str(tmp_path / "kill-counts")}
+        env = {**os.environ, "UNIEDITKIT_KILL_AT": point, COUNTERS_ENV: str(tmp_path / "kill-counts" / point.replace(":", "-"))}
         proc = subprocess.run(build_cmd(coco_source, out), env=env, capture_output=True, timeout=300, start_new_session=True)
         assert proc.returncode == -9, f"the build was not killed at {point} (exit {proc.returncode}): {proc.stderr[-500:]!r}"
         for name, data in _final_files(out).items():

@@ -84,4 +84,5 @@ def _counter_dir() -> str:
     folder = os.environ.get(COUNTERS_ENV)
     if not folder:
         folder = os.environ[COUNTERS_ENV] = tempfile.mkdtemp(prefix="unieditkit-checkpoints-")
+    Path(folder).mkdir(parents=True, exist_ok=True)
     return folder

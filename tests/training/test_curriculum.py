@@ -15,7 +15,7 @@ def test_stages_follow_the_boundaries():
 
 
 def test_each_stage_mixes_variants_with_its_probabilities():
-    cur = Curriculum(CurriculumConfig(), max_steps=100)
+    cur = Curriculum(CurriculumConfig(boundaries=[0.3, 0.7]), max_steps=100)  # the default mixes, stages of 30-40 %
     rng = random.Random(0)
     n = 4000
     fine = Counter(cur.variant(0, rng) for _ in range(n))
@@ -27,7 +27,7 @@ def test_each_stage_mixes_variants_with_its_probabilities():
 
 
 def test_unnormalised_mix_is_normalised():
-    cur = Curriculum(CurriculumConfig(rough={"fine": 1.0, "rough": 3.0}), max_steps=10)
+    cur = Curriculum(CurriculumConfig(boundaries=[0.3, 0.7], rough={"fine": 1.0, "rough": 3.0}), max_steps=10)
     rng = random.Random(1)
     counts = Counter(cur.variant(5, rng) for _ in range(2000))
     assert abs(counts["rough"] / 2000 - 0.75) < 0.04
