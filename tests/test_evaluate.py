@@ -73,6 +73,7 @@ def _row(result: dict, variant: str, editor: str, group: str = "all") -> dict:
     return row
 
 
+@pytest.mark.slow  # one eval with all six networks, randomly initialised, on the CPU (about 1.5 min)
 def test_ground_truth_beats_both_baselines(random_run: tuple[dict, str, Path], data: Path) -> None:
     result, _, _ = random_run
     assert result["samples"] == len(_samples(data)) == 4
@@ -92,6 +93,7 @@ def test_ground_truth_beats_both_baselines(random_run: tuple[dict, str, Path], d
         assert abs(model["FID"]) < 1e-3 * _row(result, variant, "mean-fill")["FID"], "identical features: FID ~ 0"
 
 
+@pytest.mark.slow
 def test_rows_per_domain_and_subcategory(random_run: tuple[dict, str, Path]) -> None:
     result, printed, _ = random_run
     for group in ("domain", "subcategory"):
@@ -111,6 +113,7 @@ def test_rows_per_domain_and_subcategory(random_run: tuple[dict, str, Path]) -> 
     assert "| garments/" not in printed, "per-subcategory rows are in the JSON only"
 
 
+@pytest.mark.slow
 def test_random_weights_are_flagged_everywhere(random_run: tuple[dict, str, Path]) -> None:
     result, printed, chart = random_run
     assert result["random_weights"] == ["CLIP-I", "DINO-I", "LPIPS", "FID"]
@@ -128,6 +131,7 @@ def test_random_weights_are_flagged_everywhere(random_run: tuple[dict, str, Path
         assert img.format == "PNG" and img.width > 600 and img.height > 200
 
 
+@pytest.mark.slow
 def test_dino_score_is_the_reference_similarity(random_run: tuple[dict, str, Path], data: Path) -> None:
     """DINO-I of ground-truth predictions, recomputed by hand: the target's object box against the reference."""
     result, _, _ = random_run
@@ -180,6 +184,7 @@ def test_missing_weights_say_how_to_get_them(data: Path, tmp_path: Path, capsys:
     assert f"--data {data}: no finished val shards; it has train " in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_weight_files_load_by_path(data: Path, ground_truth_predictions: Path, random_run: tuple[dict, str, Path],
                                    tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Files in the official layouts (random values here, shifted from the seeded ones) go through the real

@@ -299,7 +299,8 @@ def test_two_process_flux_run_resumes_bit_exactly_then_edit_and_eval_run(
                  "--out", str(single), "--steps", "2"]) == 0
     assert Image.open(single).size == tgt.size
     scores = tmp_path / "scores.json"
-    assert main(["eval", "--pred", str(pred), "--data", str(data), "--random-weights", "--no-dino",
+    # the pixel metrics only: the networks' scoring has its own tests (tests/test_evaluate.py)
+    assert main(["eval", "--pred", str(pred), "--data", str(data), "--no-clip", "--no-dino", "--no-lpips", "--no-fid",
                  "--json", str(scores)]) == 0
     assert json.loads(scores.read_text())["evaluated"] == {"fine": 2, "rough": 2, "box": 2}
 
