@@ -105,7 +105,12 @@ def run(cfg: Config, resume: str | None = None, *, overwrite: bool = False, allo
     owned = not torch.distributed.is_initialized()
     info = init_distributed()
     try:
-        return _train(cfg, info, resume, overwrite, allow_world_size_change, on_checkpoint)
+        step = _train(cfg, info, resume, overwrite, allow_world_size_change, on_checkpoint)
+        if owned:
+            # ranks tear the process group down together: a gloo rank once aborted ("terminate called without
+            # an active exception") while its peer was already leaving after a --stop-after run
+            barrier()
+        return step
     finally:
         if owned:
             shutdown()
