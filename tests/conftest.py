@@ -18,9 +18,9 @@ os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Files with the most slow tests first. Under ``--dist loadfile`` a file is one unit of work, handed to the
-    test processes in this order, so the long files start early and the short ones fill the gaps at the end;
-    pytest's own alphabetical order ran ``tests/training/``, most of the longest files, last."""
+    """Files with the most slow tests first. Under ``--dist loadfile --no-loadscope-reorder`` a file is one unit of
+    work, handed to the test processes in this order, so the long files start early and the short ones fill the
+    gaps at the end; xdist's own order (most tests first) left the longest files, which hold few tests, to the end."""
     slow = Counter(item.path for item in items if item.get_closest_marker("slow"))
     first_seen = {path: i for i, path in enumerate(dict.fromkeys(item.path for item in items))}
     items.sort(key=lambda item: (-slow[item.path], first_seen[item.path]))

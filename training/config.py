@@ -90,9 +90,10 @@ CURRICULUM_STAGES = (FINE, ROUGH, BOX)
 
 @dataclass
 class CurriculumConfig:
-    """The paper gives the order of the stages, not where each begins; the default boundaries are the lowest mean
-    masked MSE (fine, rough, box) of ``bench/sweep_curriculum.py``, on data the learning bench does not score:
-    fine-only training is short, and most of the run is the box stage's mix (BENCHMARKS.md)."""
+    """The paper gives the order of the stages, not where each begins. The default boundaries scored the lowest
+    mean masked MSE (fine, rough, box) in ``bench/sweep_curriculum.py`` among the schedules that keep that order,
+    on data the learning bench does not score: fine-only training is short, and most of the run is the box
+    stage's mix (BENCHMARKS.md)."""
 
     boundaries: list[float] = field(default_factory=lambda: [0.1, 0.25])
     fine: dict[str, float] = field(default_factory=lambda: {FINE: 1.0})
