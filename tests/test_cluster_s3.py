@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from buildproc import build_cmd, folder_files, shard_files
-from unieditkit.faults import COUNTERS_ENV
+from unieditkit.faults import kill_at
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "pipelines" / "sample_data"
@@ -312,8 +312,7 @@ def test_sigkill_of_the_driver_on_s3_then_rerun_equals_an_uninterrupted_build(s3
     expected = shard_files(folder_files(coco_reference))
     markers = sum(n.endswith("_stats.json") for n in expected)
     out = f"s3://{BUCKET}/killed"
-    killed = subprocess.run(build_cmd(coco_source, out), env={**s3, "UNIEDITKIT_KILL_AT": "marker-written:2",
-                                                                COUNTERS_ENV: str(tmp_path / "kill-counts")},
+    killed = subprocess.run(build_cmd(coco_source, out), env={**s3, **kill_at("marker-written:2", tmp_path / "kill-counts")},
                             capture_output=True, timeout=600, start_new_session=True)
     assert killed.returncode == -9, f"the build was not killed (exit {killed.returncode}): {killed.stderr[-2000:]!r}"
     partial = _remote_files(s3, "killed")

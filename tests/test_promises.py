@@ -18,7 +18,7 @@ import cv2
 import pytest
 
 from buildproc import build_cmd
-from unieditkit.faults import COUNTERS_ENV
+from unieditkit.faults import kill_at
 from unieditkit.format import BUILD_CONFIG_FILE, CARD_FILE, INDEX_FILE, REJECTED_FILE
 
 FINAL_NAMES = ("*.tar", "*.parquet", "*_stats.json", CARD_FILE, BUILD_CONFIG_FILE)
@@ -41,7 +41,7 @@ def reference(coco_reference: Path) -> dict[str, bytes]:
 def test_sigkill_at_each_point_then_rerun_equals_uninterrupted_build(coco_source: Path, reference: dict[str, bytes], tmp_path: Path) -> None:
     out = tmp_path / "out"
     for point in KILL_POINTS:
-        env = {**os.environ, "UNIEDITKIT_KILL_AT": point, COUNTERS_ENV: str(tmp_path / "kill-counts" / point.replace(":", "-"))}
+        env = {**os.environ, **kill_at(point, tmp_path / "kill-counts" / point.replace(":", "-"))}
         proc = subprocess.run(build_cmd(coco_source, out), env=env, capture_output=True, timeout=300, start_new_session=True)
         assert proc.returncode == -9, f"the build was not killed at {point} (exit {proc.returncode}): {proc.stderr[-500:]!r}"
         for name, data in _final_files(out).items():
@@ -79,7 +79,7 @@ def test_an_input_edited_in_place_after_a_kill_refuses_the_resume(coco_source: P
     shutil.copytree(coco_source.parent, tmp_path / "src")
     source = tmp_path / "src" / coco_source.name
     out = tmp_path / "out"
-    env = {**os.environ, "UNIEDITKIT_KILL_AT": "marker-written:1", COUNTERS_ENV: str(tmp_path / "kill-counts")}
+    env = {**os.environ, **kill_at("marker-written:1", tmp_path / "kill-counts")}
     assert subprocess.run(build_cmd(source, out), env=env, capture_output=True, timeout=300, start_new_session=True).returncode == -9
     image = source.parent / "images" / "synthetic_garments_005.jpg"
     pixels = cv2.imread(str(image))

@@ -8,9 +8,9 @@ the worker, so they must be in the environment the Ray workers inherit. Unset, t
 ``checkpoint(POINT)`` marks a named point of the build (``planned``, ``tar-written``, ``sidecar-written``,
 ``marker-written``, ``index-written``). ``UNIEDITKIT_KILL_AT=POINT[:N]`` kills the build's whole process group
 (driver and Ray) with SIGKILL the N-th time any process of the group reaches POINT (shards are written by several
-Ray workers, so the count lives in a file named after the process group, in the folder ``COUNTERS_ENV`` names:
-a killed build cannot remove a folder of its own, so a test gives one under its tmp path), so a test lands a kill
-exactly there.
+Ray workers, so the count lives in a file named after the process group), so a test lands a kill exactly there;
+a test arms it with ``kill_at(POINT, FOLDER)``, which also names the folder for the counts (a killed build cannot
+remove a folder of its own, so a test gives one under its tmp path).
 Ray workers run in process groups of their own: ``share_with_workers()``, called by the driver before Ray starts,
 passes the driver's group down, and a worker that reaches the point kills that group and then its own;
 ``UNIEDITKIT_HOLD_AT=POINT:FILE`` creates ``FILE.reached`` and waits (up to 10 minutes) until FILE exists, so a
@@ -26,7 +26,15 @@ import time
 from pathlib import Path
 
 _BUILD_GROUP = "UNIEDITKIT_BUILD_PGID"
-COUNTERS_ENV = "UNIEDITKIT_CHECKPOINT_COUNTERS"
+_KILL_AT = "UNIEDITKIT_KILL_AT"
+_COUNTERS = "UNIEDITKIT_CHECKPOINT_COUNTERS"
+
+
+def kill_at(point: str, counters: Path) -> dict[str, str]:
+    """The environment that makes a build SIGKILL itself at ``point`` (``POINT[:N]``), counting in ``counters``
+    (created here), for a test to add to the build's environment."""
+    counters.mkdir(parents=True, exist_ok=True)
+    return {_KILL_AT: point, _COUNTERS: str(counters)}
 
 
 def maybe_crash(unit_id: str) -> None:
@@ -42,7 +50,7 @@ def maybe_crash(unit_id: str) -> None:
 
 
 def checkpoint(point: str) -> None:
-    kill = os.environ.get("UNIEDITKIT_KILL_AT")
+    kill = os.environ.get(_KILL_AT)
     if kill:
         name, _, nth = kill.partition(":")
         if name == point:
@@ -62,7 +70,7 @@ def checkpoint(point: str) -> None:
 
 def share_with_workers() -> None:
     """Record the driver's process group in the environment the Ray workers inherit (only when a kill is armed)."""
-    if os.environ.get("UNIEDITKIT_KILL_AT"):
+    if os.environ.get(_KILL_AT):
         os.environ[_BUILD_GROUP] = str(os.getpgid(0))
         _counter_dir()
 
@@ -81,8 +89,7 @@ def _times_reached(group: int, point: str) -> int:
 
 
 def _counter_dir() -> str:
-    folder = os.environ.get(COUNTERS_ENV)
+    folder = os.environ.get(_COUNTERS)
     if not folder:
-        folder = os.environ[COUNTERS_ENV] = tempfile.mkdtemp(prefix="unieditkit-checkpoints-")
-    Path(folder).mkdir(parents=True, exist_ok=True)
+        folder = os.environ[_COUNTERS] = tempfile.mkdtemp(prefix="unieditkit-checkpoints-")
     return folder
